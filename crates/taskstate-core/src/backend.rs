@@ -1,0 +1,434 @@
+//! The `StateBackend` trait: the operations every engine provides (SPEC §3)
+//! with the semantics of SPEC §4.
+
+use crate::dto::{
+    AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationStatusRecord, RunnerContext,
+    WorkflowIdentity,
+};
+use crate::error::{Error, Result};
+use crate::ids::{InvocationId, RunnerId, TaskId};
+use crate::status::InvocationStatus;
+use crate::time::{TimeRange, Timestamp};
+
+/// An opaque position in a paged query. Only the engine that produced it can
+/// interpret it; pass it back unchanged to get the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Cursor(String);
+
+impl Cursor {
+    /// Wraps an engine-defined token. Engines use this; callers never need to.
+    #[must_use]
+    pub fn from_token(token: impl Into<String>) -> Self {
+        Cursor(token.into())
+    }
+
+    /// The engine-defined token.
+    #[must_use]
+    pub fn token(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One page of a keyset-paged query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items of this page, at most the page size, in query order.
+    pub items: Vec<T>,
+    /// Where the next page starts: `Some` exactly when at least one more item
+    /// follows this page.
+    pub next: Option<Cursor>,
+}
+
+/// The default page size of range queries (the reference's `batch_size`).
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// Iterator over all pages of a paged query; yields each non-empty page.
+pub struct Pages<'a, T> {
+    fetch: Box<dyn FnMut(Option<&Cursor>) -> Result<Page<T>> + 'a>,
+    cursor: Option<Cursor>,
+    done: bool,
+}
+
+impl<'a, T> Pages<'a, T> {
+    /// Pages of `fetch(cursor)`, starting with no cursor.
+    pub fn new(fetch: impl FnMut(Option<&Cursor>) -> Result<Page<T>> + 'a) -> Self {
+        Self {
+            fetch: Box::new(fetch),
+            cursor: None,
+            done: false,
+        }
+    }
+}
+
+impl<T> Iterator for Pages<'_, T> {
+    type Item = Result<Vec<T>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match (self.fetch)(self.cursor.as_ref()) {
+            Ok(page) => {
+                self.done = page.next.is_none();
+                self.cursor = page.next;
+                if page.items.is_empty() {
+                    self.done = true;
+                    None
+                } else {
+                    Some(Ok(page.items))
+                }
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// The durable record of a task system: invocations, status history,
+/// results, exceptions, workflows, apps and runner contexts.
+///
+/// Every method takes `&self`; engines are `Send + Sync` and safe to share
+/// between threads. Batch methods apply all or nothing. Lists without a
+/// natural order are sorted ascending by id; history is ordered by
+/// (timestamp instant, insertion order). See SPEC §4 for every rule; the
+/// `taskstate-conformance` crate checks them.
+///
+/// ```
+/// use taskstate_core::*;
+/// fn count_children(backend: &dyn StateBackend, id: &InvocationId) -> Result<usize> {
+///     Ok(backend.get_child_invocations(id)?.len())
+/// }
+/// ```
+pub trait StateBackend: Send + Sync {
+    /// A short name of the engine (`memory`, `sqlite`...), for messages.
+    fn engine_name(&self) -> &'static str;
+
+    // ---- invocations -------------------------------------------------
+
+    /// Inserts or replaces each invocation with its call, atomically.
+    ///
+    /// Each pair must pass [`check_invocation_pair`] (the invocation's call id
+    /// equals the call's; no id is empty), else `InvalidInput` and nothing is
+    /// stored. Within a batch a later entry for the same id wins.
+    fn upsert_invocations(&self, entries: &[(InvocationDTO, CallDTO)]) -> Result<()>;
+
+    /// The invocation and its call; `NotFound` naming the id if absent.
+    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)>;
+
+    /// Ids of the invocations whose parent is `parent`, ascending.
+    fn get_child_invocations(&self, parent: &InvocationId) -> Result<Vec<InvocationId>>;
+
+    /// Ids of the invocations in a workflow (by workflow id and/or workflow
+    /// type key; both: AND; neither: every invocation), ascending.
+    fn get_invocation_ids_by_workflow(
+        &self,
+        workflow_id: Option<&InvocationId>,
+        workflow_type: Option<&TaskId>,
+    ) -> Result<Vec<InvocationId>>;
+
+    // ---- status history ----------------------------------------------
+
+    /// Adds history records atomically. A record with the identity of a
+    /// stored one (same invocation, instant and status) replaces it and
+    /// takes the latest insertion position.
+    fn add_histories(&self, records: &[InvocationHistory]) -> Result<()>;
+
+    /// An invocation's history, by (timestamp, insertion order); empty if none.
+    fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>>;
+
+    /// One page of the distinct ids of invocations with a history record in
+    /// `range` (inclusive), ascending, after `after`.
+    fn invocation_ids_in_timerange(
+        &self,
+        range: &TimeRange,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<InvocationId>>;
+
+    /// One page of the history records in `range` (inclusive), by
+    /// (timestamp, insertion order), after `after`.
+    fn history_in_timerange(
+        &self,
+        range: &TimeRange,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<InvocationHistory>>;
+
+    // ---- results and exceptions --------------------------------------
+
+    /// Sets (or replaces) an invocation's serialized result.
+    fn set_result(&self, id: &InvocationId, result: &str) -> Result<()>;
+    /// An invocation's result; `NotFound` if none was set.
+    fn get_result(&self, id: &InvocationId) -> Result<String>;
+    /// Sets (or replaces) an invocation's serialized exception.
+    fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()>;
+    /// An invocation's exception; `NotFound` if none was set.
+    fn get_exception(&self, id: &InvocationId) -> Result<String>;
+
+    // ---- workflows ---------------------------------------------------
+
+    /// Stores (upserts by workflow id) a workflow run.
+    fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()>;
+    /// The distinct workflow types of stored runs, ascending by key.
+    fn get_all_workflow_types(&self) -> Result<Vec<TaskId>>;
+    /// All stored workflow runs, ascending by workflow id.
+    fn get_all_workflow_runs(&self) -> Result<Vec<WorkflowIdentity>>;
+    /// The runs of one workflow type, ascending by workflow id.
+    fn get_workflow_runs(&self, workflow_type: &TaskId) -> Result<Vec<WorkflowIdentity>>;
+    /// Records that `sub_invocation` ran inside workflow `workflow_id` (a set).
+    fn store_workflow_sub_invocation(
+        &self,
+        workflow_id: &InvocationId,
+        sub_invocation: &InvocationId,
+    ) -> Result<()>;
+    /// The sub-invocations of a workflow, ascending.
+    fn get_workflow_sub_invocations(&self, workflow_id: &InvocationId)
+    -> Result<Vec<InvocationId>>;
+    /// Sets a workflow data value.
+    fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()>;
+    /// A workflow data value; `None` when the key or workflow is absent.
+    fn get_workflow_data(&self, workflow_id: &InvocationId, key: &str) -> Result<Option<String>>;
+
+    // ---- applications ------------------------------------------------
+
+    /// Stores (upserts by app id) an app's info.
+    fn store_app_info(&self, info: &AppInfo) -> Result<()>;
+    /// An app's info; `NotFound` if absent.
+    fn get_app_info(&self, app_id: &str) -> Result<AppInfo>;
+    /// Every stored app info, ascending by app id.
+    fn discover_app_infos(&self) -> Result<Vec<AppInfo>>;
+
+    // ---- runner contexts ---------------------------------------------
+
+    /// Stores (upserts by runner id) a context and every ancestor in its
+    /// parent chain, each linked to its parent by id.
+    fn store_runner_context(&self, ctx: &RunnerContext) -> Result<()>;
+    /// A stored context with its whole parent chain; `None` if absent; a
+    /// missing (or cyclic) parent is `Corrupt`, naming both ids.
+    fn get_runner_context(&self, runner_id: &RunnerId) -> Result<Option<RunnerContext>>;
+    /// The stored contexts among `ids` (unknown ids skipped), ascending by
+    /// runner id, each id once.
+    fn get_runner_contexts(&self, ids: &[RunnerId]) -> Result<Vec<RunnerContext>>;
+    /// Contexts whose runner id contains `partial` (literal, ASCII
+    /// case-insensitive), ascending by runner id.
+    fn get_matching_runner_contexts(&self, partial: &str) -> Result<Vec<RunnerContext>>;
+
+    // ---- whole-store listing (export, copy, inspect) -----------------
+
+    /// Ids with a stored result, ascending.
+    fn result_ids(&self) -> Result<Vec<InvocationId>>;
+    /// Ids with a stored exception, ascending.
+    fn exception_ids(&self) -> Result<Vec<InvocationId>>;
+    /// Every (workflow id, sub-invocation id) link, ascending.
+    fn all_workflow_sub_invocations(&self) -> Result<Vec<(InvocationId, InvocationId)>>;
+    /// Every (workflow id, key, value) of workflow data, ascending by
+    /// (workflow id, key).
+    fn all_workflow_data(&self) -> Result<Vec<(InvocationId, String, String)>>;
+
+    // ---- maintenance -------------------------------------------------
+
+    /// Deletes everything this backend stores; it stays usable.
+    fn purge(&self) -> Result<()>;
+
+    // ---- provided helpers --------------------------------------------
+
+    /// All pages of [`StateBackend::history_in_timerange`].
+    ///
+    /// ```
+    /// # use taskstate_core::*;
+    /// fn count(b: &dyn StateBackend) -> Result<usize> {
+    ///     let mut n = 0;
+    ///     for page in b.iter_history_in_timerange(TimeRange::all(), DEFAULT_PAGE_SIZE) {
+    ///         n += page?.len();
+    ///     }
+    ///     Ok(n)
+    /// }
+    /// ```
+    fn iter_history_in_timerange(
+        &self,
+        range: TimeRange,
+        page_size: usize,
+    ) -> Pages<'_, InvocationHistory> {
+        Pages::new(move |c| self.history_in_timerange(&range, c, page_size))
+    }
+
+    /// All pages of [`StateBackend::invocation_ids_in_timerange`].
+    fn iter_invocations_in_timerange(
+        &self,
+        range: TimeRange,
+        page_size: usize,
+    ) -> Pages<'_, InvocationId> {
+        Pages::new(move |c| self.invocation_ids_in_timerange(&range, c, page_size))
+    }
+
+    /// Records one status for many invocations in one batch, as the
+    /// reference's `add_histories` does: each record gets its own invocation
+    /// id, the runner context's id, and `registered_by` only when the status
+    /// is `registered`. Returns the records written.
+    fn add_status_for(
+        &self,
+        ids: &[InvocationId],
+        status: InvocationStatus,
+        runner: &RunnerContext,
+        registered_by: Option<&InvocationId>,
+        at: Timestamp,
+    ) -> Result<Vec<InvocationHistory>> {
+        let runner_id = if status == InvocationStatus::Registered {
+            None
+        } else {
+            Some(runner.runner_id.clone())
+        };
+        let records: Vec<InvocationHistory> = ids
+            .iter()
+            .map(|id| InvocationHistory {
+                invocation_id: id.clone(),
+                timestamp: at,
+                status_record: InvocationStatusRecord {
+                    status,
+                    runner_id: runner_id.clone(),
+                    timestamp: at,
+                },
+                runner_context_id: runner.runner_id.clone(),
+                registered_by_inv_id: if status == InvocationStatus::Registered {
+                    registered_by.cloned()
+                } else {
+                    None
+                },
+            })
+            .collect();
+        self.add_histories(&records)?;
+        Ok(records)
+    }
+
+    /// The latest history record of an invocation, if any.
+    fn latest_status(&self, id: &InvocationId) -> Result<Option<InvocationHistory>> {
+        Ok(self.get_history(id)?.pop())
+    }
+}
+
+fn non_empty(what: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid(format!("{what} must not be empty")));
+    }
+    Ok(())
+}
+
+/// Input rules for an (invocation, call) pair, shared by every engine so
+/// they refuse exactly the same input: no empty ids (the reference reads an
+/// empty parent id back as none), and the invocation's call id must equal the
+/// call's (the file format stores it once).
+pub fn check_invocation_pair(inv: &InvocationDTO, call: &CallDTO) -> Result<()> {
+    non_empty("invocation_id", inv.invocation_id.as_str())?;
+    if inv.call_id != call.call_id {
+        return Err(Error::invalid(format!(
+            "invocation {:?}: its call id {:?} differs from its call's {:?}",
+            inv.invocation_id.as_str(),
+            inv.call_id.key(),
+            call.call_id.key()
+        )));
+    }
+    if let Some(p) = &inv.parent_invocation_id {
+        non_empty("parent_invocation_id", p.as_str())?;
+    }
+    check_workflow(&inv.workflow)
+}
+
+/// Input rules for a workflow identity: non-empty ids.
+pub fn check_workflow(wf: &WorkflowIdentity) -> Result<()> {
+    non_empty("workflow_id", wf.workflow_id.as_str())?;
+    if let Some(p) = &wf.parent_workflow_id {
+        non_empty("parent_workflow_id", p.as_str())?;
+    }
+    Ok(())
+}
+
+/// Input rules for a history record: non-empty invocation id and, when set,
+/// a non-empty registered-by id.
+pub fn check_history(h: &InvocationHistory) -> Result<()> {
+    non_empty("history invocation_id", h.invocation_id.as_str())?;
+    if let Some(r) = &h.registered_by_inv_id {
+        non_empty("registered_by_inv_id", r.as_str())?;
+    }
+    Ok(())
+}
+
+/// Input rules for a runner context: non-empty runner ids in the chain, and
+/// no runner id repeated in it (a cycle could never be read back).
+pub fn check_runner_context(ctx: &RunnerContext) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for c in ctx.chain() {
+        non_empty("runner_id", c.runner_id.as_str())?;
+        if !seen.insert(c.runner_id.as_str()) {
+            return Err(Error::invalid(format!(
+                "runner context {:?}: runner id {:?} appears twice in its parent chain",
+                ctx.runner_id.as_str(),
+                c.runner_id.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Page-size rule: at least 1.
+pub fn check_page_size(page_size: usize) -> Result<()> {
+    if page_size == 0 {
+        return Err(Error::invalid("page size must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Runner-context search rule (SPEC §4 rule 6): `partial` occurs in `id` as
+/// a literal substring, ignoring ASCII case.
+///
+/// ```
+/// use taskstate_core::runner_id_matches;
+/// assert!(runner_id_matches("runner-MAIN-7f3a", "main-7F3A"));
+/// assert!(!runner_id_matches("runner-1", "r%1"));
+/// assert!(runner_id_matches("any", ""));
+/// ```
+#[must_use]
+pub fn runner_id_matches(id: &str, partial: &str) -> bool {
+    let (h, n) = (id.as_bytes(), partial.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// Follows `parent_of` links from `start` to rebuild a context's chain,
+/// refusing a missing parent and a cycle as corrupt data (SPEC §3).
+///
+/// `load(id)` returns the stored row as (context without parent, parent id).
+pub fn resolve_runner_chain(
+    location: &str,
+    start: (RunnerContext, Option<RunnerId>),
+    mut load: impl FnMut(&RunnerId) -> Result<Option<(RunnerContext, Option<RunnerId>)>>,
+) -> Result<RunnerContext> {
+    let mut chain = vec![start.0];
+    let mut next = start.1;
+    while let Some(parent_id) = next {
+        if chain.iter().any(|c| c.runner_id == parent_id) {
+            return Err(Error::corrupt(
+                format!("{location}[{}]", chain[0].runner_id),
+                format!("runner context parent chain has a cycle at {:?}", parent_id.as_str()),
+            ));
+        }
+        let Some((ctx, grand)) = load(&parent_id)? else {
+            let child = chain.last().map(|c| c.runner_id.as_str()).unwrap_or_default();
+            return Err(Error::corrupt(
+                format!("{location}[{child}]"),
+                format!(
+                    "runner context {child:?} names parent {:?}, which is not stored",
+                    parent_id.as_str()
+                ),
+            ));
+        };
+        chain.push(ctx);
+        next = grand;
+    }
+    let mut ctx = chain.pop();
+    while let Some(mut child) = chain.pop() {
+        child.parent = ctx.map(Box::new);
+        ctx = Some(child);
+    }
+    ctx.ok_or_else(|| Error::corrupt(location, "empty runner context chain"))
+}

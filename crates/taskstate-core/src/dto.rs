@@ -1,0 +1,602 @@
+//! The records a backend stores, and their pynenc JSON forms (SPEC §2).
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::KeyError;
+use crate::ids::{CallId, InvocationId, RunnerId, TaskId};
+use crate::pyjson;
+use crate::status::InvocationStatus;
+use crate::time::Timestamp;
+
+/// A call's serialized arguments: argument name → serialized value, in the
+/// order the caller gave them (pynenc's dict order, which its JSON keeps).
+///
+/// Names are unique; inserting a name again replaces its value in place.
+///
+/// ```
+/// use taskstate_core::SerializedArguments;
+/// let args = SerializedArguments::from_pairs([("b", "2"), ("a", "1")]);
+/// assert_eq!(args.get("a"), Some("1"));
+/// assert_eq!(args.to_json(), r#"{"b": "2", "a": "1"}"#);
+/// assert_eq!(args.args_id(), "81eb42d9b7f448d9d35d384a3d4e57cbf9566765fff5744a9635609ce64d72e6");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SerializedArguments(Vec<(String, String)>);
+
+impl SerializedArguments {
+    /// No arguments.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    /// From (name, value) pairs; a repeated name keeps its first position and
+    /// its last value.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut args = Self::new();
+        for (k, v) in pairs {
+            args.insert(k, v);
+        }
+        args
+    }
+
+    /// Sets one argument.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let (name, value) = (name.into(), value.into());
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// The serialized value of one argument.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The (name, value) pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of arguments.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no arguments.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The args id of SPEC §2: `no_args` when empty, else the lower-case hex
+    /// sha256 of `name:value` concatenated over the names in sorted order.
+    #[must_use]
+    pub fn args_id(&self) -> String {
+        if self.0.is_empty() {
+            return "no_args".to_owned();
+        }
+        let mut sorted: Vec<_> = self.0.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut h = Sha256::new();
+        for (k, v) in sorted {
+            h.update(k.as_bytes());
+            h.update(b":");
+            h.update(v.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The stored JSON form (`json.dumps(dict)`).
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        pyjson::write_object(&mut out, self.iter(), pyjson::write_str);
+        out
+    }
+
+    /// Parses the stored JSON form: an object whose values are all strings.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let map: Map<String, Value> =
+            serde_json::from_str(text).map_err(|e| format!("serialized_arguments: {e}"))?;
+        let mut args = Self::new();
+        for (k, v) in map {
+            match v {
+                Value::String(s) => args.0.push((k, s)),
+                other => {
+                    return Err(format!(
+                        "serialized_arguments: value of {k:?} is not a string: {other}"
+                    ));
+                }
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// A call: which task, with which arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CallDTO {
+    /// The call id (task key and args id).
+    pub call_id: CallId,
+    /// Serialized arguments.
+    pub serialized_arguments: SerializedArguments,
+}
+
+impl CallDTO {
+    /// A call of `task` whose call id is derived from `args` (SPEC §2).
+    #[must_use]
+    pub fn new(task: TaskId, args: SerializedArguments) -> Self {
+        Self {
+            call_id: CallId::new(task, &args.args_id()),
+            serialized_arguments: args,
+        }
+    }
+}
+
+/// The workflow an invocation runs in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WorkflowIdentity {
+    /// The root invocation of the workflow.
+    pub workflow_id: InvocationId,
+    /// The task of the root invocation.
+    pub workflow_type: TaskId,
+    /// The workflow this one runs inside, if any.
+    pub parent_workflow_id: Option<InvocationId>,
+}
+
+/// One task invocation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InvocationDTO {
+    /// Its id.
+    pub invocation_id: InvocationId,
+    /// Its call; must equal the call id of the [`CallDTO`] stored with it.
+    pub call_id: CallId,
+    /// Its workflow.
+    pub workflow: WorkflowIdentity,
+    /// The invocation that made it, if any.
+    pub parent_invocation_id: Option<InvocationId>,
+}
+
+/// A status with the runner that set it and when.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InvocationStatusRecord {
+    /// The status.
+    pub status: InvocationStatus,
+    /// The runner that set it (none for `registered`).
+    pub runner_id: Option<RunnerId>,
+    /// When the status was set.
+    pub timestamp: Timestamp,
+}
+
+/// One record of an invocation's status history.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InvocationHistory {
+    /// The invocation the record belongs to.
+    pub invocation_id: InvocationId,
+    /// When the record was made; history is ordered by it.
+    pub timestamp: Timestamp,
+    /// The status change.
+    pub status_record: InvocationStatusRecord,
+    /// The runner context that wrote the record.
+    pub runner_context_id: RunnerId,
+    /// For `registered`: the invocation that registered this one.
+    pub registered_by_inv_id: Option<InvocationId>,
+}
+
+fn json_err(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+fn take_str(obj: &mut Map<String, Value>, key: &str, what: &str) -> Result<String, String> {
+    match obj.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(format!("{what}: {key:?} is not a string: {other}")),
+        None => Err(format!("{what}: missing {key:?}")),
+    }
+}
+
+fn take_opt_str(
+    obj: &mut Map<String, Value>,
+    key: &str,
+    what: &str,
+) -> Result<Option<String>, String> {
+    match obj.remove(key) {
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Null) | None => Ok(None),
+        Some(other) => Err(format!("{what}: {key:?} is not a string or null: {other}")),
+    }
+}
+
+fn take_obj(obj: &mut Map<String, Value>, key: &str, what: &str) -> Result<Map<String, Value>, String> {
+    match obj.remove(key) {
+        Some(Value::Object(m)) => Ok(m),
+        Some(other) => Err(format!("{what}: {key:?} is not an object: {other}")),
+        None => Err(format!("{what}: missing {key:?}")),
+    }
+}
+
+fn parse_key<T>(r: Result<T, KeyError>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+impl InvocationStatusRecord {
+    fn write_json(&self, out: &mut String) {
+        out.push_str("{\"status\": ");
+        pyjson::write_str(out, self.status.as_str());
+        out.push_str(", \"runner_id\": ");
+        pyjson::write_opt_str(out, self.runner_id.as_ref().map(RunnerId::as_str));
+        out.push_str(", \"timestamp\": ");
+        pyjson::write_str(out, &self.timestamp.to_string());
+        out.push('}');
+    }
+
+    /// The JSON form, `{"status": …, "runner_id": …, "timestamp": …}`.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    fn from_map(mut m: Map<String, Value>) -> Result<Self, String> {
+        const W: &str = "status_record";
+        let status = take_str(&mut m, "status", W)?;
+        Ok(Self {
+            status: parse_key(status.parse())?,
+            runner_id: take_opt_str(&mut m, "runner_id", W)?.map(RunnerId::new),
+            timestamp: parse_key(take_str(&mut m, "timestamp", W)?.parse())?,
+        })
+    }
+}
+
+impl InvocationHistory {
+    /// The JSON form pynenc stores (`InvocationHistory.to_json()`), key
+    /// order exactly `invocation_id, _timestamp, status_record,
+    /// runner_context_id, registered_by_inv_id`.
+    ///
+    /// ```
+    /// use taskstate_core::*;
+    /// let ts: Timestamp = "2025-01-15T12:00:00.654321+00:00".parse().unwrap();
+    /// let h = InvocationHistory {
+    ///     invocation_id: "inv-1".into(),
+    ///     timestamp: ts,
+    ///     status_record: InvocationStatusRecord {
+    ///         status: InvocationStatus::Pending,
+    ///         runner_id: Some("runner-1".into()),
+    ///         timestamp: ts,
+    ///     },
+    ///     runner_context_id: "runner-1".into(),
+    ///     registered_by_inv_id: None,
+    /// };
+    /// let json = h.to_json();
+    /// assert!(json.starts_with(r#"{"invocation_id": "inv-1", "_timestamp": "2025-01-15T12:00:00.654321+00:00", "status_record": {"status": "pending""#));
+    /// assert_eq!(InvocationHistory::from_json(&json).unwrap(), h);
+    /// ```
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(256);
+        out.push_str("{\"invocation_id\": ");
+        pyjson::write_str(&mut out, self.invocation_id.as_str());
+        out.push_str(", \"_timestamp\": ");
+        pyjson::write_str(&mut out, &self.timestamp.to_string());
+        out.push_str(", \"status_record\": ");
+        self.status_record.write_json(&mut out);
+        out.push_str(", \"runner_context_id\": ");
+        pyjson::write_str(&mut out, self.runner_context_id.as_str());
+        out.push_str(", \"registered_by_inv_id\": ");
+        pyjson::write_opt_str(
+            &mut out,
+            self.registered_by_inv_id.as_ref().map(InvocationId::as_str),
+        );
+        out.push('}');
+        out
+    }
+
+    /// Parses the stored JSON form. The error says which field is wrong.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| json_err("history json", e))?;
+        Self::from_value(v)
+    }
+
+    /// Decodes the JSON form from an already parsed value.
+    pub fn from_value(v: Value) -> Result<Self, String> {
+        const W: &str = "history";
+        let Value::Object(mut m) = v else {
+            return Err("history json is not an object".into());
+        };
+        Ok(Self {
+            invocation_id: InvocationId::new(take_str(&mut m, "invocation_id", W)?),
+            timestamp: parse_key(take_str(&mut m, "_timestamp", W)?.parse())?,
+            status_record: InvocationStatusRecord::from_map(take_obj(&mut m, "status_record", W)?)?,
+            runner_context_id: RunnerId::new(take_str(&mut m, "runner_context_id", W)?),
+            registered_by_inv_id: take_opt_str(&mut m, "registered_by_inv_id", W)?
+                .map(InvocationId::new),
+        })
+    }
+
+    /// The JSON form as a value (for export documents).
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        // Our own writer's output always parses.
+        serde_json::from_str(&self.to_json()).unwrap_or(Value::Null)
+    }
+
+    /// The identity of this record (SPEC §4 rule 3): invocation, instant key
+    /// and status. Storing a record with the same identity replaces it.
+    #[must_use]
+    pub fn identity(&self) -> (&InvocationId, crate::TimeKey, InvocationStatus) {
+        (&self.invocation_id, self.timestamp.key(), self.status_record.status)
+    }
+}
+
+/// Where a runner ran: its class, id, process, host and thread, and the
+/// runner that started it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RunnerContext {
+    /// The runner's class name.
+    pub runner_cls: String,
+    /// The runner's id (unique key of a stored context).
+    pub runner_id: RunnerId,
+    /// The context of the runner that started this one.
+    pub parent: Option<Box<RunnerContext>>,
+    /// OS process id.
+    pub pid: i64,
+    /// Host name.
+    pub hostname: String,
+    /// OS thread id.
+    pub thread_id: i64,
+}
+
+impl RunnerContext {
+    /// The parent's runner id, if there is a parent.
+    #[must_use]
+    pub fn parent_runner_id(&self) -> Option<&RunnerId> {
+        self.parent.as_ref().map(|p| &p.runner_id)
+    }
+
+    /// This context and its ancestors, nearest first.
+    pub fn chain(&self) -> impl Iterator<Item = &RunnerContext> {
+        std::iter::successors(Some(self), |c| c.parent.as_deref())
+    }
+
+    fn write_json(&self, out: &mut String) {
+        out.push_str("{\"hostname\": ");
+        pyjson::write_str(out, &self.hostname);
+        if let Some(p) = &self.parent {
+            out.push_str(", \"parent_ctx\": ");
+            p.write_json(out);
+        }
+        out.push_str(&format!(", \"pid\": {}, \"runner_cls\": ", self.pid));
+        pyjson::write_str(out, &self.runner_cls);
+        out.push_str(", \"runner_id\": ");
+        pyjson::write_str(out, self.runner_id.as_str());
+        out.push_str(&format!(", \"thread_id\": {}}}", self.thread_id));
+    }
+
+    /// The JSON form (sorted keys; `parent_ctx` only when set).
+    ///
+    /// ```
+    /// use taskstate_core::RunnerContext;
+    /// let ctx = RunnerContext {
+    ///     runner_cls: "ThreadWorker".into(), runner_id: "w-1".into(), parent: None,
+    ///     pid: 100, hostname: "host".into(), thread_id: 2,
+    /// };
+    /// assert_eq!(ctx.to_json(), r#"{"hostname": "host", "pid": 100, "runner_cls": "ThreadWorker", "runner_id": "w-1", "thread_id": 2}"#);
+    /// assert_eq!(RunnerContext::from_json(&ctx.to_json()).unwrap(), ctx);
+    /// ```
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Parses the JSON form.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| json_err("runner context json", e))?;
+        Self::from_value(v, 0)
+    }
+
+    fn from_value(v: Value, depth: usize) -> Result<Self, String> {
+        const W: &str = "runner context";
+        if depth > 1000 {
+            return Err("runner context: parent chain deeper than 1000".into());
+        }
+        let Value::Object(mut m) = v else {
+            return Err("runner context json is not an object".into());
+        };
+        let int = |m: &mut Map<String, Value>, k: &str| match m.remove(k) {
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| format!("{W}: {k:?} is not a 64-bit integer: {n}")),
+            other => Err(format!("{W}: {k:?} is not an integer: {other:?}")),
+        };
+        let parent = match m.remove("parent_ctx") {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(Box::new(Self::from_value(p, depth + 1)?)),
+        };
+        Ok(Self {
+            runner_cls: take_str(&mut m, "runner_cls", W)?,
+            runner_id: RunnerId::new(take_str(&mut m, "runner_id", W)?),
+            parent,
+            pid: int(&mut m, "pid")?,
+            hostname: take_str(&mut m, "hostname", W)?,
+            thread_id: int(&mut m, "thread_id")?,
+        })
+    }
+}
+
+/// What an application registered about itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppInfo {
+    /// The app id (unique key).
+    pub app_id: String,
+    /// The app's configuration values (a JSON object), if recorded.
+    pub config_values: Option<Map<String, Value>>,
+    /// Configuration file path.
+    pub config_filepath: Option<String>,
+    /// Python module of the app.
+    pub module: String,
+    /// File of that module.
+    pub module_filepath: Option<String>,
+    /// Name of the variable holding the app.
+    pub app_variable: Option<String>,
+}
+
+impl AppInfo {
+    /// An app info with only the required fields.
+    #[must_use]
+    pub fn new(app_id: impl Into<String>, module: impl Into<String>) -> Self {
+        Self {
+            app_id: app_id.into(),
+            config_values: None,
+            config_filepath: None,
+            module: module.into(),
+            module_filepath: None,
+            app_variable: None,
+        }
+    }
+
+    /// The stored JSON form (key order: app_id, config_values,
+    /// config_filepath, module, module_filepath, app_variable).
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(256);
+        out.push_str("{\"app_id\": ");
+        pyjson::write_str(&mut out, &self.app_id);
+        out.push_str(", \"config_values\": ");
+        match &self.config_values {
+            Some(m) => pyjson::write_map(&mut out, m),
+            None => out.push_str("null"),
+        }
+        out.push_str(", \"config_filepath\": ");
+        pyjson::write_opt_str(&mut out, self.config_filepath.as_deref());
+        out.push_str(", \"module\": ");
+        pyjson::write_str(&mut out, &self.module);
+        out.push_str(", \"module_filepath\": ");
+        pyjson::write_opt_str(&mut out, self.module_filepath.as_deref());
+        out.push_str(", \"app_variable\": ");
+        pyjson::write_opt_str(&mut out, self.app_variable.as_deref());
+        out.push('}');
+        out
+    }
+
+    /// Parses the stored JSON form.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| json_err("app info json", e))?;
+        Self::from_value(v)
+    }
+
+    /// Decodes the JSON form from a parsed value.
+    pub fn from_value(v: Value) -> Result<Self, String> {
+        const W: &str = "app info";
+        let Value::Object(mut m) = v else {
+            return Err("app info json is not an object".into());
+        };
+        let config_values = match m.remove("config_values") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(c)) => Some(c),
+            Some(other) => return Err(format!("{W}: config_values is not an object: {other}")),
+        };
+        Ok(Self {
+            app_id: take_str(&mut m, "app_id", W)?,
+            config_values,
+            config_filepath: take_opt_str(&mut m, "config_filepath", W)?,
+            module: take_str(&mut m, "module", W)?,
+            module_filepath: take_opt_str(&mut m, "module_filepath", W)?,
+            app_variable: take_opt_str(&mut m, "app_variable", W)?,
+        })
+    }
+
+    /// The JSON form as a value.
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.to_json()).unwrap_or(Value::Null)
+    }
+}
+
+/// Computes the args id of serialized arguments (SPEC §2); see
+/// [`SerializedArguments::args_id`].
+#[must_use]
+pub fn args_id(args: &SerializedArguments) -> String {
+    args.args_id()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_id_test_vectors() {
+        let v = |pairs: &[(&str, &str)]| SerializedArguments::from_pairs(pairs.iter().copied()).args_id();
+        assert_eq!(v(&[]), "no_args");
+        assert_eq!(
+            v(&[("a", "1"), ("b", "2")]),
+            "81eb42d9b7f448d9d35d384a3d4e57cbf9566765fff5744a9635609ce64d72e6"
+        );
+        assert_eq!(
+            v(&[("b", "20"), ("a", "10")]),
+            "516a12d0823ae772d958528ebc43fc0aa5923a9efcb91e9ebab6a6d25a39e6aa"
+        );
+        assert_eq!(
+            v(&[("x", "\"hi\"")]),
+            "f5a42b36c15f03a187461ddf130bb20459718f64334a090f00d72077a2dc7f19"
+        );
+    }
+
+    #[test]
+    fn arguments_keep_order_and_reject_non_strings() {
+        let a = SerializedArguments::from_json(r#"{"z": "1", "a": "\u00e9"}"#).unwrap();
+        assert_eq!(a.iter().collect::<Vec<_>>(), [("z", "1"), ("a", "é")]);
+        assert_eq!(a.to_json(), r#"{"z": "1", "a": "\u00e9"}"#);
+        assert!(SerializedArguments::from_json(r#"{"a": 1}"#).is_err());
+        assert!(SerializedArguments::from_json("[]").is_err());
+        assert_eq!(SerializedArguments::new().to_json(), "{}");
+    }
+
+    #[test]
+    fn history_json_errors_name_the_field() {
+        let e = InvocationHistory::from_json(r#"{"invocation_id": "x"}"#).unwrap_err();
+        assert!(e.contains("_timestamp"), "{e}");
+        let good = r#"{"invocation_id": "x", "_timestamp": "2025-01-15T12:00:00+00:00", "status_record": {"status": "bogus", "runner_id": null, "timestamp": "2025-01-15T12:00:00+00:00"}, "runner_context_id": "r", "registered_by_inv_id": null}"#;
+        let e = InvocationHistory::from_json(good).unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn runner_context_json_with_parent() {
+        let parent = RunnerContext {
+            runner_cls: "MultiThreadRunner".into(),
+            runner_id: "p".into(),
+            parent: None,
+            pid: 1,
+            hostname: "h".into(),
+            thread_id: 140245019367232,
+        };
+        let child = RunnerContext {
+            runner_cls: "ThreadRunner".into(),
+            runner_id: "c".into(),
+            parent: Some(Box::new(parent)),
+            pid: 1,
+            hostname: "h".into(),
+            thread_id: 3,
+        };
+        let json = child.to_json();
+        assert_eq!(
+            json,
+            r#"{"hostname": "h", "parent_ctx": {"hostname": "h", "pid": 1, "runner_cls": "MultiThreadRunner", "runner_id": "p", "thread_id": 140245019367232}, "pid": 1, "runner_cls": "ThreadRunner", "runner_id": "c", "thread_id": 3}"#
+        );
+        assert_eq!(RunnerContext::from_json(&json).unwrap(), child);
+        assert_eq!(child.chain().count(), 2);
+    }
+}

@@ -1,0 +1,317 @@
+//! Identifier newtypes and their key forms (SPEC §2).
+//!
+//! Ids are opaque UTF-8 strings: nothing here trims, lower-cases or validates
+//! their content beyond the key grammar of [`TaskId`] and [`CallId`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::KeyError;
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a string as this id. Any string is accepted.
+            #[must_use]
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            /// The id as a string slice.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Consumes the id, returning its string.
+            #[must_use]
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id! {
+    /// The id of one task invocation (usually a uuid4). Its text form is itself.
+    ///
+    /// ```
+    /// use taskstate_core::InvocationId;
+    /// let id = InvocationId::new("0c5e7b1a-3f42-4d8e-a915-6b2f0e9d1a01");
+    /// assert_eq!(id.as_str(), "0c5e7b1a-3f42-4d8e-a915-6b2f0e9d1a01");
+    /// ```
+    InvocationId
+}
+
+string_id! {
+    /// The id of a runner (a worker process, thread or runner class instance).
+    RunnerId
+}
+
+/// A task: the Python module and function name.
+///
+/// Its key is `module.func_name`; parsing splits at the **last** `.`, and
+/// both sides must be non-empty. Ordering and equality follow the key text
+/// (the order every list of task ids is returned in).
+///
+/// ```
+/// use taskstate_core::TaskId;
+/// let t: TaskId = "a.b.c.fn".parse().unwrap();
+/// assert_eq!((t.module(), t.func_name()), ("a.b.c", "fn"));
+/// assert_eq!(t.key(), "a.b.c.fn");
+/// assert!("nodot".parse::<TaskId>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    key: String,
+    /// Byte index of the separating `.` in `key`.
+    dot: usize,
+}
+
+impl TaskId {
+    /// Builds a task id from its parts. Both parts must be non-empty, and the
+    /// function name must not contain a `.` (or the key would not parse back
+    /// to the same parts).
+    pub fn new(module: &str, func_name: &str) -> Result<Self, KeyError> {
+        if module.is_empty() || func_name.is_empty() || func_name.contains('.') {
+            return Err(KeyError::new(
+                "task id",
+                format!("{module}.{func_name}"),
+                "module and function name must be non-empty and the function name may not contain '.'",
+            ));
+        }
+        Ok(Self {
+            key: format!("{module}.{func_name}"),
+            dot: module.len(),
+        })
+    }
+
+    /// The module part.
+    #[must_use]
+    pub fn module(&self) -> &str {
+        &self.key[..self.dot]
+    }
+
+    /// The function-name part.
+    #[must_use]
+    pub fn func_name(&self) -> &str {
+        &self.key[self.dot + 1..]
+    }
+
+    /// The key form, `module.func_name`.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = KeyError;
+
+    fn from_str(key: &str) -> Result<Self, Self::Err> {
+        match key.rfind('.') {
+            Some(dot) if dot > 0 && dot + 1 < key.len() => Ok(Self {
+                key: key.to_owned(),
+                dot,
+            }),
+            Some(_) => Err(KeyError::new(
+                "task id",
+                key,
+                "module and function name must both be non-empty",
+            )),
+            None => Err(KeyError::new(
+                "task id",
+                key,
+                "expected `module.func_name` (no '.' found)",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)
+    }
+}
+
+impl fmt::Debug for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TaskId({:?})", self.key)
+    }
+}
+
+/// A call: a task with one set of arguments, identified by their args id.
+///
+/// Its key is `task_key:args_id`; parsing splits at the **last** `:` and then
+/// parses the task key.
+///
+/// ```
+/// use taskstate_core::CallId;
+/// let c: CallId = "a.b:c:d".parse().unwrap();
+/// assert_eq!(c.task_id().module(), "a");
+/// assert_eq!(c.task_id().func_name(), "b:c");
+/// assert_eq!(c.args_id(), "d");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallId {
+    key: String,
+    task: TaskId,
+}
+
+impl CallId {
+    /// Builds a call id from a task and an args id (see [`crate::args_id`]).
+    #[must_use]
+    pub fn new(task: TaskId, args_id: &str) -> Self {
+        Self {
+            key: format!("{}:{args_id}", task.key()),
+            task,
+        }
+    }
+
+    /// The task this call invokes.
+    #[must_use]
+    pub fn task_id(&self) -> &TaskId {
+        &self.task
+    }
+
+    /// The args id (`no_args` or a sha256 hex digest).
+    #[must_use]
+    pub fn args_id(&self) -> &str {
+        &self.key[self.task.key().len() + 1..]
+    }
+
+    /// The key form, `task_key:args_id`.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl FromStr for CallId {
+    type Err = KeyError;
+
+    fn from_str(key: &str) -> Result<Self, Self::Err> {
+        let colon = key.rfind(':').ok_or_else(|| {
+            KeyError::new("call id", key, "expected `task_key:args_id` (no ':' found)")
+        })?;
+        let task = key[..colon]
+            .parse::<TaskId>()
+            .map_err(|e| KeyError::new("call id", key, format!("bad task key: {}", e.reason)))?;
+        Ok(Self {
+            key: key.to_owned(),
+            task,
+        })
+    }
+}
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)
+    }
+}
+
+impl fmt::Debug for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallId({:?})", self.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_key_splits_at_last_dot() {
+        let t: TaskId = "a.b.c.fn".parse().unwrap();
+        assert_eq!(t.module(), "a.b.c");
+        assert_eq!(t.func_name(), "fn");
+        assert_eq!(t.to_string(), "a.b.c.fn");
+    }
+
+    #[test]
+    fn task_key_errors() {
+        for bad in ["", "nodot", ".fn", "mod.", "."] {
+            let e = bad.parse::<TaskId>().unwrap_err();
+            assert_eq!(e.key, bad);
+            assert_eq!(e.what, "task id");
+        }
+    }
+
+    #[test]
+    fn call_key_splits_at_last_colon() {
+        let c: CallId = "a.b:c:d".parse().unwrap();
+        assert_eq!(c.task_id().module(), "a");
+        assert_eq!(c.task_id().func_name(), "b:c");
+        assert_eq!(c.args_id(), "d");
+        assert_eq!(c.key(), "a.b:c:d");
+        let empty_args: CallId = "m.f:".parse().unwrap();
+        assert_eq!(empty_args.args_id(), "");
+    }
+
+    #[test]
+    fn call_key_errors() {
+        assert!("m.f".parse::<CallId>().is_err());
+        assert!("nodot:x".parse::<CallId>().is_err());
+        assert!(":x".parse::<CallId>().is_err());
+    }
+
+    #[test]
+    fn new_round_trips_through_key() {
+        let t = TaskId::new("pkg.mod", "run").unwrap();
+        let c = CallId::new(t.clone(), "no_args");
+        let back: CallId = c.key().parse().unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.task_id(), &t);
+        assert!(TaskId::new("m", "a.b").is_err());
+        assert!(TaskId::new("", "f").is_err());
+    }
+
+    #[test]
+    fn task_order_is_key_order() {
+        // Derived field order would put ("a","z") first; key order puts "a-b.c" first.
+        let a = TaskId::new("a", "z").unwrap();
+        let b = TaskId::new("a-b", "c").unwrap();
+        assert!(b < a);
+        assert!(b.key() < a.key());
+    }
+}

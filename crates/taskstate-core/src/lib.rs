@@ -1,0 +1,50 @@
+//! Core of **taskstate**: the domain model of a distributed task system's
+//! state and the [`StateBackend`] trait every storage engine implements.
+//!
+//! This crate does no I/O and depends on no engine. It holds:
+//! - id newtypes with their key forms ([`InvocationId`], [`TaskId`],
+//!   [`CallId`], [`RunnerId`]) and the args id ([`SerializedArguments::args_id`]);
+//! - the records a backend stores ([`InvocationDTO`], [`CallDTO`],
+//!   [`InvocationHistory`], [`RunnerContext`], [`AppInfo`]...) with JSON
+//!   forms byte-identical to pynenc's;
+//! - the status machine as data ([`InvocationStatus`], [`validate_chain`],
+//!   [`check_ownership`]);
+//! - the [`Error`] type and the [`StateBackend`] trait.
+//!
+//! ```
+//! use taskstate_core::*;
+//! let task: TaskId = "shop.orders.process_order".parse()?;
+//! let call = CallDTO::new(task.clone(), SerializedArguments::from_pairs([("order_id", "1")]));
+//! let id = InvocationId::new("inv-1");
+//! let inv = InvocationDTO {
+//!     invocation_id: id.clone(),
+//!     call_id: call.call_id.clone(),
+//!     workflow: WorkflowIdentity { workflow_id: id, workflow_type: task, parent_workflow_id: None },
+//!     parent_invocation_id: None,
+//! };
+//! check_invocation_pair(&inv, &call)?;
+//! # Ok::<(), Error>(())
+//! ```
+
+mod backend;
+mod dto;
+mod error;
+mod ids;
+pub mod pyjson;
+mod status;
+mod time;
+
+pub use backend::{
+    check_history, check_invocation_pair, check_page_size, check_runner_context, check_workflow,
+    resolve_runner_chain, runner_id_matches, Cursor, Page, Pages, StateBackend, DEFAULT_PAGE_SIZE,
+};
+pub use dto::{
+    args_id, AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationStatusRecord,
+    RunnerContext, SerializedArguments, WorkflowIdentity,
+};
+pub use error::{BoxError, Entity, Error, ErrorKind, KeyError, Result};
+pub use ids::{CallId, InvocationId, RunnerId, TaskId};
+pub use status::{
+    check_ownership, validate_chain, ChainError, InvocationStatus, OwnershipError, StatusFlags,
+};
+pub use time::{TimeKey, TimeRange, Timestamp};

@@ -1,0 +1,385 @@
+//! Timestamps: microsecond instants that keep the UTC offset they were
+//! written with, in Python's `isoformat()` text form (SPEC §2).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+
+use crate::error::KeyError;
+
+const MICROS_PER_SEC: i64 = 1_000_000;
+
+/// An instant at microsecond precision plus the UTC offset it was written
+/// with.
+///
+/// Equality is structural (instant *and* offset), so a record round-trips
+/// exactly. Ordering, identity and time ranges of history use
+/// [`Timestamp::key`], the instant, as SPEC §4 requires.
+///
+/// ```
+/// use taskstate_core::Timestamp;
+/// let t: Timestamp = "2025-01-15T12:00:00.123456+02:00".parse().unwrap();
+/// assert_eq!(t.to_string(), "2025-01-15T12:00:00.123456+02:00");
+/// let utc: Timestamp = "2025-01-15T10:00:00.123456+00:00".parse().unwrap();
+/// assert_eq!(t.key(), utc.key());
+/// assert_ne!(t, utc);
+/// // No fraction when the microseconds are 0; no offset means UTC.
+/// let t: Timestamp = "2025-01-15T12:00:00".parse().unwrap();
+/// assert_eq!(t.to_string(), "2025-01-15T12:00:00+00:00");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timestamp {
+    micros: i64,
+    offset_secs: i32,
+}
+
+/// The ordering key of a timestamp: seconds since the epoch as the `f64`
+/// `epoch_micros / 1e6`, exactly the `history_timestamp` REAL the reference
+/// stores and orders by.
+///
+/// For every instant between years 1685 and 2255 (|µs| < 2^53) distinct
+/// microseconds give distinct keys, so the key orders and identifies
+/// instants at microsecond precision. Outside that span neighbouring
+/// microseconds may share a key, and then every engine treats them as one
+/// instant (as the reference's REAL column does).
+#[derive(Clone, Copy, Debug)]
+pub struct TimeKey(f64);
+
+impl TimeKey {
+    /// The key as seconds since the epoch.
+    #[must_use]
+    pub fn seconds(self) -> f64 {
+        self.0
+    }
+
+    /// Wraps seconds since the epoch (as read from a REAL column).
+    #[must_use]
+    pub fn from_seconds(s: f64) -> Self {
+        TimeKey(s)
+    }
+}
+
+impl PartialEq for TimeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+impl Eq for TimeKey {}
+impl PartialOrd for TimeKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimeKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+impl std::hash::Hash for TimeKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+impl Timestamp {
+    /// The smallest timestamp (year 1, UTC).
+    pub const MIN: Timestamp = Timestamp {
+        micros: -62_135_596_800 * MICROS_PER_SEC,
+        offset_secs: 0,
+    };
+    /// The largest timestamp (end of year 9999, UTC).
+    pub const MAX: Timestamp = Timestamp {
+        micros: 253_402_300_799 * MICROS_PER_SEC + 999_999,
+        offset_secs: 0,
+    };
+
+    /// A UTC timestamp from microseconds since the epoch.
+    #[must_use]
+    pub fn from_micros(micros: i64) -> Self {
+        Self {
+            micros,
+            offset_secs: 0,
+        }
+    }
+
+    /// A timestamp from microseconds since the epoch, shown at an offset
+    /// (seconds east of UTC; must be within ±24 h).
+    pub fn from_micros_with_offset(micros: i64, offset_secs: i32) -> Result<Self, KeyError> {
+        if offset_secs.abs() >= 86_400 {
+            return Err(KeyError::new(
+                "timestamp",
+                format!("{micros}µs{offset_secs:+}s"),
+                "UTC offset must be strictly within ±24h",
+            ));
+        }
+        Ok(Self {
+            micros,
+            offset_secs,
+        })
+    }
+
+    /// The current time, in UTC.
+    #[must_use]
+    pub fn now() -> Self {
+        Self::from_micros(chrono::Utc::now().timestamp_micros())
+    }
+
+    /// Microseconds since the epoch (the instant).
+    #[must_use]
+    pub fn micros(&self) -> i64 {
+        self.micros
+    }
+
+    /// Seconds east of UTC this timestamp is shown at.
+    #[must_use]
+    pub fn offset_secs(&self) -> i32 {
+        self.offset_secs
+    }
+
+    /// The same instant shifted by `delta` microseconds, same offset.
+    #[must_use]
+    pub fn add_micros(&self, delta: i64) -> Self {
+        Self {
+            micros: self.micros.saturating_add(delta),
+            offset_secs: self.offset_secs,
+        }
+    }
+
+    /// The ordering key (see [`TimeKey`]).
+    #[must_use]
+    pub fn key(&self) -> TimeKey {
+        // Same as Python's `datetime.timestamp()` (an exactly rounded
+        // integer division) while |micros| < 2^53.
+        TimeKey(self.micros as f64 / 1e6)
+    }
+
+    /// The instant as a chrono date-time at its offset, or `None` if it is
+    /// outside chrono's range.
+    #[must_use]
+    pub fn to_chrono(&self) -> Option<DateTime<FixedOffset>> {
+        let offset = FixedOffset::east_opt(self.offset_secs)?;
+        let utc = DateTime::from_timestamp_micros(self.micros)?;
+        Some(utc.with_timezone(&offset))
+    }
+
+    /// Parses Python's `datetime.isoformat()` text (and `fromisoformat`'s
+    /// common variants: `Z`, a space separator, 1–6 fraction digits).
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let err = |reason: &str| KeyError::new("timestamp", text, reason);
+        let b = text.as_bytes();
+        if b.len() < 19 {
+            return Err(err("expected YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]"));
+        }
+        let num = |range: std::ops::Range<usize>| -> Result<u32, KeyError> {
+            let s = text.get(range).ok_or_else(|| err("not ASCII"))?;
+            if !s.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(err("expected digits"));
+            }
+            s.parse::<u32>().map_err(|_| err("expected digits"))
+        };
+        if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
+            return Err(err("expected YYYY-MM-DDTHH:MM:SS"));
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return Err(err("expected HH:MM:SS"));
+        }
+        let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
+            .ok_or_else(|| err("no such date"))?;
+        let (h, m, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let mut pos = 19;
+        let mut micros = 0u32;
+        if b.get(pos) == Some(&b'.') {
+            let start = pos + 1;
+            let mut end = start;
+            while end < b.len() && b[end].is_ascii_digit() {
+                end += 1;
+            }
+            let n = end - start;
+            if n == 0 || n > 6 {
+                return Err(err("fraction must have 1 to 6 digits"));
+            }
+            micros = num(start..end)? * 10u32.pow((6 - n) as u32);
+            pos = end;
+        }
+        let time = NaiveTime::from_hms_micro_opt(h, m, s, micros)
+            .ok_or_else(|| err("no such time of day"))?;
+        let offset_secs = match &text[pos..] {
+            "" | "Z" => 0,
+            rest => parse_offset(rest).ok_or_else(|| err("bad UTC offset"))?,
+        };
+        let local = NaiveDateTime::new(date, time);
+        let utc_micros = local.and_utc().timestamp_micros() - i64::from(offset_secs) * MICROS_PER_SEC;
+        Self::from_micros_with_offset(utc_micros, offset_secs)
+    }
+}
+
+/// `+HH:MM`, `-HH:MM` or `±HH:MM:SS` (also without colons) → seconds.
+fn parse_offset(s: &str) -> Option<i32> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|c| c.is_ascii_digit()) || !matches!(digits.len(), 4 | 6) {
+        return None;
+    }
+    let part = |i: usize| digits.get(i..i + 2)?.parse::<i32>().ok();
+    let (h, m) = (part(0)?, part(2)?);
+    let sec = if digits.len() == 6 { part(4)? } else { 0 };
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    Some(sign * (h * 3600 + m * 60 + sec))
+}
+
+impl FromStr for Timestamp {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Timestamp::parse(s)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(dt) = self.to_chrono() else {
+            return write!(f, "<{}µs out of range>", self.micros);
+        };
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            dt.year(),
+            dt.month(),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        )?;
+        let us = dt.nanosecond() / 1000;
+        if us != 0 {
+            write!(f, ".{us:06}")?;
+        }
+        let off = self.offset_secs;
+        let sign = if off < 0 { '-' } else { '+' };
+        let a = off.unsigned_abs();
+        write!(f, "{sign}{:02}:{:02}", a / 3600, (a % 3600) / 60)?;
+        if a % 60 != 0 {
+            write!(f, ":{:02}", a % 60)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({self})")
+    }
+}
+
+/// An inclusive time range `[start, end]`, compared by instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    /// First instant included.
+    pub start: Timestamp,
+    /// Last instant included.
+    pub end: Timestamp,
+}
+
+impl TimeRange {
+    /// The range `[start, end]`.
+    #[must_use]
+    pub fn new(start: Timestamp, end: Timestamp) -> Self {
+        Self { start, end }
+    }
+
+    /// Every representable instant.
+    #[must_use]
+    pub fn all() -> Self {
+        Self::new(Timestamp::MIN, Timestamp::MAX)
+    }
+
+    /// Whether `t` lies in the range (by [`TimeKey`]).
+    #[must_use]
+    pub fn contains(&self, t: &Timestamp) -> bool {
+        self.contains_key(t.key())
+    }
+
+    /// Whether a key lies in the range.
+    #[must_use]
+    pub fn contains_key(&self, k: TimeKey) -> bool {
+        self.start.key() <= k && k <= self.end.key()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt(s: &str) -> String {
+        s.parse::<Timestamp>().unwrap().to_string()
+    }
+
+    #[test]
+    fn isoformat_round_trips() {
+        for s in [
+            "2025-01-15T12:00:00.123456+00:00",
+            "2025-01-15T12:00:00+00:00",
+            "2025-01-15T12:00:00.000001+02:00",
+            "1969-12-31T23:59:59.999999-05:30",
+            "0001-01-01T00:00:00+00:00",
+            "9999-12-31T23:59:59.999999+00:00",
+            "2025-01-15T12:00:00+05:45:30",
+        ] {
+            assert_eq!(rt(s), s);
+        }
+    }
+
+    #[test]
+    fn parse_variants() {
+        assert_eq!(rt("2025-01-15 12:00:00Z"), "2025-01-15T12:00:00+00:00");
+        assert_eq!(rt("2025-01-15T12:00:00.5"), "2025-01-15T12:00:00.500000+00:00");
+        assert_eq!(rt("2025-01-15T12:00:00.000000+00:00"), "2025-01-15T12:00:00+00:00");
+        for bad in [
+            "",
+            "2025-01-15",
+            "2025-13-01T00:00:00",
+            "2025-01-15T25:00:00",
+            "2025-01-15T12:00:00.1234567",
+            "2025-01-15T12:00:00+2",
+            "2025-01-15T12:00:00+24:00",
+            "2025-01-15T12:00:00.",
+            "２025-01-15T12:00:00",
+        ] {
+            assert!(bad.parse::<Timestamp>().is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn key_matches_python_timestamp() {
+        let t: Timestamp = "2025-01-15T12:00:00.100001+00:00".parse().unwrap();
+        assert_eq!(t.micros(), 1_736_942_400_100_001);
+        assert_eq!(t.key().seconds(), 1736942400.100001);
+        let shifted: Timestamp = "2025-01-15T14:00:00.100001+02:00".parse().unwrap();
+        assert_eq!(shifted.key(), t.key());
+        assert_eq!(shifted.micros(), t.micros());
+    }
+
+    #[test]
+    fn neighbouring_micros_have_distinct_keys_in_our_era() {
+        let t: Timestamp = "2200-01-01T00:00:00+00:00".parse().unwrap();
+        for d in 0..1000 {
+            assert!(t.add_micros(d).key() < t.add_micros(d + 1).key());
+        }
+    }
+
+    #[test]
+    fn range_is_inclusive() {
+        let a = Timestamp::from_micros(10);
+        let b = Timestamp::from_micros(20);
+        let r = TimeRange::new(a, b);
+        assert!(r.contains(&a) && r.contains(&b));
+        assert!(!r.contains(&Timestamp::from_micros(21)));
+        assert!(TimeRange::all().contains(&Timestamp::now()));
+    }
+}
