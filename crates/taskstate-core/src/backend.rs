@@ -409,11 +409,17 @@ pub fn resolve_runner_chain(
         if chain.iter().any(|c| c.runner_id == parent_id) {
             return Err(Error::corrupt(
                 format!("{location}[{}]", chain[0].runner_id),
-                format!("runner context parent chain has a cycle at {:?}", parent_id.as_str()),
+                format!(
+                    "runner context parent chain has a cycle at {:?}",
+                    parent_id.as_str()
+                ),
             ));
         }
         let Some((ctx, grand)) = load(&parent_id)? else {
-            let child = chain.last().map(|c| c.runner_id.as_str()).unwrap_or_default();
+            let child = chain
+                .last()
+                .map(|c| c.runner_id.as_str())
+                .unwrap_or_default();
             return Err(Error::corrupt(
                 format!("{location}[{child}]"),
                 format!(

@@ -217,7 +217,11 @@ fn take_opt_str(
     }
 }
 
-fn take_obj(obj: &mut Map<String, Value>, key: &str, what: &str) -> Result<Map<String, Value>, String> {
+fn take_obj(
+    obj: &mut Map<String, Value>,
+    key: &str,
+    what: &str,
+) -> Result<Map<String, Value>, String> {
     match obj.remove(key) {
         Some(Value::Object(m)) => Ok(m),
         Some(other) => Err(format!("{what}: {key:?} is not an object: {other}")),
@@ -335,7 +339,11 @@ impl InvocationHistory {
     /// and status. Storing a record with the same identity replaces it.
     #[must_use]
     pub fn identity(&self) -> (&InvocationId, crate::TimeKey, InvocationStatus) {
-        (&self.invocation_id, self.timestamp.key(), self.status_record.status)
+        (
+            &self.invocation_id,
+            self.timestamp.key(),
+            self.status_record.status,
+        )
     }
 }
 
@@ -403,7 +411,8 @@ impl RunnerContext {
 
     /// Parses the JSON form.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let v: Value = serde_json::from_str(text).map_err(|e| json_err("runner context json", e))?;
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| json_err("runner context json", e))?;
         Self::from_value(v, 0)
     }
 
@@ -538,7 +547,9 @@ mod tests {
 
     #[test]
     fn args_id_test_vectors() {
-        let v = |pairs: &[(&str, &str)]| SerializedArguments::from_pairs(pairs.iter().copied()).args_id();
+        let v = |pairs: &[(&str, &str)]| {
+            SerializedArguments::from_pairs(pairs.iter().copied()).args_id()
+        };
         assert_eq!(v(&[]), "no_args");
         assert_eq!(
             v(&[("a", "1"), ("b", "2")]),

@@ -35,16 +35,16 @@ mod status;
 mod time;
 
 pub use backend::{
-    check_history, check_invocation_pair, check_page_size, check_runner_context, check_workflow,
-    resolve_runner_chain, runner_id_matches, Cursor, Page, Pages, StateBackend, DEFAULT_PAGE_SIZE,
+    Cursor, DEFAULT_PAGE_SIZE, Page, Pages, StateBackend, check_history, check_invocation_pair,
+    check_page_size, check_runner_context, check_workflow, resolve_runner_chain, runner_id_matches,
 };
 pub use dto::{
-    args_id, AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationStatusRecord,
-    RunnerContext, SerializedArguments, WorkflowIdentity,
+    AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationStatusRecord, RunnerContext,
+    SerializedArguments, WorkflowIdentity, args_id,
 };
 pub use error::{BoxError, Entity, Error, ErrorKind, KeyError, Result};
 pub use ids::{CallId, InvocationId, RunnerId, TaskId};
 pub use status::{
-    check_ownership, validate_chain, ChainError, InvocationStatus, OwnershipError, StatusFlags,
+    ChainError, InvocationStatus, OwnershipError, StatusFlags, check_ownership, validate_chain,
 };
 pub use time::{TimeKey, TimeRange, Timestamp};

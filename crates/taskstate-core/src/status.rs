@@ -191,7 +191,9 @@ impl FromStr for InvocationStatus {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OwnershipError {
     /// The current status requires the owner, and another runner moved it.
-    #[error("status {current} is owned by {owner:?}; runner {runner:?} may not move it to {target}")]
+    #[error(
+        "status {current} is owned by {owner:?}; runner {runner:?} may not move it to {target}"
+    )]
     NotOwner {
         /// Current status.
         current: InvocationStatus,
@@ -306,7 +308,10 @@ mod tests {
         for s in S::ALL {
             assert_eq!(s.is_final(), s.allowed_next().is_empty(), "{s}");
         }
-        let avail: Vec<_> = S::ALL.into_iter().filter(|s| s.is_available_for_run()).collect();
+        let avail: Vec<_> = S::ALL
+            .into_iter()
+            .filter(|s| s.is_available_for_run())
+            .collect();
         assert_eq!(avail, [S::Registered, S::Rerouted, S::Retry]);
     }
 
@@ -315,21 +320,36 @@ mod tests {
         assert!(validate_chain([]).is_ok());
         assert_eq!(
             validate_chain([S::Pending]).unwrap_err(),
-            ChainError { index: 0, from: None, to: S::Pending }
+            ChainError {
+                index: 0,
+                from: None,
+                to: S::Pending
+            }
         );
-        assert!(validate_chain([
-            S::Registered,
-            S::Pending,
-            S::Running,
-            S::Paused,
-            S::Resumed,
-            S::Retry,
-            S::Pending,
-            S::Running,
-            S::Success
-        ])
-        .is_ok());
-        assert!(validate_chain([S::Registered, S::Pending, S::Running, S::Success, S::Running]).is_err());
+        assert!(
+            validate_chain([
+                S::Registered,
+                S::Pending,
+                S::Running,
+                S::Paused,
+                S::Resumed,
+                S::Retry,
+                S::Pending,
+                S::Running,
+                S::Success
+            ])
+            .is_ok()
+        );
+        assert!(
+            validate_chain([
+                S::Registered,
+                S::Pending,
+                S::Running,
+                S::Success,
+                S::Running
+            ])
+            .is_err()
+        );
     }
 
     #[test]
@@ -344,9 +364,18 @@ mod tests {
         // Owned status, other runner.
         assert!(check_ownership(Some((S::Running, Some("a"))), S::Success, Some("b")).is_err());
         // Same runner keeps going; success releases.
-        assert_eq!(check_ownership(Some((S::Running, Some("a"))), S::Paused, Some("a")).unwrap(), Some("a".into()));
-        assert_eq!(check_ownership(Some((S::Running, Some("a"))), S::Success, Some("a")).unwrap(), None);
+        assert_eq!(
+            check_ownership(Some((S::Running, Some("a"))), S::Paused, Some("a")).unwrap(),
+            Some("a".into())
+        );
+        assert_eq!(
+            check_ownership(Some((S::Running, Some("a"))), S::Success, Some("a")).unwrap(),
+            None
+        );
         // Override skips checks and releases.
-        assert_eq!(check_ownership(Some((S::Running, Some("a"))), S::RunningRecovery, Some("b")).unwrap(), None);
+        assert_eq!(
+            check_ownership(Some((S::Running, Some("a"))), S::RunningRecovery, Some("b")).unwrap(),
+            None
+        );
     }
 }

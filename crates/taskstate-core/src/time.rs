@@ -209,7 +209,8 @@ impl Timestamp {
             rest => parse_offset(rest).ok_or_else(|| err("bad UTC offset"))?,
         };
         let local = NaiveDateTime::new(date, time);
-        let utc_micros = local.and_utc().timestamp_micros() - i64::from(offset_secs) * MICROS_PER_SEC;
+        let utc_micros =
+            local.and_utc().timestamp_micros() - i64::from(offset_secs) * MICROS_PER_SEC;
         Self::from_micros_with_offset(utc_micros, offset_secs)
     }
 }
@@ -338,8 +339,14 @@ mod tests {
     #[test]
     fn parse_variants() {
         assert_eq!(rt("2025-01-15 12:00:00Z"), "2025-01-15T12:00:00+00:00");
-        assert_eq!(rt("2025-01-15T12:00:00.5"), "2025-01-15T12:00:00.500000+00:00");
-        assert_eq!(rt("2025-01-15T12:00:00.000000+00:00"), "2025-01-15T12:00:00+00:00");
+        assert_eq!(
+            rt("2025-01-15T12:00:00.5"),
+            "2025-01-15T12:00:00.500000+00:00"
+        );
+        assert_eq!(
+            rt("2025-01-15T12:00:00.000000+00:00"),
+            "2025-01-15T12:00:00+00:00"
+        );
         for bad in [
             "",
             "2025-01-15",
@@ -351,7 +358,10 @@ mod tests {
             "2025-01-15T12:00:00.",
             "２025-01-15T12:00:00",
         ] {
-            assert!(bad.parse::<Timestamp>().is_err(), "{bad:?} should not parse");
+            assert!(
+                bad.parse::<Timestamp>().is_err(),
+                "{bad:?} should not parse"
+            );
         }
     }
 

@@ -1,1 +1,560 @@
-//! wip
+//! The in-memory engine of **taskstate**: the whole [`StateBackend`]
+//! contract, kept in process memory (nothing survives the process).
+//!
+//! Use it in tests of code that depends on a state backend, and as the
+//! fastest engine where durability is not needed.
+//!
+//! ```
+//! use taskstate_core::{InvocationId, StateBackend};
+//! use taskstate_memory::MemoryBackend;
+//!
+//! let backend = MemoryBackend::new();
+//! let id = InvocationId::new("inv-1");
+//! backend.set_result(&id, "42")?;
+//! assert_eq!(backend.get_result(&id)?, "42");
+//! # Ok::<(), taskstate_core::Error>(())
+//! ```
+//!
+//! # Concurrency
+//!
+//! State is split into areas (invocations, history, results, exceptions,
+//! workflows, apps, runner contexts), each behind its own `parking_lot`
+//! read-write lock: reads proceed in parallel, writes to different areas do
+//! not contend, and every operation is atomic because it touches one area.
+//! Indexes (children, workflow members, the history time index) make every
+//! point operation O(log n) under its lock; only whole-store operations
+//! (purge, full listings, substring search) do work proportional to the
+//! store. `purge` takes every lock in one fixed order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use taskstate_core::{
+    AppInfo, CallDTO, Cursor, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
+    InvocationStatus, Page, Result, RunnerContext, RunnerId, StateBackend, TaskId, TimeKey,
+    TimeRange, WorkflowIdentity, check_history, check_invocation_pair, check_page_size,
+    check_runner_context, check_workflow, resolve_runner_chain, runner_id_matches,
+};
+
+type Pair = Arc<(InvocationDTO, CallDTO)>;
+type HistKey = (TimeKey, u64);
+
+#[derive(Default)]
+struct Invocations {
+    rows: BTreeMap<InvocationId, Pair>,
+    children: BTreeSet<(InvocationId, InvocationId)>,
+    by_workflow: BTreeSet<(InvocationId, InvocationId)>,
+    by_type: BTreeSet<(TaskId, InvocationId)>,
+}
+
+impl Invocations {
+    fn unindex(&mut self, pair: &Pair) {
+        let inv = &pair.0;
+        if let Some(p) = &inv.parent_invocation_id {
+            self.children
+                .remove(&(p.clone(), inv.invocation_id.clone()));
+        }
+        self.by_workflow
+            .remove(&(inv.workflow.workflow_id.clone(), inv.invocation_id.clone()));
+        self.by_type.remove(&(
+            inv.workflow.workflow_type.clone(),
+            inv.invocation_id.clone(),
+        ));
+    }
+
+    fn index(&mut self, pair: &Pair) {
+        let inv = &pair.0;
+        if let Some(p) = &inv.parent_invocation_id {
+            self.children.insert((p.clone(), inv.invocation_id.clone()));
+        }
+        self.by_workflow
+            .insert((inv.workflow.workflow_id.clone(), inv.invocation_id.clone()));
+        self.by_type.insert((
+            inv.workflow.workflow_type.clone(),
+            inv.invocation_id.clone(),
+        ));
+    }
+}
+
+/// The members of `set` whose first element is `key`, ascending.
+fn members<K: Ord + Clone>(set: &BTreeSet<(K, InvocationId)>, key: &K) -> Vec<InvocationId> {
+    set.range((key.clone(), InvocationId::new(""))..)
+        .take_while(|(k, _)| k == key)
+        .map(|(_, id)| id.clone())
+        .collect()
+}
+
+#[derive(Default)]
+struct History {
+    next_seq: u64,
+    identity: HashMap<(InvocationId, TimeKey, InvocationStatus), u64>,
+    per_invocation: BTreeMap<InvocationId, BTreeMap<HistKey, Arc<InvocationHistory>>>,
+    by_time: BTreeMap<HistKey, Arc<InvocationHistory>>,
+}
+
+impl History {
+    fn add(&mut self, record: &InvocationHistory) {
+        let (id, key, status) = record.identity();
+        let ident = (id.clone(), key, status);
+        if let Some(old_seq) = self.identity.get(&ident).copied() {
+            self.by_time.remove(&(key, old_seq));
+            if let Some(list) = self.per_invocation.get_mut(id) {
+                list.remove(&(key, old_seq));
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let rec = Arc::new(record.clone());
+        self.identity.insert(ident, seq);
+        self.by_time.insert((key, seq), rec.clone());
+        self.per_invocation
+            .entry(id.clone())
+            .or_default()
+            .insert((key, seq), rec);
+    }
+}
+
+#[derive(Default)]
+struct Workflows {
+    runs: BTreeMap<InvocationId, WorkflowIdentity>,
+    by_type: BTreeSet<(TaskId, InvocationId)>,
+    sub_invocations: BTreeSet<(InvocationId, InvocationId)>,
+    data: BTreeMap<(InvocationId, String), String>,
+}
+
+/// A stored runner context row: the context without its parent, and the
+/// parent's id.
+type RunnerRow = (RunnerContext, Option<RunnerId>);
+
+/// The in-memory engine. Cheap to create; `Send + Sync`; share it with an
+/// `Arc` between threads.
+#[derive(Default)]
+pub struct MemoryBackend {
+    invocations: RwLock<Invocations>,
+    history: RwLock<History>,
+    results: RwLock<BTreeMap<InvocationId, String>>,
+    exceptions: RwLock<BTreeMap<InvocationId, String>>,
+    workflows: RwLock<Workflows>,
+    apps: RwLock<BTreeMap<String, AppInfo>>,
+    runners: RwLock<BTreeMap<RunnerId, RunnerRow>>,
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+const ENGINE: &str = "memory";
+
+fn history_cursor(k: &HistKey) -> Cursor {
+    Cursor::from_token(format!("h:{:016x}:{}", k.0.seconds().to_bits(), k.1))
+}
+
+fn parse_history_cursor(c: &Cursor) -> Result<HistKey> {
+    let bad = || {
+        Error::invalid(format!(
+            "cursor {:?} is not a memory history cursor",
+            c.token()
+        ))
+    };
+    let rest = c.token().strip_prefix("h:").ok_or_else(bad)?;
+    let (bits, seq) = rest.split_once(':').ok_or_else(bad)?;
+    let bits = u64::from_str_radix(bits, 16).map_err(|_| bad())?;
+    let seq = seq.parse::<u64>().map_err(|_| bad())?;
+    Ok((TimeKey::from_seconds(f64::from_bits(bits)), seq))
+}
+
+fn id_cursor(id: &InvocationId) -> Cursor {
+    Cursor::from_token(format!("i:{id}"))
+}
+
+fn parse_id_cursor(c: &Cursor) -> Result<InvocationId> {
+    c.token()
+        .strip_prefix("i:")
+        .map(InvocationId::new)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "cursor {:?} is not an invocation-id cursor",
+                c.token()
+            ))
+        })
+}
+
+/// Turns up to `page_size + 1` fetched items into a page.
+fn into_page<T>(mut items: Vec<T>, page_size: usize, cursor_of: impl Fn(&T) -> Cursor) -> Page<T> {
+    let next = if items.len() > page_size {
+        items.truncate(page_size);
+        items.last().map(cursor_of)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+fn strip_parent(ctx: &RunnerContext) -> RunnerRow {
+    let row = RunnerContext {
+        parent: None,
+        ..ctx.clone()
+    };
+    (row, ctx.parent_runner_id().cloned())
+}
+
+impl MemoryBackend {
+    fn resolve(
+        &self,
+        runners: &BTreeMap<RunnerId, RunnerRow>,
+        row: &RunnerRow,
+    ) -> Result<RunnerContext> {
+        resolve_runner_chain("memory.runner_contexts", row.clone(), |id| {
+            Ok(runners.get(id).cloned())
+        })
+    }
+}
+
+impl StateBackend for MemoryBackend {
+    fn engine_name(&self) -> &'static str {
+        ENGINE
+    }
+
+    fn upsert_invocations(&self, entries: &[(InvocationDTO, CallDTO)]) -> Result<()> {
+        for (inv, call) in entries {
+            check_invocation_pair(inv, call)?;
+        }
+        let mut s = self.invocations.write();
+        for (inv, call) in entries {
+            let pair: Pair = Arc::new((inv.clone(), call.clone()));
+            if let Some(old) = s.rows.insert(inv.invocation_id.clone(), pair.clone()) {
+                s.unindex(&old);
+            }
+            s.index(&pair);
+        }
+        Ok(())
+    }
+
+    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)> {
+        let s = self.invocations.read();
+        s.rows
+            .get(id)
+            .map(|p| (**p).clone())
+            .ok_or_else(|| Error::not_found(Entity::Invocation, id.as_str()))
+    }
+
+    fn get_child_invocations(&self, parent: &InvocationId) -> Result<Vec<InvocationId>> {
+        Ok(members(&self.invocations.read().children, parent))
+    }
+
+    fn get_invocation_ids_by_workflow(
+        &self,
+        workflow_id: Option<&InvocationId>,
+        workflow_type: Option<&TaskId>,
+    ) -> Result<Vec<InvocationId>> {
+        let s = self.invocations.read();
+        Ok(match (workflow_id, workflow_type) {
+            (None, None) => s.rows.keys().cloned().collect(),
+            (Some(w), None) => members(&s.by_workflow, w),
+            (None, Some(t)) => members(&s.by_type, t),
+            (Some(w), Some(t)) => members(&s.by_workflow, w)
+                .into_iter()
+                .filter(|id| {
+                    s.rows
+                        .get(id)
+                        .is_some_and(|p| p.0.workflow.workflow_type == *t)
+                })
+                .collect(),
+        })
+    }
+
+    fn add_histories(&self, records: &[InvocationHistory]) -> Result<()> {
+        for r in records {
+            check_history(r)?;
+        }
+        let mut h = self.history.write();
+        for r in records {
+            h.add(r);
+        }
+        Ok(())
+    }
+
+    fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {
+        let h = self.history.read();
+        Ok(h.per_invocation
+            .get(id)
+            .map(|l| l.values().map(|r| (**r).clone()).collect())
+            .unwrap_or_default())
+    }
+
+    fn invocation_ids_in_timerange(
+        &self,
+        range: &TimeRange,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<InvocationId>> {
+        check_page_size(page_size)?;
+        let lower = match after {
+            Some(c) => Bound::Excluded(parse_id_cursor(c)?),
+            None => Bound::Unbounded,
+        };
+        let (lo, hi) = ((range.start.key(), 0), (range.end.key(), u64::MAX));
+        let h = self.history.read();
+        let mut items = Vec::new();
+        if lo <= hi {
+            for (id, list) in h.per_invocation.range((lower, Bound::Unbounded)) {
+                if list.range(lo..=hi).next().is_some() {
+                    items.push(id.clone());
+                    if items.len() > page_size {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(into_page(items, page_size, id_cursor))
+    }
+
+    fn history_in_timerange(
+        &self,
+        range: &TimeRange,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<InvocationHistory>> {
+        check_page_size(page_size)?;
+        let (start, from) = match after {
+            Some(c) => {
+                let k = parse_history_cursor(c)?;
+                (Bound::Excluded(k), k)
+            }
+            None => {
+                let k = (range.start.key(), 0);
+                (Bound::Included(k), k)
+            }
+        };
+        let hi = (range.end.key(), u64::MAX);
+        let h = self.history.read();
+        let mut items: Vec<(HistKey, InvocationHistory)> = Vec::new();
+        // BTreeMap::range panics on an inverted range: check first.
+        if range.start.key() <= range.end.key() && from < hi {
+            for (k, r) in h.by_time.range((start, Bound::Included(hi))) {
+                if k.0 < range.start.key() {
+                    continue;
+                }
+                items.push((*k, (**r).clone()));
+                if items.len() > page_size {
+                    break;
+                }
+            }
+        }
+        let page = into_page(items, page_size, |(k, _)| history_cursor(k));
+        Ok(Page {
+            items: page.items.into_iter().map(|(_, r)| r).collect(),
+            next: page.next,
+        })
+    }
+
+    fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
+        self.results.write().insert(id.clone(), result.to_owned());
+        Ok(())
+    }
+
+    fn get_result(&self, id: &InvocationId) -> Result<String> {
+        self.results
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Entity::Result, id.as_str()))
+    }
+
+    fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
+        self.exceptions
+            .write()
+            .insert(id.clone(), exception.to_owned());
+        Ok(())
+    }
+
+    fn get_exception(&self, id: &InvocationId) -> Result<String> {
+        self.exceptions
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Entity::Exception, id.as_str()))
+    }
+
+    fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()> {
+        check_workflow(workflow)?;
+        let mut w = self.workflows.write();
+        if let Some(old) = w
+            .runs
+            .insert(workflow.workflow_id.clone(), workflow.clone())
+        {
+            w.by_type.remove(&(old.workflow_type, old.workflow_id));
+        }
+        w.by_type
+            .insert((workflow.workflow_type.clone(), workflow.workflow_id.clone()));
+        Ok(())
+    }
+
+    fn get_all_workflow_types(&self) -> Result<Vec<TaskId>> {
+        let w = self.workflows.read();
+        let mut types: Vec<TaskId> = Vec::new();
+        for (t, _) in &w.by_type {
+            if types.last() != Some(t) {
+                types.push(t.clone());
+            }
+        }
+        Ok(types)
+    }
+
+    fn get_all_workflow_runs(&self) -> Result<Vec<WorkflowIdentity>> {
+        Ok(self.workflows.read().runs.values().cloned().collect())
+    }
+
+    fn get_workflow_runs(&self, workflow_type: &TaskId) -> Result<Vec<WorkflowIdentity>> {
+        let w = self.workflows.read();
+        Ok(members(&w.by_type, workflow_type)
+            .iter()
+            .filter_map(|id| w.runs.get(id).cloned())
+            .collect())
+    }
+
+    fn store_workflow_sub_invocation(
+        &self,
+        workflow_id: &InvocationId,
+        sub_invocation: &InvocationId,
+    ) -> Result<()> {
+        self.workflows
+            .write()
+            .sub_invocations
+            .insert((workflow_id.clone(), sub_invocation.clone()));
+        Ok(())
+    }
+
+    fn get_workflow_sub_invocations(
+        &self,
+        workflow_id: &InvocationId,
+    ) -> Result<Vec<InvocationId>> {
+        Ok(members(&self.workflows.read().sub_invocations, workflow_id))
+    }
+
+    fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
+        self.workflows
+            .write()
+            .data
+            .insert((workflow_id.clone(), key.to_owned()), value.to_owned());
+        Ok(())
+    }
+
+    fn get_workflow_data(&self, workflow_id: &InvocationId, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .workflows
+            .read()
+            .data
+            .get(&(workflow_id.clone(), key.to_owned()))
+            .cloned())
+    }
+
+    fn store_app_info(&self, info: &AppInfo) -> Result<()> {
+        self.apps.write().insert(info.app_id.clone(), info.clone());
+        Ok(())
+    }
+
+    fn get_app_info(&self, app_id: &str) -> Result<AppInfo> {
+        self.apps
+            .read()
+            .get(app_id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Entity::AppInfo, app_id))
+    }
+
+    fn discover_app_infos(&self) -> Result<Vec<AppInfo>> {
+        Ok(self.apps.read().values().cloned().collect())
+    }
+
+    fn store_runner_context(&self, ctx: &RunnerContext) -> Result<()> {
+        check_runner_context(ctx)?;
+        let mut r = self.runners.write();
+        for c in ctx.chain() {
+            r.insert(c.runner_id.clone(), strip_parent(c));
+        }
+        Ok(())
+    }
+
+    fn get_runner_context(&self, runner_id: &RunnerId) -> Result<Option<RunnerContext>> {
+        let r = self.runners.read();
+        r.get(runner_id)
+            .map(|row| self.resolve(&r, row))
+            .transpose()
+    }
+
+    fn get_runner_contexts(&self, ids: &[RunnerId]) -> Result<Vec<RunnerContext>> {
+        let wanted: BTreeSet<&RunnerId> = ids.iter().collect();
+        let r = self.runners.read();
+        wanted
+            .into_iter()
+            .filter_map(|id| r.get(id))
+            .map(|row| self.resolve(&r, row))
+            .collect()
+    }
+
+    fn get_matching_runner_contexts(&self, partial: &str) -> Result<Vec<RunnerContext>> {
+        let r = self.runners.read();
+        r.iter()
+            .filter(|(id, _)| runner_id_matches(id.as_str(), partial))
+            .map(|(_, row)| self.resolve(&r, row))
+            .collect()
+    }
+
+    fn result_ids(&self) -> Result<Vec<InvocationId>> {
+        Ok(self.results.read().keys().cloned().collect())
+    }
+
+    fn exception_ids(&self) -> Result<Vec<InvocationId>> {
+        Ok(self.exceptions.read().keys().cloned().collect())
+    }
+
+    fn all_workflow_sub_invocations(&self) -> Result<Vec<(InvocationId, InvocationId)>> {
+        Ok(self
+            .workflows
+            .read()
+            .sub_invocations
+            .iter()
+            .cloned()
+            .collect())
+    }
+
+    fn all_workflow_data(&self) -> Result<Vec<(InvocationId, String, String)>> {
+        Ok(self
+            .workflows
+            .read()
+            .data
+            .iter()
+            .map(|((w, k), v)| (w.clone(), k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn purge(&self) -> Result<()> {
+        // Fixed lock order (field order) so purge cannot deadlock with itself.
+        let mut inv = self.invocations.write();
+        let mut his = self.history.write();
+        let mut res = self.results.write();
+        let mut exc = self.exceptions.write();
+        let mut wf = self.workflows.write();
+        let mut apps = self.apps.write();
+        let mut run = self.runners.write();
+        *inv = Invocations::default();
+        // The sequence keeps counting so insertion order stays monotonic.
+        let next_seq = his.next_seq;
+        *his = History {
+            next_seq,
+            ..History::default()
+        };
+        res.clear();
+        exc.clear();
+        *wf = Workflows::default();
+        apps.clear();
+        run.clear();
+        Ok(())
+    }
+}

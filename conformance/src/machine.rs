@@ -1,0 +1,581 @@
+//! The model-based test: random sequences of every operation, run against
+//! the reference [`Model`] and an engine; every output must be equal.
+//!
+//! Ids come from small pools so that replacements, re-parenting, duplicate
+//! history identities and timestamp ties happen often.
+
+use std::marker::PhantomData;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
+use taskstate_core::{
+    AppInfo, CallDTO, Cursor, Error, ErrorKind, InvocationDTO, InvocationHistory, InvocationId,
+    InvocationStatus, InvocationStatusRecord, Page, RunnerContext, RunnerId, SerializedArguments,
+    StateBackend, TaskId, TimeRange, Timestamp, WorkflowIdentity,
+};
+
+use crate::model::Model;
+use crate::{Factory, Instance};
+
+const INVS: [&str; 5] = ["i0", "i1", "i2", "i3", "i4"];
+const TASKS: [&str; 3] = ["m.a", "m.b", "pkg.mod.c"];
+const RUNNERS: [&str; 4] = ["r0", "r1", "R0x", "r%"];
+const PARTIALS: [&str; 6] = ["", "r", "R0", "%", "x", "r1"];
+const KEYS: [&str; 2] = ["k0", "k1"];
+const VALUES: [&str; 3] = ["v0", "v1", "ü\"'"];
+const APPS: [&str; 2] = ["a0", "a1"];
+const STATUSES: [InvocationStatus; 3] = [
+    InvocationStatus::Registered,
+    InvocationStatus::Running,
+    InvocationStatus::Success,
+];
+
+/// An invocation id from the pool; index `INVS.len()` is the empty id
+/// (invalid input, so error paths are compared too).
+fn inv(i: usize) -> InvocationId {
+    InvocationId::new(INVS.get(i).copied().unwrap_or(""))
+}
+
+fn task(i: usize) -> TaskId {
+    TaskId::new(
+        TASKS[i].rsplit_once('.').map_or("m", |p| p.0),
+        TASKS[i].rsplit_once('.').map_or("x", |p| p.1),
+    )
+    .unwrap_or_else(|e| panic!("pool task: {e}"))
+}
+
+/// Pool timestamp `t` (steps of 1 ms), optionally shown at +01:00.
+fn ts(t: u8, shifted: bool) -> Timestamp {
+    let micros = 1_736_942_400_000_000 + i64::from(t) * 1000;
+    Timestamp::from_micros_with_offset(micros, if shifted { 3600 } else { 0 })
+        .unwrap_or_else(|e| panic!("pool timestamp: {e}"))
+}
+
+/// One invocation of an upsert batch.
+#[derive(Clone, Debug)]
+pub struct InvSpec {
+    inv: usize,
+    parent: Option<usize>,
+    wf: usize,
+    task: usize,
+    args: u8,
+}
+
+impl InvSpec {
+    fn build(&self) -> (InvocationDTO, CallDTO) {
+        let args = match self.args {
+            0 => SerializedArguments::new(),
+            1 => SerializedArguments::from_pairs([("a", "1")]),
+            _ => SerializedArguments::from_pairs([("z", "\"é\""), ("a", "[1, 2]")]),
+        };
+        let call = CallDTO::new(task(self.task), args);
+        (
+            InvocationDTO {
+                invocation_id: inv(self.inv),
+                call_id: call.call_id.clone(),
+                workflow: WorkflowIdentity {
+                    workflow_id: inv(self.wf),
+                    workflow_type: task(self.task),
+                    parent_workflow_id: None,
+                },
+                parent_invocation_id: self.parent.map(inv),
+            },
+            call,
+        )
+    }
+}
+
+/// One record of a history batch.
+#[derive(Clone, Debug)]
+pub struct HistSpec {
+    inv: usize,
+    t: u8,
+    shifted: bool,
+    status: usize,
+    runner: usize,
+}
+
+impl HistSpec {
+    fn build(&self) -> InvocationHistory {
+        InvocationHistory {
+            invocation_id: inv(self.inv),
+            timestamp: ts(self.t, self.shifted),
+            status_record: InvocationStatusRecord {
+                status: STATUSES[self.status],
+                runner_id: Some(RunnerId::new(RUNNERS[self.runner])),
+                timestamp: ts(self.t, false),
+            },
+            runner_context_id: RunnerId::new(RUNNERS[self.runner]),
+            registered_by_inv_id: None,
+        }
+    }
+}
+
+/// One operation of a generated sequence.
+#[derive(Clone, Debug)]
+#[allow(missing_docs)]
+pub enum Op {
+    Upsert(Vec<InvSpec>),
+    GetInvocation(usize),
+    Children(usize),
+    ByWorkflow(Option<usize>, Option<usize>),
+    AddHistories(Vec<HistSpec>),
+    GetHistory(usize),
+    HistoryRange {
+        lo: u8,
+        hi: u8,
+        page: usize,
+    },
+    IdsRange {
+        lo: u8,
+        hi: u8,
+        page: usize,
+    },
+    SetResult(usize, usize),
+    GetResult(usize),
+    SetException(usize, usize),
+    GetException(usize),
+    StoreRun {
+        wf: usize,
+        task: usize,
+        parent: Option<usize>,
+    },
+    Types,
+    Runs,
+    RunsOf(usize),
+    StoreSub(usize, usize),
+    Subs(usize),
+    SetData(usize, usize, usize),
+    GetData(usize, usize),
+    StoreApp(usize, bool),
+    GetApp(usize),
+    Apps,
+    StoreRunner(Vec<usize>),
+    GetRunner(usize),
+    GetRunners(Vec<usize>),
+    MatchRunners(usize),
+    ResultIds,
+    ExceptionIds,
+    AllSubs,
+    AllData,
+    Purge,
+}
+
+/// What an operation returned, errors reduced to what the contract fixes
+/// (the kind, and for not-found the full message naming kind and id).
+#[derive(Clone, Debug, PartialEq)]
+#[allow(missing_docs)]
+pub enum Out {
+    Unit(Result<(), String>),
+    Pair(Result<(InvocationDTO, CallDTO), String>),
+    Ids(Vec<InvocationId>),
+    History(Vec<InvocationHistory>),
+    HistoryPages(Vec<Vec<InvocationHistory>>),
+    IdPages(Vec<Vec<InvocationId>>),
+    Str(Result<String, String>),
+    OptStr(Option<String>),
+    Types(Vec<TaskId>),
+    Runs(Vec<WorkflowIdentity>),
+    App(Result<AppInfo, String>),
+    Apps(Vec<AppInfo>),
+    Runner(Option<RunnerContext>),
+    Runners(Vec<RunnerContext>),
+    Links(Vec<(InvocationId, InvocationId)>),
+    Data(Vec<(InvocationId, String, String)>),
+    /// An engine error where the model has none.
+    Failed(String),
+}
+
+fn err_str(e: &Error) -> String {
+    match e.kind() {
+        ErrorKind::NotFound => e.to_string(),
+        k => format!("{k:?}"),
+    }
+}
+
+fn range(lo: u8, hi: u8) -> TimeRange {
+    TimeRange::new(ts(lo, false), ts(hi, false))
+}
+
+fn chunks<T: Clone>(items: Vec<T>, page: usize) -> Vec<Vec<T>> {
+    if items.is_empty() {
+        return vec![Vec::new()];
+    }
+    items.chunks(page).map(<[T]>::to_vec).collect()
+}
+
+fn app(i: usize, with_config: bool) -> AppInfo {
+    let mut a = AppInfo::new(APPS[i], "mod.app");
+    if with_config {
+        a.config_values = serde_json::json!({"b": 1.5, "a": [null, "x"]})
+            .as_object()
+            .cloned();
+        a.app_variable = Some("app".into());
+    }
+    a
+}
+
+fn runner_chain(idx: &[usize]) -> RunnerContext {
+    let mut ctx: Option<RunnerContext> = None;
+    for &i in idx.iter().rev() {
+        ctx = Some(RunnerContext {
+            runner_cls: "Runner".into(),
+            runner_id: RunnerId::new(RUNNERS[i]),
+            parent: ctx.map(Box::new),
+            pid: i as i64,
+            hostname: format!("host-{}", idx.len()),
+            thread_id: 7,
+        });
+    }
+    ctx.unwrap_or_else(|| panic!("runner chain must not be empty"))
+}
+
+/// Applies `op` to the model.
+pub fn run_model(m: &mut Model, op: &Op) -> Out {
+    let unit = |r: Result<(), Error>| Out::Unit(r.map_err(|e| err_str(&e)));
+    match op {
+        Op::Upsert(specs) => {
+            let entries: Vec<_> = specs.iter().map(InvSpec::build).collect();
+            unit(m.upsert_invocations(&entries))
+        }
+        Op::GetInvocation(i) => Out::Pair(m.get_invocation(&inv(*i)).map_err(|e| err_str(&e))),
+        Op::Children(i) => Out::Ids(m.get_child_invocations(&inv(*i))),
+        Op::ByWorkflow(w, t) => {
+            Out::Ids(m.get_invocation_ids_by_workflow(w.map(inv).as_ref(), t.map(task).as_ref()))
+        }
+        Op::AddHistories(specs) => {
+            let recs: Vec<_> = specs.iter().map(HistSpec::build).collect();
+            unit(m.add_histories(&recs))
+        }
+        Op::GetHistory(i) => Out::History(m.get_history(&inv(*i))),
+        Op::HistoryRange { lo, hi, page } => {
+            Out::HistoryPages(chunks(m.history_in_range(&range(*lo, *hi)), *page))
+        }
+        Op::IdsRange { lo, hi, page } => {
+            Out::IdPages(chunks(m.ids_in_range(&range(*lo, *hi)), *page))
+        }
+        Op::SetResult(i, v) => {
+            m.set_result(&inv(*i), VALUES[*v]);
+            Out::Unit(Ok(()))
+        }
+        Op::GetResult(i) => Out::Str(m.get_result(&inv(*i)).map_err(|e| err_str(&e))),
+        Op::SetException(i, v) => {
+            m.set_exception(&inv(*i), VALUES[*v]);
+            Out::Unit(Ok(()))
+        }
+        Op::GetException(i) => Out::Str(m.get_exception(&inv(*i)).map_err(|e| err_str(&e))),
+        Op::StoreRun {
+            wf,
+            task: t,
+            parent,
+        } => unit(m.store_workflow_run(&WorkflowIdentity {
+            workflow_id: inv(*wf),
+            workflow_type: task(*t),
+            parent_workflow_id: parent.map(inv),
+        })),
+        Op::Types => Out::Types(m.workflow_types()),
+        Op::Runs => Out::Runs(m.workflow_runs(None)),
+        Op::RunsOf(t) => Out::Runs(m.workflow_runs(Some(&task(*t)))),
+        Op::StoreSub(w, s) => {
+            m.store_sub(&inv(*w), &inv(*s));
+            Out::Unit(Ok(()))
+        }
+        Op::Subs(w) => Out::Ids(m.subs_of(&inv(*w))),
+        Op::SetData(w, k, v) => {
+            m.set_data(&inv(*w), KEYS[*k], VALUES[*v]);
+            Out::Unit(Ok(()))
+        }
+        Op::GetData(w, k) => Out::OptStr(m.get_data(&inv(*w), KEYS[*k])),
+        Op::StoreApp(i, c) => {
+            m.store_app(&app(*i, *c));
+            Out::Unit(Ok(()))
+        }
+        Op::GetApp(i) => Out::App(m.get_app(APPS[*i]).map_err(|e| err_str(&e))),
+        Op::Apps => Out::Apps(m.apps()),
+        Op::StoreRunner(chain) => unit(m.store_runner(&runner_chain(chain))),
+        Op::GetRunner(i) => Out::Runner(m.get_runner(&RunnerId::new(RUNNERS[*i]))),
+        Op::GetRunners(ids) => Out::Runners(
+            m.get_runners(
+                &ids.iter()
+                    .map(|i| RunnerId::new(RUNNERS[*i]))
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        Op::MatchRunners(p) => Out::Runners(m.match_runners(PARTIALS[*p])),
+        Op::ResultIds => Out::Ids(m.result_ids()),
+        Op::ExceptionIds => Out::Ids(m.exception_ids()),
+        Op::AllSubs => Out::Links(m.all_subs()),
+        Op::AllData => Out::Data(m.all_data()),
+        Op::Purge => {
+            m.purge();
+            Out::Unit(Ok(()))
+        }
+    }
+}
+
+/// Walks every page of a paged query; a page that breaks the paging
+/// contract (empty before the end, larger than asked, endless) is reported.
+fn walk<T>(
+    page: usize,
+    mut fetch: impl FnMut(Option<&Cursor>) -> Result<Page<T>, Error>,
+) -> Result<Vec<Vec<T>>, String> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    for _ in 0..10_000 {
+        let p = fetch(cursor.as_ref()).map_err(|e| err_str(&e))?;
+        if p.items.len() > page {
+            return Err(format!("page of {} items, page size {page}", p.items.len()));
+        }
+        if p.items.is_empty() && (p.next.is_some() || !pages.is_empty()) {
+            return Err("an empty page that is not the only page".into());
+        }
+        pages.push(p.items);
+        match p.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(pages),
+        }
+    }
+    Err("paging did not end after 10000 pages".into())
+}
+
+/// Applies `op` to an engine.
+pub fn run_engine(b: &dyn StateBackend, op: &Op) -> Out {
+    fn ok<T>(r: Result<T, Error>, f: impl FnOnce(T) -> Out) -> Out {
+        match r {
+            Ok(v) => f(v),
+            Err(e) => Out::Failed(e.to_string()),
+        }
+    }
+    let unit = |r: Result<(), Error>| Out::Unit(r.map_err(|e| err_str(&e)));
+    match op {
+        Op::Upsert(specs) => {
+            let entries: Vec<_> = specs.iter().map(InvSpec::build).collect();
+            unit(b.upsert_invocations(&entries))
+        }
+        Op::GetInvocation(i) => Out::Pair(b.get_invocation(&inv(*i)).map_err(|e| err_str(&e))),
+        Op::Children(i) => ok(b.get_child_invocations(&inv(*i)), Out::Ids),
+        Op::ByWorkflow(w, t) => ok(
+            b.get_invocation_ids_by_workflow(w.map(inv).as_ref(), t.map(task).as_ref()),
+            Out::Ids,
+        ),
+        Op::AddHistories(specs) => {
+            let recs: Vec<_> = specs.iter().map(HistSpec::build).collect();
+            unit(b.add_histories(&recs))
+        }
+        Op::GetHistory(i) => ok(b.get_history(&inv(*i)), Out::History),
+        Op::HistoryRange { lo, hi, page } => {
+            let r = range(*lo, *hi);
+            match walk(*page, |c| b.history_in_timerange(&r, c, *page)) {
+                Ok(p) => Out::HistoryPages(p),
+                Err(e) => Out::Failed(e),
+            }
+        }
+        Op::IdsRange { lo, hi, page } => {
+            let r = range(*lo, *hi);
+            match walk(*page, |c| b.invocation_ids_in_timerange(&r, c, *page)) {
+                Ok(p) => Out::IdPages(p),
+                Err(e) => Out::Failed(e),
+            }
+        }
+        Op::SetResult(i, v) => unit(b.set_result(&inv(*i), VALUES[*v])),
+        Op::GetResult(i) => Out::Str(b.get_result(&inv(*i)).map_err(|e| err_str(&e))),
+        Op::SetException(i, v) => unit(b.set_exception(&inv(*i), VALUES[*v])),
+        Op::GetException(i) => Out::Str(b.get_exception(&inv(*i)).map_err(|e| err_str(&e))),
+        Op::StoreRun {
+            wf,
+            task: t,
+            parent,
+        } => unit(b.store_workflow_run(&WorkflowIdentity {
+            workflow_id: inv(*wf),
+            workflow_type: task(*t),
+            parent_workflow_id: parent.map(inv),
+        })),
+        Op::Types => ok(b.get_all_workflow_types(), Out::Types),
+        Op::Runs => ok(b.get_all_workflow_runs(), Out::Runs),
+        Op::RunsOf(t) => ok(b.get_workflow_runs(&task(*t)), Out::Runs),
+        Op::StoreSub(w, s) => unit(b.store_workflow_sub_invocation(&inv(*w), &inv(*s))),
+        Op::Subs(w) => ok(b.get_workflow_sub_invocations(&inv(*w)), Out::Ids),
+        Op::SetData(w, k, v) => unit(b.set_workflow_data(&inv(*w), KEYS[*k], VALUES[*v])),
+        Op::GetData(w, k) => ok(b.get_workflow_data(&inv(*w), KEYS[*k]), Out::OptStr),
+        Op::StoreApp(i, c) => unit(b.store_app_info(&app(*i, *c))),
+        Op::GetApp(i) => Out::App(b.get_app_info(APPS[*i]).map_err(|e| err_str(&e))),
+        Op::Apps => ok(b.discover_app_infos(), Out::Apps),
+        Op::StoreRunner(chain) => unit(b.store_runner_context(&runner_chain(chain))),
+        Op::GetRunner(i) => ok(
+            b.get_runner_context(&RunnerId::new(RUNNERS[*i])),
+            Out::Runner,
+        ),
+        Op::GetRunners(ids) => ok(
+            b.get_runner_contexts(
+                &ids.iter()
+                    .map(|i| RunnerId::new(RUNNERS[*i]))
+                    .collect::<Vec<_>>(),
+            ),
+            Out::Runners,
+        ),
+        Op::MatchRunners(p) => ok(b.get_matching_runner_contexts(PARTIALS[*p]), Out::Runners),
+        Op::ResultIds => ok(b.result_ids(), Out::Ids),
+        Op::ExceptionIds => ok(b.exception_ids(), Out::Ids),
+        Op::AllSubs => ok(b.all_workflow_sub_invocations(), Out::Links),
+        Op::AllData => ok(b.all_workflow_data(), Out::Data),
+        Op::Purge => unit(b.purge()),
+    }
+}
+
+/// The reference state: the model plus the output of the last operation.
+#[derive(Clone, Debug, Default)]
+pub struct RefState {
+    model: Model,
+    last: Option<Out>,
+}
+
+/// The reference state machine (generation and the model side).
+pub struct ModelMachine;
+
+fn i() -> impl Strategy<Value = usize> {
+    0..INVS.len()
+}
+
+fn op_strategy() -> BoxedStrategy<Op> {
+    let inv_spec = (
+        0..INVS.len(),
+        // 1 in 12 parents is the empty id: invalid input, whole batch refused.
+        prop::option::of(0..=INVS.len()),
+        i(),
+        0..TASKS.len(),
+        0..3u8,
+    )
+        .prop_map(|(inv, parent, wf, task, args)| InvSpec {
+            inv,
+            parent,
+            wf,
+            task,
+            args,
+        });
+    let hist_spec = (
+        i(),
+        0..6u8,
+        any::<bool>(),
+        0..STATUSES.len(),
+        0..RUNNERS.len(),
+    )
+        .prop_map(|(inv, t, shifted, status, runner)| HistSpec {
+            inv,
+            t,
+            shifted,
+            status,
+            runner,
+        });
+    let chain =
+        prop::sample::subsequence((0..RUNNERS.len()).collect::<Vec<_>>(), 1..=3).prop_shuffle();
+    let t = 0..6u8;
+    prop_oneof![
+        4 => prop::collection::vec(inv_spec, 1..4).prop_map(Op::Upsert),
+        2 => i().prop_map(Op::GetInvocation),
+        2 => i().prop_map(Op::Children),
+        2 => (prop::option::of(i()), prop::option::of(0..TASKS.len())).prop_map(|(w, t)| Op::ByWorkflow(w, t)),
+        5 => prop::collection::vec(hist_spec, 1..4).prop_map(Op::AddHistories),
+        2 => i().prop_map(Op::GetHistory),
+        2 => (t.clone(), t.clone(), 1..4usize).prop_map(|(lo, hi, page)| Op::HistoryRange { lo, hi, page }),
+        2 => (t.clone(), t, 1..4usize).prop_map(|(lo, hi, page)| Op::IdsRange { lo, hi, page }),
+        1 => (i(), 0..VALUES.len()).prop_map(|(a, v)| Op::SetResult(a, v)),
+        1 => i().prop_map(Op::GetResult),
+        1 => (i(), 0..VALUES.len()).prop_map(|(a, v)| Op::SetException(a, v)),
+        1 => i().prop_map(Op::GetException),
+        2 => (i(), 0..TASKS.len(), prop::option::of(i())).prop_map(|(wf, task, parent)| Op::StoreRun { wf, task, parent }),
+        1 => Just(Op::Types),
+        1 => Just(Op::Runs),
+        1 => (0..TASKS.len()).prop_map(Op::RunsOf),
+        1 => (i(), i()).prop_map(|(w, s)| Op::StoreSub(w, s)),
+        1 => i().prop_map(Op::Subs),
+        1 => (i(), 0..KEYS.len(), 0..VALUES.len()).prop_map(|(w, k, v)| Op::SetData(w, k, v)),
+        1 => (i(), 0..KEYS.len()).prop_map(|(w, k)| Op::GetData(w, k)),
+        1 => (0..APPS.len(), any::<bool>()).prop_map(|(a, c)| Op::StoreApp(a, c)),
+        1 => (0..APPS.len()).prop_map(Op::GetApp),
+        1 => Just(Op::Apps),
+        2 => chain.prop_map(Op::StoreRunner),
+        1 => (0..RUNNERS.len()).prop_map(Op::GetRunner),
+        1 => prop::collection::vec(0..RUNNERS.len(), 0..4).prop_map(Op::GetRunners),
+        1 => (0..PARTIALS.len()).prop_map(Op::MatchRunners),
+        1 => Just(Op::ResultIds),
+        1 => Just(Op::ExceptionIds),
+        1 => Just(Op::AllSubs),
+        1 => Just(Op::AllData),
+        1 => Just(Op::Purge),
+    ]
+    .boxed()
+}
+
+impl ReferenceStateMachine for ModelMachine {
+    type State = RefState;
+    type Transition = Op;
+
+    fn init_state() -> BoxedStrategy<RefState> {
+        Just(RefState::default()).boxed()
+    }
+
+    fn transitions(_: &RefState) -> BoxedStrategy<Op> {
+        op_strategy()
+    }
+
+    fn apply(mut state: RefState, op: &Op) -> RefState {
+        state.last = Some(run_model(&mut state.model, op));
+        state
+    }
+}
+
+/// The engine side of the model test, for the engine that `F` builds.
+pub struct EngineMachine<F>(PhantomData<F>);
+
+impl<F: Factory> StateMachineTest for EngineMachine<F> {
+    type SystemUnderTest = Instance<F>;
+    type Reference = ModelMachine;
+
+    fn init_test(_: &RefState) -> Instance<F> {
+        Instance::<F>::create()
+            .unwrap_or_else(|| panic!("the factory stopped offering an engine mid-run"))
+    }
+
+    fn apply(sut: Instance<F>, state: &RefState, op: Op) -> Instance<F> {
+        let got = run_engine(&sut.backend, &op);
+        assert_eq!(
+            Some(&got),
+            state.last.as_ref(),
+            "engine and model differ on {op:?}"
+        );
+        sut
+    }
+}
+
+/// Default number of generated sequences (each up to 60 operations); the
+/// `PROPTEST_CASES` environment variable overrides it.
+pub const DEFAULT_CASES: u32 = 64;
+
+/// Runs the model-based test against `F`'s engine. `regressions` is the file
+/// where failing seeds are kept (commit it).
+pub fn run_model_test<F: Factory>(regressions: &'static str) {
+    if Instance::<F>::create().is_none() {
+        return;
+    }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CASES);
+    let config = Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(regressions))),
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config.clone());
+    let result = runner.run(
+        &ModelMachine::sequential_strategy(1..60),
+        |(init, ops, seen)| {
+            EngineMachine::<F>::test_sequential(config.clone(), init, ops, seen);
+            Ok(())
+        },
+    );
+    if let Err(e) = result {
+        panic!("model-based test failed: {e}");
+    }
+}

@@ -1,0 +1,258 @@
+//! The reference model: the contract written as plain, obviously correct
+//! code over `BTreeMap`s and a `Vec`, with no indexes and no cleverness.
+//! The model-based test compares every engine output with this.
+
+// Each method mirrors the `StateBackend` method of the same name.
+#![allow(missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use taskstate_core::{
+    AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, RunnerContext,
+    RunnerId, TaskId, TimeRange, WorkflowIdentity, check_history, check_invocation_pair,
+    check_runner_context, check_workflow, runner_id_matches,
+};
+
+/// Everything a backend stores.
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    invocations: BTreeMap<InvocationId, (InvocationDTO, CallDTO)>,
+    /// Every history record, in insertion order.
+    history: Vec<InvocationHistory>,
+    results: BTreeMap<InvocationId, String>,
+    exceptions: BTreeMap<InvocationId, String>,
+    runs: BTreeMap<InvocationId, WorkflowIdentity>,
+    subs: BTreeSet<(InvocationId, InvocationId)>,
+    data: BTreeMap<(InvocationId, String), String>,
+    apps: BTreeMap<String, AppInfo>,
+    /// runner id → (context without parent, parent id).
+    runners: BTreeMap<RunnerId, (RunnerContext, Option<RunnerId>)>,
+}
+
+type R<T> = Result<T, Error>;
+
+impl Model {
+    pub fn upsert_invocations(&mut self, entries: &[(InvocationDTO, CallDTO)]) -> R<()> {
+        for (i, c) in entries {
+            check_invocation_pair(i, c)?;
+        }
+        for (i, c) in entries {
+            self.invocations
+                .insert(i.invocation_id.clone(), (i.clone(), c.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn get_invocation(&self, id: &InvocationId) -> R<(InvocationDTO, CallDTO)> {
+        self.invocations
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Entity::Invocation, id.as_str()))
+    }
+
+    pub fn get_child_invocations(&self, parent: &InvocationId) -> Vec<InvocationId> {
+        self.invocations
+            .values()
+            .filter(|(i, _)| i.parent_invocation_id.as_ref() == Some(parent))
+            .map(|(i, _)| i.invocation_id.clone())
+            .collect()
+    }
+
+    pub fn get_invocation_ids_by_workflow(
+        &self,
+        wf: Option<&InvocationId>,
+        ty: Option<&TaskId>,
+    ) -> Vec<InvocationId> {
+        self.invocations
+            .values()
+            .filter(|(i, _)| wf.is_none_or(|w| i.workflow.workflow_id == *w))
+            .filter(|(i, _)| ty.is_none_or(|t| i.workflow.workflow_type == *t))
+            .map(|(i, _)| i.invocation_id.clone())
+            .collect()
+    }
+
+    pub fn add_histories(&mut self, records: &[InvocationHistory]) -> R<()> {
+        for r in records {
+            check_history(r)?;
+        }
+        for r in records {
+            // Same identity: the old record goes, the new one is appended.
+            self.history.retain(|h| h.identity() != r.identity());
+            self.history.push(r.clone());
+        }
+        Ok(())
+    }
+
+    /// Records matching `keep`, ordered by (instant key, insertion order).
+    fn sorted_history(&self, keep: impl Fn(&InvocationHistory) -> bool) -> Vec<InvocationHistory> {
+        let mut v: Vec<_> = self.history.iter().filter(|h| keep(h)).cloned().collect();
+        // A stable sort keeps insertion order among equal keys.
+        v.sort_by_key(|h| h.timestamp.key());
+        v
+    }
+
+    pub fn get_history(&self, id: &InvocationId) -> Vec<InvocationHistory> {
+        self.sorted_history(|h| h.invocation_id == *id)
+    }
+
+    pub fn history_in_range(&self, range: &TimeRange) -> Vec<InvocationHistory> {
+        self.sorted_history(|h| range.contains(&h.timestamp))
+    }
+
+    pub fn ids_in_range(&self, range: &TimeRange) -> Vec<InvocationId> {
+        let ids: BTreeSet<InvocationId> = self
+            .history
+            .iter()
+            .filter(|h| range.contains(&h.timestamp))
+            .map(|h| h.invocation_id.clone())
+            .collect();
+        ids.into_iter().collect()
+    }
+
+    pub fn set_result(&mut self, id: &InvocationId, v: &str) {
+        self.results.insert(id.clone(), v.to_owned());
+    }
+
+    pub fn get_result(&self, id: &InvocationId) -> R<String> {
+        self.results
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Entity::Result, id.as_str()))
+    }
+
+    pub fn set_exception(&mut self, id: &InvocationId, v: &str) {
+        self.exceptions.insert(id.clone(), v.to_owned());
+    }
+
+    pub fn get_exception(&self, id: &InvocationId) -> R<String> {
+        self.exceptions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Entity::Exception, id.as_str()))
+    }
+
+    pub fn store_workflow_run(&mut self, wf: &WorkflowIdentity) -> R<()> {
+        check_workflow(wf)?;
+        self.runs.insert(wf.workflow_id.clone(), wf.clone());
+        Ok(())
+    }
+
+    pub fn workflow_types(&self) -> Vec<TaskId> {
+        let set: BTreeSet<TaskId> = self
+            .runs
+            .values()
+            .map(|w| w.workflow_type.clone())
+            .collect();
+        set.into_iter().collect()
+    }
+
+    pub fn workflow_runs(&self, ty: Option<&TaskId>) -> Vec<WorkflowIdentity> {
+        self.runs
+            .values()
+            .filter(|w| ty.is_none_or(|t| w.workflow_type == *t))
+            .cloned()
+            .collect()
+    }
+
+    pub fn store_sub(&mut self, wf: &InvocationId, sub: &InvocationId) {
+        self.subs.insert((wf.clone(), sub.clone()));
+    }
+
+    pub fn subs_of(&self, wf: &InvocationId) -> Vec<InvocationId> {
+        self.subs
+            .iter()
+            .filter(|(w, _)| w == wf)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    pub fn all_subs(&self) -> Vec<(InvocationId, InvocationId)> {
+        self.subs.iter().cloned().collect()
+    }
+
+    pub fn set_data(&mut self, wf: &InvocationId, k: &str, v: &str) {
+        self.data.insert((wf.clone(), k.to_owned()), v.to_owned());
+    }
+
+    pub fn get_data(&self, wf: &InvocationId, k: &str) -> Option<String> {
+        self.data.get(&(wf.clone(), k.to_owned())).cloned()
+    }
+
+    pub fn all_data(&self) -> Vec<(InvocationId, String, String)> {
+        self.data
+            .iter()
+            .map(|((w, k), v)| (w.clone(), k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn store_app(&mut self, a: &AppInfo) {
+        self.apps.insert(a.app_id.clone(), a.clone());
+    }
+
+    pub fn get_app(&self, id: &str) -> R<AppInfo> {
+        self.apps
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Entity::AppInfo, id))
+    }
+
+    pub fn apps(&self) -> Vec<AppInfo> {
+        self.apps.values().cloned().collect()
+    }
+
+    pub fn store_runner(&mut self, ctx: &RunnerContext) -> R<()> {
+        check_runner_context(ctx)?;
+        let mut c = Some(ctx);
+        while let Some(cur) = c {
+            let row = RunnerContext {
+                parent: None,
+                ..cur.clone()
+            };
+            self.runners.insert(
+                cur.runner_id.clone(),
+                (row, cur.parent_runner_id().cloned()),
+            );
+            c = cur.parent.as_deref();
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a stored context by following parent ids (the API cannot
+    /// create a missing parent or a cycle, so neither is handled here).
+    pub fn get_runner(&self, id: &RunnerId) -> Option<RunnerContext> {
+        let (row, parent) = self.runners.get(id)?;
+        let mut ctx = row.clone();
+        ctx.parent = parent
+            .as_ref()
+            .and_then(|p| self.get_runner(p))
+            .map(Box::new);
+        Some(ctx)
+    }
+
+    pub fn get_runners(&self, ids: &[RunnerId]) -> Vec<RunnerContext> {
+        let set: BTreeSet<&RunnerId> = ids.iter().collect();
+        set.into_iter()
+            .filter_map(|id| self.get_runner(id))
+            .collect()
+    }
+
+    pub fn match_runners(&self, partial: &str) -> Vec<RunnerContext> {
+        self.runners
+            .keys()
+            .filter(|id| runner_id_matches(id.as_str(), partial))
+            .filter_map(|id| self.get_runner(id))
+            .collect()
+    }
+
+    pub fn result_ids(&self) -> Vec<InvocationId> {
+        self.results.keys().cloned().collect()
+    }
+
+    pub fn exception_ids(&self) -> Vec<InvocationId> {
+        self.exceptions.keys().cloned().collect()
+    }
+
+    pub fn purge(&mut self) {
+        *self = Model::default();
+    }
+}

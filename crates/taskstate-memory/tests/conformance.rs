@@ -1,0 +1,17 @@
+//! The memory engine runs the whole conformance suite.
+
+use taskstate_conformance::Factory;
+use taskstate_memory::MemoryBackend;
+
+struct Memory;
+
+impl Factory for Memory {
+    type Backend = MemoryBackend;
+    type Guard = ();
+
+    fn create() -> Option<(MemoryBackend, ())> {
+        Some((MemoryBackend::new(), ()))
+    }
+}
+
+taskstate_conformance::suite!(Memory);
