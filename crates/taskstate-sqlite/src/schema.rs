@@ -1,0 +1,233 @@
+//! Opening connections and the file format (SPEC §5): the reference's nine
+//! tables and two indexes, our added indexes, and the schema version in
+//! `PRAGMA user_version`.
+//!
+//! Every connection is opened through [`open_connection`], which sets the
+//! pragmas outside any transaction. The schema is brought up to date in one
+//! `BEGIN IMMEDIATE` transaction, so processes that open a new file at the
+//! same moment serialise on it instead of racing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use taskstate_core::{Error, Result};
+
+use crate::errors::{Ctx, sql_err};
+
+/// The schema version this engine writes and understands. Version 0 is the
+/// reference's layout (pynenc never sets `user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The reference's tables, in the order the reference creates them.
+pub const TABLES: [&str; 9] = [
+    "state_backend_results",
+    "state_backend_exceptions",
+    "state_backend_invocations",
+    "state_backend_runner_contexts",
+    "state_backend_history",
+    "state_backend_workflows",
+    "state_backend_app_info",
+    "state_backend_workflow_data",
+    "state_backend_workflow_sub_invocations",
+];
+
+/// The reference's `init_tables`, verbatim in columns, types and keys.
+const REFERENCE_DDL: &str = "
+CREATE TABLE IF NOT EXISTS state_backend_results (
+    invocation_id TEXT PRIMARY KEY,
+    result_data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state_backend_exceptions (
+    invocation_id TEXT PRIMARY KEY,
+    exception_data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state_backend_invocations (
+    invocation_id TEXT PRIMARY KEY,
+    call_id_key TEXT NOT NULL,
+    task_id_key TEXT NOT NULL,
+    arguments_id TEXT NOT NULL,
+    serialized_arguments TEXT NOT NULL,
+    parent_invocation_id TEXT,
+    parent_call_id TEXT,
+    workflow_id TEXT NOT NULL,
+    workflow_type_key TEXT NOT NULL,
+    parent_workflow_id TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_state_backend_invocations_parent ON state_backend_invocations(parent_invocation_id);
+CREATE TABLE IF NOT EXISTS state_backend_runner_contexts (
+    runner_id TEXT PRIMARY KEY,
+    runner_cls TEXT NOT NULL,
+    parent_ctx_id TEXT,
+    pid INTEGER NOT NULL,
+    hostname TEXT NOT NULL,
+    thread_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state_backend_history (
+    invocation_id TEXT NOT NULL,
+    history_timestamp REAL NOT NULL,
+    history_status TEXT NOT NULL,
+    history_json TEXT NOT NULL,
+    PRIMARY KEY (invocation_id, history_timestamp, history_status)
+);
+CREATE TABLE IF NOT EXISTS state_backend_workflows (
+    workflow_id TEXT PRIMARY KEY,
+    workflow_type_key TEXT NOT NULL,
+    parent_workflow_id TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_state_backend_workflows_type ON state_backend_workflows(workflow_type_key);
+CREATE TABLE IF NOT EXISTS state_backend_app_info (
+    app_id TEXT PRIMARY KEY,
+    app_info_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state_backend_workflow_data (
+    workflow_id TEXT NOT NULL,
+    data_key TEXT NOT NULL,
+    data_value BLOB NOT NULL,
+    PRIMARY KEY (workflow_id, data_key)
+);
+CREATE TABLE IF NOT EXISTS state_backend_workflow_sub_invocations (
+    parent_workflow_id TEXT NOT NULL,
+    sub_invocation_id TEXT NOT NULL,
+    PRIMARY KEY (parent_workflow_id, sub_invocation_id)
+);
+";
+
+/// Version 0 → 1: indexes this engine needs. Names start with `taskstate_`
+/// so they never collide with the reference's.
+/// - history by (timestamp, rowid): keyset-paged time-range scans;
+/// - invocations by workflow id and by workflow type: workflow queries.
+const V1_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS taskstate_history_time ON state_backend_history(history_timestamp);
+CREATE INDEX IF NOT EXISTS taskstate_invocations_workflow ON state_backend_invocations(workflow_id);
+CREATE INDEX IF NOT EXISTS taskstate_invocations_type ON state_backend_invocations(workflow_type_key);
+";
+
+/// `synchronous` setting of the connections (see the crate docs for what
+/// each one makes durable).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// WAL is synced at checkpoints only: a process crash loses nothing; a
+    /// power loss or OS crash may lose the last commits (never corrupts).
+    #[default]
+    Normal,
+    /// WAL is synced at every commit: nothing acknowledged is ever lost.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// Settings of a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnSettings {
+    pub synchronous: Synchronous,
+    pub busy_timeout: Duration,
+    pub statement_cache: usize,
+}
+
+/// Opens one connection with our pragmas. `uri` may be a path or a
+/// `file:` URI. Nothing is written here.
+pub fn open_connection(uri: &str, settings: &ConnSettings, ctx: &Ctx) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(uri, flags).map_err(|e| sql_err(ctx, "open", e))?;
+    conn.busy_timeout(settings.busy_timeout)
+        .map_err(|e| sql_err(ctx, "set busy timeout", e))?;
+    conn.set_prepared_statement_cache_capacity(settings.statement_cache);
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
+        settings.synchronous.pragma()
+    ))
+    .map_err(|e| sql_err(ctx, "set pragmas", e))?;
+    Ok(conn)
+}
+
+/// Reads the schema version; fails with `Incompatible` on a file that is
+/// not a database (SQLite reports that on the first read).
+pub fn user_version(conn: &Connection, ctx: &Ctx) -> Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| sql_err(ctx, "read schema version", e))
+}
+
+fn refuse_newer(version: i64, ctx: &Ctx) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        return Err(Error::Incompatible {
+            location: ctx.path.clone(),
+            reason: format!(
+                "schema version {version} is newer than this taskstate-sqlite knows ({SCHEMA_VERSION}); upgrade taskstate"
+            ),
+        });
+    }
+    if version < 0 {
+        return Err(Error::Incompatible {
+            location: ctx.path.clone(),
+            reason: format!("schema version {version} is not a taskstate version"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the version (refusing a newer one before anything is written),
+/// switches the file to WAL (unless in memory), and creates or upgrades the
+/// schema in one immediate transaction.
+pub fn prepare_schema(conn: &mut Connection, in_memory: bool, ctx: &Ctx) -> Result<()> {
+    refuse_newer(user_version(conn, ctx)?, ctx)?;
+    if !in_memory {
+        // journal_mode is persistent in the file; changing it needs no
+        // transaction and must be set outside one.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| sql_err(ctx, "enable WAL", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Storage {
+                message: format!(
+                    "{}: could not enable WAL (journal_mode is {mode})",
+                    ctx.path
+                ),
+                source: None,
+            });
+        }
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_err(ctx, "begin schema transaction", e))?;
+    // Re-read inside the lock: another process may have upgraded meanwhile.
+    let version = user_version(&tx, ctx)?;
+    refuse_newer(version, ctx)?;
+    if version < 1 {
+        tx.execute_batch(REFERENCE_DDL)
+            .map_err(|e| sql_err(ctx, "create reference tables", e))?;
+        tx.execute_batch(V1_INDEXES)
+            .map_err(|e| sql_err(ctx, "create taskstate indexes", e))?;
+        tx.pragma_update(None, "user_version", 1)
+            .map_err(|e| sql_err(ctx, "set schema version", e))?;
+    }
+    tx.commit().map_err(|e| sql_err(ctx, "commit schema", e))
+}
+
+/// Creates the parent directory of a database path if it is missing.
+pub fn ensure_parent_dir(path: &Path) -> Result<()> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::Storage {
+        message: format!(
+            "cannot create directory {} for database {}: {e}",
+            dir.display(),
+            path.display()
+        ),
+        source: Some(Box::new(e)),
+    })
+}
