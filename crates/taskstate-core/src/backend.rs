@@ -42,9 +42,12 @@ pub struct Page<T> {
 /// The default page size of range queries (the reference's `batch_size`).
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 
+/// Fetches the page after a cursor (the first page for `None`).
+type FetchPage<'a, T> = Box<dyn FnMut(Option<&Cursor>) -> Result<Page<T>> + 'a>;
+
 /// Iterator over all pages of a paged query; yields each non-empty page.
 pub struct Pages<'a, T> {
-    fetch: Box<dyn FnMut(Option<&Cursor>) -> Result<Page<T>> + 'a>,
+    fetch: FetchPage<'a, T>,
     cursor: Option<Cursor>,
     done: bool,
 }

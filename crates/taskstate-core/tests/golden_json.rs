@@ -2,6 +2,9 @@
 //! (`history_json` and `app_info_json` columns, extracted to `tests/data/`)
 //! decodes and re-encodes to the same bytes.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use taskstate_core::{AppInfo, InvocationHistory};
 
 #[test]

@@ -151,7 +151,7 @@ impl SqliteBackend {
             statement_cache: STATEMENT_CACHE,
         };
         let mut conn = schema::open_connection(&uri, &settings, &ctx)?;
-        schema::prepare_schema(&mut conn, false, &ctx)?;
+        schema::prepare_schema(&mut conn, false, options.busy_timeout, &ctx)?;
         Ok(Self {
             writer: Writer::new(conn, ctx.clone()),
             readers: Some(Readers {
@@ -176,7 +176,7 @@ impl SqliteBackend {
             statement_cache: STATEMENT_CACHE,
         };
         let mut conn = schema::open_connection(":memory:", &settings, &ctx)?;
-        schema::prepare_schema(&mut conn, true, &ctx)?;
+        schema::prepare_schema(&mut conn, true, settings.busy_timeout, &ctx)?;
         Ok(Self {
             writer: Writer::new(conn, ctx.clone()),
             readers: None,

@@ -179,23 +179,15 @@ fn refuse_newer(version: i64, ctx: &Ctx) -> Result<()> {
 /// Checks the version (refusing a newer one before anything is written),
 /// switches the file to WAL (unless in memory), and creates or upgrades the
 /// schema in one immediate transaction.
-pub fn prepare_schema(conn: &mut Connection, in_memory: bool, ctx: &Ctx) -> Result<()> {
+pub fn prepare_schema(
+    conn: &mut Connection,
+    in_memory: bool,
+    busy_timeout: Duration,
+    ctx: &Ctx,
+) -> Result<()> {
     refuse_newer(user_version(conn, ctx)?, ctx)?;
     if !in_memory {
-        // journal_mode is persistent in the file; changing it needs no
-        // transaction and must be set outside one.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| sql_err(ctx, "enable WAL", e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Storage {
-                message: format!(
-                    "{}: could not enable WAL (journal_mode is {mode})",
-                    ctx.path
-                ),
-                source: None,
-            });
-        }
+        enable_wal(conn, busy_timeout, ctx)?;
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -212,6 +204,44 @@ pub fn prepare_schema(conn: &mut Connection, in_memory: bool, ctx: &Ctx) -> Resu
             .map_err(|e| sql_err(ctx, "set schema version", e))?;
     }
     tx.commit().map_err(|e| sql_err(ctx, "commit schema", e))
+}
+
+/// Puts the file in WAL mode (persistent in the file). The switch needs an
+/// exclusive lock and SQLite does not run the busy handler for it, so when
+/// several processes open a new file at once the losers retry, with a
+/// short backoff, for up to `timeout`. A file already in WAL mode is left
+/// alone without taking any lock.
+fn enable_wal(conn: &Connection, timeout: Duration, ctx: &Ctx) -> Result<()> {
+    let current: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(|e| sql_err(ctx, "read journal mode", e))?;
+    if current.eq_ignore_ascii_case("wal") {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(Error::Storage {
+                    message: format!(
+                        "{}: could not enable WAL (journal_mode is {mode})",
+                        ctx.path
+                    ),
+                    source: None,
+                });
+            }
+            Err(e) => {
+                let err = sql_err(ctx, "enable WAL", e);
+                if !err.is_retriable() || start.elapsed() >= timeout {
+                    return Err(err);
+                }
+            }
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(50));
+    }
 }
 
 /// Creates the parent directory of a database path if it is missing.

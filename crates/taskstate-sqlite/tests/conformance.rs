@@ -1,6 +1,9 @@
 //! The SQLite engine runs the whole conformance suite, on a file (the real
 //! deployment) and on a private in-memory database.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use taskstate_conformance::Factory;
 use taskstate_sqlite::SqliteBackend;
 

@@ -1,0 +1,366 @@
+//! Opening files: bad files are refused with typed errors and left
+//! untouched; corrupt rows are typed errors naming table and key; the
+//! schema is created once however many openers race; purge covers every
+//! table the file has.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use rusqlite::params;
+use taskstate_conformance::{cases, data};
+use taskstate_core::{ErrorKind, InvocationId, RunnerId, StateBackend};
+use taskstate_sqlite::{SCHEMA_VERSION, SqliteBackend, SqliteOptions, Synchronous, TABLES};
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn not_a_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    let content =
+        b"this is a text file, not SQLite, and long enough to have a header......".repeat(20);
+    std::fs::write(&path, &content).unwrap();
+    let err = SqliteBackend::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible, "{err}");
+    assert!(err.to_string().contains("notes.db"), "{err}");
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+    assert_eq!(listing(dir.path()), ["notes.db"]);
+}
+
+#[test]
+fn newer_schema_version_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE state_backend_results (invocation_id TEXT PRIMARY KEY, result_data BLOB NOT NULL);")
+            .unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = SqliteBackend::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible);
+    let msg = err.to_string();
+    assert!(msg.contains("future.db") && msg.contains("newer"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(listing(dir.path()), ["future.db"]);
+}
+
+#[test]
+fn uncreatable_directory_is_a_storage_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("plain-file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let path = blocker.join("sub").join("state.db");
+    let err = SqliteBackend::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage);
+    assert!(err.to_string().contains("cannot create directory"), "{err}");
+    assert!(err.to_string().contains("plain-file"), "{err}");
+}
+
+#[test]
+fn a_directory_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteBackend::open(dir.path()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage);
+    assert!(err.to_string().contains("is a directory"), "{err}");
+}
+
+#[test]
+fn missing_parent_directories_are_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c/state.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    b.set_result(&InvocationId::new("x"), "1").unwrap();
+    assert!(path.is_file());
+}
+
+#[test]
+fn data_survives_reopen_and_full_sync_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let opts = SqliteOptions {
+        synchronous: Synchronous::Full,
+        ..SqliteOptions::default()
+    };
+    {
+        let b = SqliteBackend::open_with(&path, &opts).unwrap();
+        cases::populate_everything(&b);
+    }
+    let b = SqliteBackend::open(&path).unwrap();
+    assert_eq!(b.get_result(&InvocationId::new("p")).unwrap(), "r");
+    assert_eq!(b.get_history(&InvocationId::new("p")).unwrap().len(), 1);
+    assert_eq!(b.get_matching_runner_contexts("").unwrap().len(), 2);
+    assert_eq!(b.integrity_check().unwrap(), ["ok"]);
+}
+
+#[test]
+fn racing_openers_of_a_new_file_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let path = &path;
+            s.spawn(move || {
+                let b = SqliteBackend::open(path).unwrap();
+                b.set_result(&InvocationId::new(format!("t{t}")), "ok")
+                    .unwrap();
+            });
+        }
+    });
+    let b = SqliteBackend::open(&path).unwrap();
+    assert_eq!(b.result_ids().unwrap().len(), 8);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn purge_covers_every_table_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    cases::populate_everything(&b);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut known: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+    known.sort();
+    assert_eq!(
+        tables, known,
+        "a table was added that TABLES (and so purge) does not know"
+    );
+    for t in &tables {
+        let n: i64 = c
+            .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            n > 0,
+            "populate_everything leaves {t} empty: the purge check would prove nothing"
+        );
+    }
+    b.purge().unwrap();
+    for t in &tables {
+        let n: i64 = c
+            .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "{t} not purged");
+    }
+}
+
+/// A database with one good row of everything, then `corrupt` applied.
+fn corrupted(corrupt: &str) -> (tempfile::TempDir, SqliteBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    cases::populate_everything(&b);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(corrupt).unwrap();
+    (dir, b)
+}
+
+fn assert_corrupt<T: std::fmt::Debug>(r: taskstate_core::Result<T>, must_name: &[&str]) {
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let msg = e.to_string();
+    for n in must_name {
+        assert!(msg.contains(n), "{msg:?} should name {n:?}");
+    }
+}
+
+#[test]
+fn corrupt_history_json_and_unknown_status() {
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_history SET history_json = '{not json' WHERE invocation_id = 'p'",
+    );
+    assert_corrupt(
+        b.get_history(&InvocationId::new("p")),
+        &["state_backend_history", "[p]"],
+    );
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_history SET history_json = replace(history_json, '\"registered\"', '\"exploded\"') WHERE invocation_id = 'p'",
+    );
+    assert_corrupt(
+        b.get_history(&InvocationId::new("p")),
+        &["state_backend_history", "exploded"],
+    );
+    let all: Vec<_> = b
+        .iter_history_in_timerange(taskstate_core::TimeRange::all(), 10)
+        .collect();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].as_ref().unwrap_err().kind(), ErrorKind::Corrupt);
+}
+
+#[test]
+fn corrupt_invocation_rows() {
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_invocations SET call_id_key = 'no-colon' WHERE invocation_id = 'p'",
+    );
+    assert_corrupt(
+        b.get_invocation(&InvocationId::new("p")),
+        &["state_backend_invocations[p]", "no-colon"],
+    );
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_invocations SET serialized_arguments = '[1]' WHERE invocation_id = 'c'",
+    );
+    assert_corrupt(
+        b.get_invocation(&InvocationId::new("c")),
+        &["state_backend_invocations[c]"],
+    );
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_invocations SET workflow_type_key = 'nodot' WHERE invocation_id = 'c'",
+    );
+    assert_corrupt(b.get_invocation(&InvocationId::new("c")), &["[c]", "nodot"]);
+    // TEXT affinity turns numbers into text, but a non-UTF-8 blob stays.
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_invocations SET workflow_id = X'C3' WHERE invocation_id = 'c'",
+    );
+    assert_corrupt(b.get_invocation(&InvocationId::new("c")), &["[c]", "UTF-8"]);
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_runner_contexts SET pid = 'many' WHERE runner_id = 'child'",
+    );
+    assert_corrupt(
+        b.get_runner_context(&RunnerId::new("child")),
+        &["state_backend_runner_contexts[child]", "expected integer"],
+    );
+}
+
+#[test]
+fn corrupt_values_results_apps_workflows() {
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_results SET result_data = X'FF00FE' WHERE invocation_id = 'p'",
+    );
+    assert_corrupt(
+        b.get_result(&InvocationId::new("p")),
+        &["state_backend_results[p]", "UTF-8"],
+    );
+    let (_d, b) = corrupted("UPDATE state_backend_exceptions SET exception_data = 3.5");
+    assert_corrupt(
+        b.get_exception(&InvocationId::new("c")),
+        &["state_backend_exceptions[c]"],
+    );
+    let (_d, b) = corrupted("UPDATE state_backend_app_info SET app_info_json = '{\"app_id\": 1}'");
+    assert_corrupt(b.get_app_info("app"), &["state_backend_app_info[app]"]);
+    assert_corrupt(b.discover_app_infos(), &["state_backend_app_info[app]"]);
+    let (_d, b) = corrupted("UPDATE state_backend_workflows SET workflow_type_key = 'x'");
+    assert_corrupt(b.get_all_workflow_runs(), &["state_backend_workflows[p]"]);
+}
+
+#[test]
+fn runner_context_with_missing_parent_names_both_ids() {
+    let (_d, b) = corrupted("DELETE FROM state_backend_runner_contexts WHERE runner_id = 'parent'");
+    assert_corrupt(
+        b.get_runner_context(&RunnerId::new("child")),
+        &["\"child\"", "\"parent\"", "not stored"],
+    );
+    assert_corrupt(b.get_matching_runner_contexts("ch"), &["parent"]);
+}
+
+#[test]
+fn runner_context_cycle_is_corrupt_not_a_hang() {
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_runner_contexts SET parent_ctx_id = 'child' WHERE runner_id = 'parent'",
+    );
+    assert_corrupt(b.get_runner_context(&RunnerId::new("child")), &["cycle"]);
+}
+
+#[test]
+fn pynenc_empty_string_parents_read_as_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    let (inv, call) = data::child("i", "m.t", None, "i");
+    b.upsert_invocations(&[(inv, call)]).unwrap();
+    b.store_runner_context(&data::runner("r")).unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute(
+        "UPDATE state_backend_invocations SET parent_invocation_id = ?1, parent_workflow_id = ?1",
+        params![""],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE state_backend_runner_contexts SET parent_ctx_id = ''",
+        [],
+    )
+    .unwrap();
+    let (got, _) = b.get_invocation(&InvocationId::new("i")).unwrap();
+    assert_eq!(got.parent_invocation_id, None);
+    assert_eq!(got.workflow.parent_workflow_id, None);
+    assert_eq!(
+        b.get_runner_context(&RunnerId::new("r"))
+            .unwrap()
+            .unwrap()
+            .parent,
+        None
+    );
+}
+
+#[test]
+fn reads_do_not_block_on_a_long_write_transaction_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    b.set_result(&InvocationId::new("x"), "1").unwrap();
+    // Another connection holds the write lock; WAL readers still read.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO state_backend_results VALUES ('y', '2');")
+        .unwrap();
+    assert_eq!(b.get_result(&InvocationId::new("x")).unwrap(), "1");
+    assert_eq!(
+        b.get_result(&InvocationId::new("y")).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    other.execute_batch("COMMIT").unwrap();
+    assert_eq!(b.get_result(&InvocationId::new("y")).unwrap(), "2");
+}
+
+#[test]
+fn a_busy_timeout_surfaces_as_retriable_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let b = SqliteBackend::open_with(
+        &path,
+        &SqliteOptions {
+            busy_timeout: std::time::Duration::from_millis(50),
+            ..SqliteOptions::default()
+        },
+    )
+    .unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let e = b.set_result(&InvocationId::new("x"), "1").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retriable());
+    assert!(std::error::Error::source(&e).is_some());
+    other.execute_batch("ROLLBACK").unwrap();
+    // Nothing half-written; the engine works again.
+    assert_eq!(
+        b.get_result(&InvocationId::new("x")).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    b.set_result(&InvocationId::new("x"), "1").unwrap();
+    assert_eq!(b.get_result(&InvocationId::new("x")).unwrap(), "1");
+}
