@@ -190,13 +190,30 @@ impl SqliteBackend {
         &self.ctx.path
     }
 
-    /// Runs `f` on a read connection inside one read transaction (so a
-    /// multi-statement read sees one snapshot).
+    /// Runs a single-statement read `f` on a read connection (a statement
+    /// is its own snapshot; no transaction round trips needed).
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.with_reader(false, f)
+    }
+
+    /// Runs a multi-statement read inside one read transaction, so all of
+    /// its statements see one snapshot.
+    fn read_snapshot<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.with_reader(true, f)
+    }
+
+    fn with_reader<T>(
+        &self,
+        snapshot: bool,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
         let Some(readers) = &self.readers else {
+            // In memory: the one connection, held under the writer's lock,
+            // is a snapshot by itself.
             return self.writer.with_conn(|c| f(c));
         };
-        let mut conn = match readers.idle.lock().pop() {
+        let popped = readers.idle.lock().pop();
+        let mut conn = match popped {
             Some(c) => c,
             None => {
                 let c = schema::open_connection(&readers.uri, &readers.settings, &self.ctx)?;
@@ -205,14 +222,18 @@ impl SqliteBackend {
                 c
             }
         };
-        let result = (|| {
-            let tx = conn
-                .transaction()
-                .map_err(|e| sql_err(&self.ctx, "begin read", e))?;
-            let out = f(&tx)?;
-            tx.finish().map_err(|e| sql_err(&self.ctx, "end read", e))?;
-            Ok(out)
-        })();
+        let result = if snapshot {
+            (|| {
+                let tx = conn
+                    .transaction()
+                    .map_err(|e| sql_err(&self.ctx, "begin read", e))?;
+                let out = f(&tx)?;
+                tx.finish().map_err(|e| sql_err(&self.ctx, "end read", e))?;
+                Ok(out)
+            })()
+        } else {
+            f(&conn)
+        };
         if conn.is_autocommit() {
             let mut idle = readers.idle.lock();
             if idle.len() < readers.max_idle {
@@ -917,7 +938,7 @@ impl StateBackend for SqliteBackend {
 
     fn get_runner_context(&self, runner_id: &RunnerId) -> Result<Option<RunnerContext>> {
         let ctx = &self.ctx;
-        self.read(|c| {
+        self.read_snapshot(|c| {
             load_runner(ctx, c, runner_id)?
                 .map(|row| resolve_runner(ctx, c, row))
                 .transpose()
@@ -927,7 +948,7 @@ impl StateBackend for SqliteBackend {
     fn get_runner_contexts(&self, ids: &[RunnerId]) -> Result<Vec<RunnerContext>> {
         let wanted: std::collections::BTreeSet<&RunnerId> = ids.iter().collect();
         let ctx = &self.ctx;
-        self.read(|c| {
+        self.read_snapshot(|c| {
             let mut out = Vec::new();
             for id in wanted {
                 if let Some(row) = load_runner(ctx, c, id)? {
@@ -940,7 +961,7 @@ impl StateBackend for SqliteBackend {
 
     fn get_matching_runner_contexts(&self, partial: &str) -> Result<Vec<RunnerContext>> {
         let ctx = &self.ctx;
-        self.read(|c| {
+        self.read_snapshot(|c| {
             // SQL LIKE would treat % and _ as wildcards; match in Rust with
             // the contract's literal, ASCII-case-insensitive rule instead.
             let mut st = c
