@@ -311,6 +311,12 @@ pub trait StateBackend: Send + Sync {
     }
 }
 
+impl std::fmt::Debug for dyn StateBackend + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StateBackend({})", self.engine_name())
+    }
+}
+
 fn non_empty(what: &str, id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid(format!("{what} must not be empty")));

@@ -62,6 +62,7 @@ use taskstate_core::{
 
 mod errors;
 mod schema;
+pub mod sql;
 mod writer;
 
 pub use schema::{SCHEMA_VERSION, Synchronous, TABLES};
@@ -245,6 +246,26 @@ impl SqliteBackend {
 
     fn write(&self, op: WriteOp) -> Result<()> {
         self.writer.submit(op)
+    }
+
+    /// Opens a plain rusqlite connection to the database at `path` with
+    /// exactly this engine's pragmas, schema and statement cache: the raw
+    /// baseline that `taskstate bench` measures this engine against. Not
+    /// needed to use the engine.
+    pub fn raw_connection(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Connection> {
+        let path = path.as_ref();
+        let ctx = Ctx {
+            path: path.display().to_string(),
+        };
+        schema::ensure_parent_dir(path)?;
+        let settings = ConnSettings {
+            synchronous: options.synchronous,
+            busy_timeout: options.busy_timeout,
+            statement_cache: STATEMENT_CACHE,
+        };
+        let mut conn = schema::open_connection(&file_uri(path), &settings, &ctx)?;
+        schema::prepare_schema(&mut conn, false, options.busy_timeout, &ctx)?;
+        Ok(conn)
     }
 
     /// Runs `PRAGMA integrity_check` and returns its report (`["ok"]` when
@@ -517,11 +538,7 @@ impl StateBackend for SqliteBackend {
         let k = id.as_str();
         self.read(|c| {
             let mut st = c
-                .prepare_cached(
-                    "SELECT call_id_key, serialized_arguments, parent_invocation_id, workflow_id, \
-                     workflow_type_key, parent_workflow_id FROM state_backend_invocations \
-                     WHERE invocation_id = ?1",
-                )
+                .prepare_cached(sql::GET_INVOCATION)
                 .map_err(|e| sql_err(ctx, "prepare", e))?;
             let mut rows = st.query([k]).map_err(|e| sql_err(ctx, "query", e))?;
             let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? else {
@@ -556,16 +573,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn get_child_invocations(&self, parent: &InvocationId) -> Result<Vec<InvocationId>> {
-        self.read(|c| {
-            ids(
-                &self.ctx,
-                c,
-                "SELECT invocation_id FROM state_backend_invocations \
-                 WHERE parent_invocation_id = ?1 ORDER BY invocation_id",
-                T_INV,
-                [parent.as_str()],
-            )
-        })
+        self.read(|c| ids(&self.ctx, c, sql::CHILDREN, T_INV, [parent.as_str()]))
     }
 
     fn get_invocation_ids_by_workflow(
@@ -630,10 +638,7 @@ impl StateBackend for SqliteBackend {
         let ctx = &self.ctx;
         self.read(|c| {
             let mut st = c
-                .prepare_cached(
-                    "SELECT history_json, invocation_id FROM state_backend_history \
-                     WHERE invocation_id = ?1 ORDER BY history_timestamp, rowid",
-                )
+                .prepare_cached(sql::GET_HISTORY)
                 .map_err(|e| sql_err(ctx, "prepare", e))?;
             let mut rows = st
                 .query([id.as_str()])
@@ -673,18 +678,14 @@ impl StateBackend for SqliteBackend {
             None => ids(
                 ctx,
                 c,
-                "SELECT DISTINCT invocation_id FROM state_backend_history \
-                 WHERE history_timestamp >= ?1 AND history_timestamp <= ?2 \
-                 ORDER BY invocation_id LIMIT ?3",
+                sql::IDS_IN_RANGE_FIRST,
                 T_HIST,
                 params![lo, hi, limit(page_size)],
             ),
             Some(a) => ids(
                 ctx,
                 c,
-                "SELECT DISTINCT invocation_id FROM state_backend_history \
-                 WHERE invocation_id > ?4 AND history_timestamp >= ?1 AND history_timestamp <= ?2 \
-                 ORDER BY invocation_id LIMIT ?3",
+                sql::IDS_IN_RANGE_AFTER,
                 T_HIST,
                 params![lo, hi, limit(page_size), a],
             ),
@@ -710,24 +711,13 @@ impl StateBackend for SqliteBackend {
             let mut rows = match after {
                 None => {
                     st = c
-                        .prepare_cached(
-                            "SELECT history_timestamp, rowid, history_json, invocation_id \
-                             FROM state_backend_history \
-                             WHERE history_timestamp >= ?1 AND history_timestamp <= ?2 \
-                             ORDER BY history_timestamp, rowid LIMIT ?3",
-                        )
+                        .prepare_cached(sql::HISTORY_IN_RANGE_FIRST)
                         .map_err(|e| sql_err(ctx, "prepare", e))?;
                     st.query(params![lo, hi, limit(page_size)])
                 }
                 Some((ts, rowid)) => {
                     st = c
-                        .prepare_cached(
-                            "SELECT history_timestamp, rowid, history_json, invocation_id \
-                             FROM state_backend_history \
-                             WHERE history_timestamp >= ?1 AND history_timestamp <= ?2 \
-                             AND (history_timestamp, rowid) > (?4, ?5) \
-                             ORDER BY history_timestamp, rowid LIMIT ?3",
-                        )
+                        .prepare_cached(sql::HISTORY_IN_RANGE_AFTER)
                         .map_err(|e| sql_err(ctx, "prepare", e))?;
                     st.query(params![lo, hi, limit(page_size), ts, rowid])
                 }
@@ -754,12 +744,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn get_result(&self, id: &InvocationId) -> Result<String> {
-        self.get_blob_text(
-            "SELECT result_data FROM state_backend_results WHERE invocation_id = ?1",
-            "state_backend_results",
-            id,
-            Entity::Result,
-        )
+        self.get_blob_text(sql::GET_RESULT, "state_backend_results", id, Entity::Result)
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {

@@ -91,12 +91,7 @@ impl WriteOp {
     fn execute(&self, c: &Connection) -> rusqlite::Result<()> {
         match self {
             WriteOp::Invocations(rows) => {
-                let mut st = c.prepare_cached(
-                    "INSERT OR REPLACE INTO state_backend_invocations \
-                     (invocation_id, call_id_key, task_id_key, arguments_id, serialized_arguments, \
-                      parent_invocation_id, workflow_id, workflow_type_key, parent_workflow_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?;
+                let mut st = c.prepare_cached(crate::sql::UPSERT_INVOCATION)?;
                 for r in rows {
                     st.execute(params![
                         r.id,
@@ -112,20 +107,14 @@ impl WriteOp {
                 }
             }
             WriteOp::Histories(rows) => {
-                let mut st = c.prepare_cached(
-                    "INSERT OR REPLACE INTO state_backend_history \
-                     (invocation_id, history_timestamp, history_status, history_json) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?;
+                let mut st = c.prepare_cached(crate::sql::INSERT_HISTORY)?;
                 for r in rows {
                     st.execute(params![r.id, r.ts, r.status, r.json])?;
                 }
             }
             WriteOp::Result { id, value } => {
-                c.prepare_cached(
-                    "INSERT OR REPLACE INTO state_backend_results (invocation_id, result_data) VALUES (?1, ?2)",
-                )?
-                .execute(params![id, value])?;
+                c.prepare_cached(crate::sql::SET_RESULT)?
+                    .execute(params![id, value])?;
             }
             WriteOp::Exception { id, value } => {
                 c.prepare_cached(

@@ -1,0 +1,56 @@
+//! The SQL this engine issues on its hot paths, as constants, so the raw
+//! baseline of `taskstate bench` runs exactly the same statements.
+
+/// Upsert one invocation (columns as the reference writes them).
+pub const UPSERT_INVOCATION: &str = "INSERT OR REPLACE INTO state_backend_invocations \
+     (invocation_id, call_id_key, task_id_key, arguments_id, serialized_arguments, \
+      parent_invocation_id, workflow_id, workflow_type_key, parent_workflow_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// Add (or replace, by identity) one history record.
+pub const INSERT_HISTORY: &str = "INSERT OR REPLACE INTO state_backend_history \
+     (invocation_id, history_timestamp, history_status, history_json) VALUES (?1, ?2, ?3, ?4)";
+
+/// Set a result.
+pub const SET_RESULT: &str =
+    "INSERT OR REPLACE INTO state_backend_results (invocation_id, result_data) VALUES (?1, ?2)";
+
+/// Read one invocation.
+pub const GET_INVOCATION: &str = "SELECT call_id_key, serialized_arguments, parent_invocation_id, \
+     workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_invocations \
+     WHERE invocation_id = ?1";
+
+/// Read one invocation's history in order.
+pub const GET_HISTORY: &str = "SELECT history_json, invocation_id FROM state_backend_history \
+     WHERE invocation_id = ?1 ORDER BY history_timestamp, rowid";
+
+/// Read a result.
+pub const GET_RESULT: &str =
+    "SELECT result_data FROM state_backend_results WHERE invocation_id = ?1";
+
+/// Children of an invocation.
+pub const CHILDREN: &str = "SELECT invocation_id FROM state_backend_invocations \
+     WHERE parent_invocation_id = ?1 ORDER BY invocation_id";
+
+/// First page of ids with history in [?1, ?2], ?3 rows.
+pub const IDS_IN_RANGE_FIRST: &str = "SELECT DISTINCT invocation_id FROM state_backend_history \
+     WHERE history_timestamp >= ?1 AND history_timestamp <= ?2 \
+     ORDER BY invocation_id LIMIT ?3";
+
+/// Next page of ids with history in [?1, ?2] after id ?4.
+pub const IDS_IN_RANGE_AFTER: &str = "SELECT DISTINCT invocation_id FROM state_backend_history \
+     WHERE invocation_id > ?4 AND history_timestamp >= ?1 AND history_timestamp <= ?2 \
+     ORDER BY invocation_id LIMIT ?3";
+
+/// First page of history in [?1, ?2], ?3 rows.
+pub const HISTORY_IN_RANGE_FIRST: &str = "SELECT history_timestamp, rowid, history_json, invocation_id \
+     FROM state_backend_history \
+     WHERE history_timestamp >= ?1 AND history_timestamp <= ?2 \
+     ORDER BY history_timestamp, rowid LIMIT ?3";
+
+/// Next page of history in [?1, ?2] after (timestamp ?4, rowid ?5).
+pub const HISTORY_IN_RANGE_AFTER: &str = "SELECT history_timestamp, rowid, history_json, invocation_id \
+     FROM state_backend_history \
+     WHERE history_timestamp >= ?1 AND history_timestamp <= ?2 \
+     AND (history_timestamp, rowid) > (?4, ?5) \
+     ORDER BY history_timestamp, rowid LIMIT ?3";

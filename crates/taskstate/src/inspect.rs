@@ -1,0 +1,223 @@
+//! What an operator wants to see in a store, as text reports: counts and
+//! recent invocations, one invocation's timeline, one workflow's tree.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+use taskstate_core::{
+    InvocationHistory, InvocationId, Result, StateBackend, TimeKey, TimeRange, validate_chain,
+};
+
+use crate::copy::counts;
+
+fn status_of(h: Option<&InvocationHistory>) -> String {
+    h.map_or_else(|| "-".to_owned(), |h| h.status_record.status.to_string())
+}
+
+/// Counts per kind and the `recent` invocations with the latest history
+/// records, newest first, each with its latest status.
+pub fn summary(b: &dyn StateBackend, recent: usize) -> Result<String> {
+    let mut out = String::new();
+    let c = counts(b)?;
+    let _ = writeln!(out, "{:<26} {:>12}", "kind", "count");
+    for (name, n) in c.rows() {
+        let _ = writeln!(out, "{name:<26} {n:>12}");
+    }
+    // Latest record per invocation: one pass over the time index.
+    let mut latest: HashMap<InvocationId, (TimeKey, InvocationHistory)> = HashMap::new();
+    for page in b.iter_history_in_timerange(TimeRange::all(), 1000) {
+        for h in page? {
+            // Pages come in (time, insertion) order: a later one wins.
+            latest.insert(h.invocation_id.clone(), (h.timestamp.key(), h));
+        }
+    }
+    let mut newest: Vec<_> = latest.into_values().collect();
+    newest.sort_by(|a, b| b.0.cmp(&a.0));
+    let _ = writeln!(out, "\nmost recent invocations (by latest status change):");
+    if newest.is_empty() {
+        let _ = writeln!(out, "  (no history)");
+    }
+    for (_, h) in newest.into_iter().take(recent) {
+        let task = match b.get_invocation(&h.invocation_id) {
+            Ok((inv, _)) => inv.call_id.task_id().key().to_owned(),
+            Err(_) => "(invocation not stored)".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}  {:<28} {:<24} {}",
+            h.timestamp, h.invocation_id, h.status_record.status, task
+        );
+    }
+    Ok(out)
+}
+
+fn seconds(micros: i64) -> String {
+    format!("{:+.6}s", micros as f64 / 1e6)
+}
+
+/// One invocation: its call, workflow, result or exception, children, and
+/// its status timeline with the time between steps and whether the chain
+/// is valid per the status machine.
+pub fn invocation(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
+    let mut out = String::new();
+    let (inv, call) = b.get_invocation(id)?;
+    let _ = writeln!(out, "invocation  {id}");
+    let _ = writeln!(out, "task        {}", call.call_id.task_id());
+    let _ = writeln!(out, "call        {}", call.call_id);
+    for (k, v) in call.serialized_arguments.iter() {
+        let _ = writeln!(out, "  arg {k} = {v}");
+    }
+    let _ = writeln!(
+        out,
+        "parent      {}",
+        inv.parent_invocation_id
+            .as_ref()
+            .map_or("-", |p| p.as_str())
+    );
+    let _ = writeln!(
+        out,
+        "workflow    {} ({}){}",
+        inv.workflow.workflow_id,
+        inv.workflow.workflow_type,
+        inv.workflow
+            .parent_workflow_id
+            .as_ref()
+            .map(|p| format!(" inside {p}"))
+            .unwrap_or_default()
+    );
+    if let Ok(r) = b.get_result(id) {
+        let _ = writeln!(out, "result      {r}");
+    }
+    if let Ok(e) = b.get_exception(id) {
+        let _ = writeln!(out, "exception   {e}");
+    }
+    let children = b.get_child_invocations(id)?;
+    let _ = writeln!(out, "children    {}", children.len());
+    for c in &children {
+        let _ = writeln!(out, "  {c}");
+    }
+    let history = b.get_history(id)?;
+    let _ = writeln!(out, "\ntimeline ({} records):", history.len());
+    let mut prev: Option<i64> = None;
+    for h in &history {
+        let step = prev.map_or_else(|| "".to_owned(), |p| seconds(h.timestamp.micros() - p));
+        prev = Some(h.timestamp.micros());
+        let _ = writeln!(
+            out,
+            "  {}  {:>14}  {:<28} runner={} ctx={}{}",
+            h.timestamp,
+            step,
+            h.status_record.status.as_str(),
+            h.status_record
+                .runner_id
+                .as_ref()
+                .map_or("-", |r| r.as_str()),
+            h.runner_context_id,
+            h.registered_by_inv_id
+                .as_ref()
+                .map(|r| format!(" registered_by={r}"))
+                .unwrap_or_default()
+        );
+    }
+    if let (Some(first), Some(last)) = (history.first(), history.last()) {
+        let _ = writeln!(
+            out,
+            "  total {}",
+            seconds(last.timestamp.micros() - first.timestamp.micros())
+        );
+    }
+    match validate_chain(history.iter().map(|h| h.status_record.status)) {
+        Ok(()) => {
+            let _ = writeln!(out, "chain valid: yes");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "chain valid: NO ({e})");
+        }
+    }
+    Ok(out)
+}
+
+/// One workflow: its run, members as a tree by parent (with latest status),
+/// sub-workflows, sub-invocations and data keys.
+pub fn workflow(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
+    let mut out = String::new();
+    let runs = b.get_all_workflow_runs()?;
+    match runs.iter().find(|r| r.workflow_id == *id) {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "workflow {id} ({}){}",
+                r.workflow_type,
+                r.parent_workflow_id
+                    .as_ref()
+                    .map(|p| format!(" inside {p}"))
+                    .unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "workflow {id} (no workflow run stored)");
+        }
+    }
+    let members = b.get_invocation_ids_by_workflow(Some(id), None)?;
+    let mut parent_of: BTreeMap<InvocationId, Option<InvocationId>> = BTreeMap::new();
+    let mut label: HashMap<InvocationId, String> = HashMap::new();
+    for m in &members {
+        let (inv, _) = b.get_invocation(m)?;
+        let status = status_of(b.get_history(m)?.last());
+        label.insert(
+            m.clone(),
+            format!("{m}  {}  [{status}]", inv.call_id.task_id()),
+        );
+        parent_of.insert(m.clone(), inv.parent_invocation_id);
+    }
+    let mut children: BTreeMap<Option<InvocationId>, Vec<InvocationId>> = BTreeMap::new();
+    for (m, p) in &parent_of {
+        // A parent outside the workflow makes the member a root here.
+        let key = p.clone().filter(|p| parent_of.contains_key(p));
+        children.entry(key).or_default().push(m.clone());
+    }
+    let _ = writeln!(out, "members ({}):", members.len());
+    let mut stack: Vec<(InvocationId, usize)> = children
+        .get(&None)
+        .map(|r| r.iter().rev().map(|m| (m.clone(), 1)).collect())
+        .unwrap_or_default();
+    let mut shown = 0;
+    while let Some((m, depth)) = stack.pop() {
+        shown += 1;
+        if shown > members.len() {
+            break; // a parent cycle in stored data; never loop forever
+        }
+        let _ = writeln!(
+            out,
+            "{}{}",
+            "  ".repeat(depth),
+            label.get(&m).map_or("?", String::as_str)
+        );
+        if let Some(kids) = children.get(&Some(m)) {
+            stack.extend(kids.iter().rev().map(|k| (k.clone(), depth + 1)));
+        }
+    }
+    let subs: Vec<_> = runs
+        .iter()
+        .filter(|r| r.parent_workflow_id.as_ref() == Some(id))
+        .collect();
+    let _ = writeln!(out, "sub-workflows ({}):", subs.len());
+    for r in subs {
+        let _ = writeln!(out, "  {} ({})", r.workflow_id, r.workflow_type);
+    }
+    let sub_invs = b.get_workflow_sub_invocations(id)?;
+    let _ = writeln!(out, "sub-invocations ({}):", sub_invs.len());
+    for s in sub_invs {
+        let _ = writeln!(out, "  {s}");
+    }
+    let data: Vec<_> = b
+        .all_workflow_data()?
+        .into_iter()
+        .filter(|(w, _, _)| w == id)
+        .collect();
+    let _ = writeln!(out, "data ({}):", data.len());
+    for (_, k, v) in data {
+        let _ = writeln!(out, "  {k} = {v}");
+    }
+    Ok(out)
+}

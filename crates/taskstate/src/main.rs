@@ -1,0 +1,522 @@
+//! The `taskstate` command-line tool: benchmark engines, export, import,
+//! copy and inspect stores. Every failure is one line on stderr and a
+//! non-zero exit status.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use taskstate::bench::{self, OPS, OpResult, Workload};
+use taskstate::{InvocationId, StateBackend, copy, export, inspect, open};
+
+#[derive(Parser)]
+#[command(
+    name = "taskstate",
+    version,
+    about = "State of a distributed task system (pynenc-compatible)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reference workload (SPEC §7) on engines and a raw-SQLite baseline.
+    Bench {
+        /// Engine URL to measure (repeatable); default: memory:// and a SQLite file in a temp dir.
+        #[arg(long = "engine", value_name = "URL")]
+        engines: Vec<String>,
+        /// Number of invocations.
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+        /// Also run the write operations with T threads sharing one engine.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Write the results as JSON to PATH.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// Seed of the workload's uuids (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Write everything a store holds as one JSON document (SPEC §9).
+    Export {
+        /// Store URL.
+        url: String,
+        /// Output file (default: stdout).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Load an export document into a store (empty unless --merge).
+    Import {
+        /// Store URL.
+        url: String,
+        /// Export document.
+        file: PathBuf,
+        /// Allow importing into a store that already holds data.
+        #[arg(long)]
+        merge: bool,
+    },
+    /// Copy all state from one store to another, verifying counts.
+    Copy {
+        /// Source URL.
+        from: String,
+        /// Destination URL (empty unless --merge).
+        to: String,
+        /// Invocations per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Allow copying into a store that already holds data.
+        #[arg(long)]
+        merge: bool,
+    },
+    /// Show what a store holds: counts, recent invocations, one invocation or workflow.
+    Inspect {
+        /// Store URL.
+        url: String,
+        /// Show one invocation's details and status timeline.
+        #[arg(long, value_name = "ID")]
+        invocation: Option<String>,
+        /// Show one workflow's tree.
+        #[arg(long, value_name = "ID")]
+        workflow: Option<String>,
+        /// How many recent invocations to list.
+        #[arg(long, default_value_t = 10)]
+        recent: usize,
+    },
+}
+
+type CliResult = Result<(), String>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench {
+            engines,
+            n,
+            threads,
+            json,
+            seed,
+        } => cmd_bench(engines, n, threads, json.as_deref(), seed),
+        Command::Export { url, output } => cmd_export(&url, output.as_deref()),
+        Command::Import { url, file, merge } => cmd_import(&url, &file, merge),
+        Command::Copy {
+            from,
+            to,
+            batch,
+            merge,
+        } => cmd_copy(&from, &to, batch, merge),
+        Command::Inspect {
+            url,
+            invocation,
+            workflow,
+            recent,
+        } => cmd_inspect(&url, invocation, workflow, recent),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("taskstate: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_url(url: &str) -> Result<Box<dyn StateBackend>, String> {
+    open(url).map_err(|e| format!("{url}: {e}"))
+}
+
+/// A progress bar on stderr when it is a terminal, else nothing.
+fn progress_bar(len: Option<u64>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    }
+}
+
+// ---- bench ---------------------------------------------------------------
+
+fn read_first_line(path: &str, prefix: Option<&str>) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match prefix {
+        None => text.lines().next().map(|l| l.trim().to_owned()),
+        Some(p) => text
+            .lines()
+            .find(|l| l.starts_with(p))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned()),
+    }
+}
+
+fn machine_meta(n: usize, threads: usize, seed: u64) -> serde_json::Value {
+    json!({
+        "host": read_first_line("/proc/sys/kernel/hostname", None),
+        "cpu": read_first_line("/proc/cpuinfo", Some("model name")),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "memory": read_first_line("/proc/meminfo", Some("MemTotal")),
+        "os": format!("{} {}", std::env::consts::OS,
+            read_first_line("/proc/sys/kernel/osrelease", None).unwrap_or_default()),
+        "taskstate": env!("CARGO_PKG_VERSION"),
+        "sqlite": rusqlite_version(),
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "date": chrono::Utc::now().to_rfc3339(),
+        "n": n,
+        "threads": threads,
+        "seed": seed,
+        "page_size": taskstate::DEFAULT_PAGE_SIZE,
+    })
+}
+
+#[cfg(feature = "sqlite")]
+fn rusqlite_version() -> Option<&'static str> {
+    Some(rusqlite::version())
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn rusqlite_version() -> Option<&'static str> {
+    None
+}
+
+struct Measured {
+    name: String,
+    sqlite_backed: bool,
+    results: Vec<OpResult>,
+}
+
+fn bench_engine(
+    name: &str,
+    url: &str,
+    w: &Workload,
+    threads: usize,
+    bar: &ProgressBar,
+) -> Result<Vec<OpResult>, String> {
+    let b = open_url(url)?;
+    if !export::is_empty(b.as_ref()).map_err(|e| format!("{url}: {e}"))? {
+        return Err(format!(
+            "{url}: bench needs an empty store (it writes and then purges its data)"
+        ));
+    }
+    let mut step = |op: &str| bar.set_message(format!("{name}: {op}"));
+    let mut results = bench::run(name, b.as_ref(), w, 1, true, &mut step);
+    if threads > 1 {
+        b.purge()
+            .map_err(|e| format!("{url}: purge between runs: {e}"))?;
+        results.extend(bench::run(name, b.as_ref(), w, threads, false, &mut step));
+    }
+    b.purge()
+        .map_err(|e| format!("{url}: purge after bench: {e}"))?;
+    Ok(results)
+}
+
+#[cfg(feature = "sqlite")]
+fn bench_raw(
+    dir: &Path,
+    w: &Workload,
+    threads: usize,
+    bar: &ProgressBar,
+) -> Result<Vec<OpResult>, String> {
+    use taskstate::sqlite::SqliteOptions;
+    let mut step = |op: &str| bar.set_message(format!("raw-sqlite: {op}"));
+    let raw = bench::RawSqlite::create(dir.join("raw-1.db"), SqliteOptions::default(), w)
+        .map_err(|e| format!("raw-sqlite: {e}"))?;
+    let mut results = bench::run("raw-sqlite", &raw, w, 1, true, &mut step);
+    if threads > 1 {
+        let raw = bench::RawSqlite::create(dir.join("raw-t.db"), SqliteOptions::default(), w)
+            .map_err(|e| format!("raw-sqlite: {e}"))?;
+        results.extend(bench::run("raw-sqlite", &raw, w, threads, false, &mut step));
+    }
+    Ok(results)
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn bench_raw(_: &Path, _: &Workload, _: usize, _: &ProgressBar) -> Result<Vec<OpResult>, String> {
+    Ok(Vec::new())
+}
+
+fn fmt_rate(r: f64) -> String {
+    if !r.is_finite() {
+        return "inf".into();
+    }
+    let s = format!("{:.0}", r);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<()> {
+    let raw = measured.iter().find(|m| m.name == "raw-sqlite");
+    let ratio_of: Vec<&Measured> = measured.iter().filter(|m| m.sqlite_backed).collect();
+    let mut rows: Vec<(&str, usize, usize)> = Vec::new();
+    for m in measured {
+        for r in &m.results {
+            if !rows.iter().any(|(op, t, _)| *op == r.op && *t == r.threads) {
+                rows.push((r.op, r.threads, r.n));
+            }
+        }
+    }
+    rows.sort_by_key(|(op, t, _)| (*t, OPS.iter().position(|o| o == op)));
+    write!(out, "{:<32}{:>8}{:>4}", "operation", "n", "T")?;
+    for m in measured {
+        write!(out, "{:>16}", format!("{} op/s", m.name))?;
+    }
+    for m in &ratio_of {
+        write!(out, "{:>14}", format!("{}/raw", m.name))?;
+    }
+    writeln!(out, "  valid")?;
+    let find = |m: &Measured, op: &str, t: usize| {
+        m.results
+            .iter()
+            .find(|r| r.op == op && r.threads == t)
+            .cloned()
+    };
+    for (op, t, n) in rows {
+        write!(out, "{op:<32}{n:>8}{t:>4}")?;
+        let mut bad = Vec::new();
+        for m in measured {
+            match find(m, op, t) {
+                Some(r) => {
+                    write!(out, "{:>16}", fmt_rate(r.ops_per_s()))?;
+                    if r.validation != "ok" {
+                        bad.push(format!("{}: {}", m.name, r.validation));
+                    }
+                }
+                None => write!(out, "{:>16}", "-")?,
+            }
+        }
+        for m in &ratio_of {
+            let ratio = match (find(m, op, t), raw.and_then(|raw| find(raw, op, t))) {
+                (Some(a), Some(b)) => format!("{:.2}", a.ops_per_s() / b.ops_per_s()),
+                _ => "-".into(),
+            };
+            write!(out, "{ratio:>14}")?;
+        }
+        if bad.is_empty() {
+            writeln!(out, "  ok")?;
+        } else {
+            writeln!(out, "  FAILED ({})", bad.join("; "))?;
+        }
+    }
+    Ok(())
+}
+
+fn cmd_bench(
+    engines: Vec<String>,
+    n: usize,
+    threads: usize,
+    json_path: Option<&Path>,
+    seed: Option<u64>,
+) -> CliResult {
+    if n == 0 {
+        return Err("--n must be at least 1".into());
+    }
+    if threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "taskstate: note: this is a debug build; for representative figures run with --release"
+        );
+    }
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let urls: Vec<(String, String)> = if engines.is_empty() {
+        let mut v = Vec::new();
+        if cfg!(feature = "memory") {
+            v.push(("memory".to_owned(), "memory://".to_owned()));
+        }
+        if cfg!(feature = "sqlite") {
+            v.push((
+                "sqlite".to_owned(),
+                format!("sqlite://{}", dir.path().join("bench-sqlite.db").display()),
+            ));
+        }
+        v
+    } else {
+        let mut v: Vec<(String, String)> = Vec::new();
+        for url in engines {
+            let name = open_url(&url)?.engine_name().to_owned();
+            let name = if v.iter().any(|(n, _)| *n == name) {
+                url.clone()
+            } else {
+                name
+            };
+            v.push((name, url));
+        }
+        v
+    };
+    let bar = progress_bar(None);
+    bar.set_message("building workload");
+    let w = Workload::build(n, seed);
+    let mut measured = Vec::new();
+    for (name, url) in &urls {
+        let results = bench_engine(name, url, &w, threads, &bar)?;
+        let sqlite_backed = url.starts_with("sqlite://");
+        measured.push(Measured {
+            name: name.clone(),
+            sqlite_backed,
+            results,
+        });
+    }
+    let raw = bench_raw(dir.path(), &w, threads, &bar)?;
+    if !raw.is_empty() {
+        measured.push(Measured {
+            name: "raw-sqlite".into(),
+            sqlite_backed: false,
+            results: raw,
+        });
+    }
+    bar.finish_and_clear();
+
+    let meta = machine_meta(n, threads, seed);
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "taskstate bench: N={n}, threads={threads}, {} build, {} cores, {}",
+        meta["build"].as_str().unwrap_or("?"),
+        meta["cores"],
+        meta["cpu"].as_str().unwrap_or("unknown cpu")
+    );
+    print_table(&measured, &mut stdout).map_err(|e| format!("writing the table: {e}"))?;
+    if let Some(path) = json_path {
+        let results: Vec<_> = measured
+            .iter()
+            .flat_map(|m| m.results.iter().map(OpResult::to_json))
+            .collect();
+        let doc = json!({"meta": meta, "results": results});
+        write_atomically(
+            path,
+            &serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
+        )?;
+        let _ = writeln!(stdout, "results written to {}", path.display());
+    }
+    let failed: Vec<String> = measured
+        .iter()
+        .flat_map(|m| m.results.iter())
+        .filter(|r| r.validation != "ok")
+        .map(|r| format!("{} {} (T={}): {}", r.engine, r.op, r.threads, r.validation))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("validation failed: {}", failed.join("; ")))
+    }
+}
+
+// ---- export / import / copy / inspect ------------------------------------
+
+/// Writes `text` to `path` via a temp file and a rename, so a failure never
+/// leaves a truncated file behind.
+fn write_atomically(path: &Path, text: &str) -> CliResult {
+    let tmp = path.with_extension("tmp-taskstate");
+    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
+fn cmd_export(url: &str, output: Option<&Path>) -> CliResult {
+    let b = open_url(url)?;
+    let bar = progress_bar(Some(0));
+    let doc = export::export(b.as_ref(), &mut |phase, done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+        bar.set_message(phase.to_owned());
+    })
+    .map_err(|e| format!("{url}: {e}"))?;
+    bar.finish_and_clear();
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
+    match output {
+        Some(p) => write_atomically(p, &text),
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("writing stdout: {e}")),
+    }
+}
+
+fn cmd_import(url: &str, file: &Path, merge: bool) -> CliResult {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+    let b = open_url(url)?;
+    let summary = export::import(b.as_ref(), &doc, merge).map_err(|e| format!("{url}: {e}"))?;
+    println!(
+        "imported {} invocations and {} history records into {url}",
+        summary.invocations, summary.history
+    );
+    Ok(())
+}
+
+fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {
+    let src = open_url(from)?;
+    let dst = open_url(to)?;
+    let bar = progress_bar(Some(0));
+    let counts = copy::copy(
+        src.as_ref(),
+        dst.as_ref(),
+        batch,
+        merge,
+        &mut |phase, done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(phase.to_owned());
+        },
+    )
+    .map_err(|e| format!("copy {from} -> {to}: {e}"))?;
+    bar.finish_and_clear();
+    println!(
+        "copied {from} -> {to}{}",
+        if merge {
+            " (merged)"
+        } else {
+            ", counts verified"
+        }
+    );
+    for (name, n) in counts.rows() {
+        println!("  {name:<26} {n:>12}");
+    }
+    Ok(())
+}
+
+fn cmd_inspect(
+    url: &str,
+    invocation: Option<String>,
+    workflow: Option<String>,
+    recent: usize,
+) -> CliResult {
+    let b = open_url(url)?;
+    let report = match (invocation, workflow) {
+        (Some(_), Some(_)) => return Err("give --invocation or --workflow, not both".into()),
+        (Some(id), None) => inspect::invocation(b.as_ref(), &InvocationId::new(id)),
+        (None, Some(id)) => inspect::workflow(b.as_ref(), &InvocationId::new(id)),
+        (None, None) => inspect::summary(b.as_ref(), recent),
+    }
+    .map_err(|e| format!("{url}: {e}"))?;
+    print!("{report}");
+    Ok(())
+}
