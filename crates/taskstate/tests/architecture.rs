@@ -1,0 +1,85 @@
+//! The crate-dependency invariants of ARCHITECTURE.md, read from
+//! `cargo metadata`: core depends on no engine; engines depend on core and
+//! never on each other; only the facade depends on engines (besides
+//! dev-dependencies for tests).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+const ENGINES: [&str; 2] = ["taskstate-memory", "taskstate-sqlite"];
+
+/// package → its normal (non-dev) dependencies within the workspace.
+fn workspace_deps() -> BTreeMap<String, Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null())
+                .map(|d| d["name"].as_str().unwrap().to_owned())
+                .filter(|n| names.contains(n))
+                .collect();
+            (p["name"].as_str().unwrap().to_owned(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn dependency_invariants_hold() {
+    let deps = workspace_deps();
+    assert!(deps.contains_key("taskstate-core"));
+    assert_eq!(
+        deps["taskstate-core"],
+        Vec::<String>::new(),
+        "core depends on nothing of ours"
+    );
+    for e in ENGINES {
+        assert_eq!(deps[e], ["taskstate-core"], "{e} depends only on core");
+    }
+    assert_eq!(
+        deps["taskstate-conformance"],
+        ["taskstate-core"],
+        "the suite depends on no engine"
+    );
+    for (pkg, d) in &deps {
+        if pkg != "taskstate" && pkg != "taskstate-benches" {
+            for e in ENGINES {
+                assert!(
+                    !d.contains(&e.to_owned()),
+                    "{pkg} must not depend on engine {e}"
+                );
+            }
+        }
+    }
+}

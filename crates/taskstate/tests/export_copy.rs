@@ -1,0 +1,217 @@
+//! Export, import and copy against the pynenc fixture database.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use taskstate::{StateBackend, copy, export, open};
+
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pynenc-0.1.0")
+}
+
+fn fixture_url() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    std::fs::copy(fixture_dir().join("state.db"), &path).unwrap();
+    let url = format!("sqlite://{}", path.display());
+    (dir, url)
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("expected.json")).unwrap())
+        .unwrap()
+}
+
+fn no_progress() -> impl FnMut(&str, u64, u64) {
+    |_, _, _| {}
+}
+
+#[test]
+fn export_of_the_fixture_matches_expected_json_section_by_section() {
+    let (_d, url) = fixture_url();
+    let b = open(&url).unwrap();
+    let doc = export::export(b.as_ref(), &mut no_progress()).unwrap();
+    let exp = expected();
+    assert_eq!(doc["format"], "taskstate-export/1");
+    let mut invs = exp["invocations"].clone();
+    for inv in invs.as_array_mut().unwrap() {
+        // Python-specific decoding of the exception: not part of an export.
+        inv.as_object_mut().unwrap().remove("exception_decoded");
+    }
+    assert_eq!(doc["invocations"], invs);
+    for section in [
+        "orphan_invocation_data",
+        "workflow_runs",
+        "workflow_sub_invocations",
+        "workflow_data",
+        "app_infos",
+        "runner_contexts",
+    ] {
+        assert_eq!(doc[section], exp[section], "section {section}");
+    }
+    let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "format",
+            "invocations",
+            "orphan_invocation_data",
+            "workflow_runs",
+            "workflow_sub_invocations",
+            "workflow_data",
+            "app_infos",
+            "runner_contexts"
+        ]
+    );
+}
+
+#[test]
+fn export_import_export_is_identical_on_every_engine() {
+    let (_d, url) = fixture_url();
+    let src = open(&url).unwrap();
+    let first = export::export(src.as_ref(), &mut no_progress()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for target in [
+        "memory://".to_owned(),
+        "sqlite://:memory:".to_owned(),
+        format!("sqlite://{}", dir.path().join("copy.db").display()),
+    ] {
+        let b = open(&target).unwrap();
+        let summary = export::import(b.as_ref(), &first, false).unwrap();
+        assert_eq!(summary.invocations, 12);
+        assert_eq!(summary.history, 43);
+        let second = export::export(b.as_ref(), &mut no_progress()).unwrap();
+        assert_eq!(second, first, "round trip through {target}");
+        // Text form too, as the CLI writes it.
+        assert_eq!(
+            serde_json::to_string_pretty(&second).unwrap(),
+            serde_json::to_string_pretty(&first).unwrap()
+        );
+        // A second import without merge is refused and changes nothing.
+        let err = export::import(b.as_ref(), &first, false).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+        export::import(b.as_ref(), &first, true).unwrap();
+        assert_eq!(
+            export::export(b.as_ref(), &mut no_progress()).unwrap(),
+            first
+        );
+    }
+}
+
+#[test]
+fn orphans_round_trip() {
+    let a = open("memory://").unwrap();
+    taskstate_conformance::cases::populate_everything(a.as_ref());
+    let doc = export::export(a.as_ref(), &mut no_progress()).unwrap();
+    assert_eq!(
+        doc["orphan_invocation_data"]["orphan"]["history"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let b = open("sqlite://:memory:").unwrap();
+    export::import(b.as_ref(), &doc, false).unwrap();
+    assert_eq!(export::export(b.as_ref(), &mut no_progress()).unwrap(), doc);
+}
+
+#[test]
+fn bad_documents_are_refused_before_writing() {
+    let b = open("memory://").unwrap();
+    let e = export::import(b.as_ref(), &serde_json::json!({"invocations": []}), false).unwrap_err();
+    assert!(e.to_string().contains("not a taskstate export"), "{e}");
+    let mut doc = export::export(b.as_ref(), &mut no_progress()).unwrap();
+    doc["invocations"] = serde_json::json!([{"invocation_id": "x", "call_id_key": "nocolon"}]);
+    let e = export::import(b.as_ref(), &doc, false).unwrap_err();
+    assert!(e.to_string().contains("invocation \"x\""), "{e}");
+    assert!(export::is_empty(b.as_ref()).unwrap());
+}
+
+#[test]
+fn copy_sqlite_to_memory_and_back_verifies_counts() {
+    let (_d, url) = fixture_url();
+    let src = open(&url).unwrap();
+    let mem = open("memory://").unwrap();
+    let mut phases = Vec::new();
+    let counts = copy::copy(
+        src.as_ref(),
+        mem.as_ref(),
+        5,
+        false,
+        &mut |p, done, total| {
+            phases.push((p.to_owned(), done, total));
+        },
+    )
+    .unwrap();
+    assert_eq!(counts.invocations, 12);
+    assert_eq!(counts.history, 43);
+    assert_eq!(counts.results, 4);
+    assert_eq!(counts.exceptions, 2);
+    assert_eq!(counts.workflow_runs, 3);
+    assert_eq!(counts.sub_invocations, 10);
+    assert_eq!(counts.workflow_data, 3);
+    assert_eq!(counts.app_infos, 1);
+    assert_eq!(counts.runner_contexts, 2);
+    assert_eq!(
+        phases
+            .iter()
+            .filter(|p| p.0 == "invocations")
+            .last()
+            .map(|p| (p.1, p.2)),
+        Some((12, 12))
+    );
+    assert_eq!(copy::counts(mem.as_ref()).unwrap(), counts);
+    let a = export::export(src.as_ref(), &mut no_progress()).unwrap();
+    let b = export::export(mem.as_ref(), &mut no_progress()).unwrap();
+    assert_eq!(a, b);
+    // Into a non-empty store: refused unless merging.
+    let e = copy::copy(src.as_ref(), mem.as_ref(), 5, false, &mut no_progress()).unwrap_err();
+    assert!(e.to_string().contains("not empty"));
+    copy::copy(src.as_ref(), mem.as_ref(), 5, true, &mut no_progress()).unwrap();
+    assert_eq!(copy::counts(mem.as_ref()).unwrap(), counts);
+}
+
+#[test]
+fn inspect_reports_timeline_and_tree() {
+    let (_d, url) = fixture_url();
+    let b = open(&url).unwrap();
+    let s = taskstate::inspect::summary(b.as_ref(), 3).unwrap();
+    assert!(s.contains("invocations") && s.contains("12"), "{s}");
+    assert!(s.contains("history records") && s.contains("43"), "{s}");
+    assert_eq!(
+        s.lines().filter(|l| l.starts_with("  2025-")).count(),
+        3,
+        "{s}"
+    );
+    let inv = taskstate::InvocationId::new("0c5e7b1a-3f42-4d8e-a915-6b2f0e9d1a01");
+    let t = taskstate::inspect::invocation(b.as_ref(), &inv).unwrap();
+    assert!(t.contains("timeline (3 records)"), "{t}");
+    assert!(t.contains("+1.100001s"), "{t}");
+    assert!(t.contains("chain valid: yes"), "{t}");
+    let w = taskstate::inspect::workflow(b.as_ref(), &inv).unwrap();
+    assert!(w.contains("members (4)"), "{w}");
+    assert!(w.contains("sub-workflows (1)"), "{w}");
+    assert!(w.contains("order_status"), "{w}");
+    let e = taskstate::inspect::invocation(b.as_ref(), &taskstate::InvocationId::new("nope"))
+        .unwrap_err();
+    assert_eq!(e.kind(), taskstate::ErrorKind::NotFound);
+}
+
+#[test]
+fn engines_open_by_url_share_one_trait() {
+    let engines: Vec<Box<dyn StateBackend>> = vec![
+        open("memory://").unwrap(),
+        open("sqlite://:memory:").unwrap(),
+    ];
+    for b in &engines {
+        b.set_result(&taskstate::InvocationId::new("x"), "1")
+            .unwrap();
+        assert_eq!(
+            b.get_result(&taskstate::InvocationId::new("x")).unwrap(),
+            "1"
+        );
+    }
+}
