@@ -106,20 +106,35 @@ impl SerializedArguments {
 
     /// Parses the stored JSON form: an object whose values are all strings.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let map: Map<String, Value> =
-            serde_json::from_str(text).map_err(|e| format!("serialized_arguments: {e}"))?;
-        let mut args = Self::new();
-        for (k, v) in map {
-            match v {
-                Value::String(s) => args.0.push((k, s)),
-                other => {
-                    return Err(format!(
-                        "serialized_arguments: value of {k:?} is not a string: {other}"
-                    ));
+        use serde::de::{Deserializer, MapAccess, Visitor};
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = Vec<(String, String)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    // A repeated name keeps its first place and last value,
+                    // as Python's dict does.
+                    match out
+                        .iter_mut()
+                        .find(|(name, _): &&mut (String, String)| *name == k)
+                    {
+                        Some(slot) => slot.1 = v,
+                        None => out.push((k, v)),
+                    }
                 }
+                Ok(out)
             }
         }
-        Ok(args)
+        let mut de = serde_json::Deserializer::from_str(text);
+        let pairs = (&mut de)
+            .deserialize_map(Pairs)
+            .and_then(|p| de.end().map(|()| p))
+            .map_err(|e| format!("serialized_arguments: {e}"))?;
+        Ok(Self(pairs))
     }
 }
 
@@ -308,8 +323,24 @@ impl InvocationHistory {
 
     /// Parses the stored JSON form. The error says which field is wrong.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let v: Value = serde_json::from_str(text).map_err(|e| json_err("history json", e))?;
-        Self::from_value(v)
+        let w: WireHistory<'_> =
+            serde_json::from_str(text).map_err(|e| json_err("history json", e))?;
+        Ok(Self {
+            invocation_id: InvocationId::new(w.invocation_id),
+            timestamp: parse_key(Timestamp::parse(&w.timestamp))?,
+            status_record: InvocationStatusRecord {
+                status: parse_key(w.status_record.status.parse())?,
+                runner_id: w
+                    .status_record
+                    .runner_id
+                    .map(|r| RunnerId::new(r.into_owned())),
+                timestamp: parse_key(Timestamp::parse(&w.status_record.timestamp))?,
+            },
+            runner_context_id: RunnerId::new(w.runner_context_id.into_owned()),
+            registered_by_inv_id: w
+                .registered_by_inv_id
+                .map(|r| InvocationId::new(r.into_owned())),
+        })
     }
 
     /// Decodes the JSON form from an already parsed value.
@@ -345,6 +376,32 @@ impl InvocationHistory {
             self.status_record.status,
         )
     }
+}
+
+/// The stored history JSON, decoded without building a `Value` tree
+/// (history decoding is on the hot read path).
+#[derive(serde::Deserialize)]
+struct WireHistory<'a> {
+    #[serde(borrow)]
+    invocation_id: std::borrow::Cow<'a, str>,
+    #[serde(rename = "_timestamp", borrow)]
+    timestamp: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    status_record: WireStatus<'a>,
+    #[serde(borrow)]
+    runner_context_id: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    registered_by_inv_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireStatus<'a> {
+    #[serde(borrow)]
+    status: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    runner_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: std::borrow::Cow<'a, str>,
 }
 
 /// Where a runner ran: its class, id, process, host and thread, and the

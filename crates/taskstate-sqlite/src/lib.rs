@@ -69,6 +69,7 @@ pub use schema::{SCHEMA_VERSION, Synchronous, TABLES};
 
 use errors::{Ctx, corrupt, sql_err};
 use schema::ConnSettings;
+pub use writer::WriteStats;
 use writer::{HistoryRow, InvocationRow, RunnerRow, WriteOp, Writer};
 
 const ENGINE: &str = "sqlite";
@@ -185,6 +186,13 @@ impl SqliteBackend {
         })
     }
 
+    /// Write transactions and the operations they held since opening: more
+    /// operations than transactions means concurrent writers shared commits.
+    #[must_use]
+    pub fn write_stats(&self) -> WriteStats {
+        self.writer.stats()
+    }
+
     /// The database path this engine was opened on.
     #[must_use]
     pub fn path(&self) -> &str {
@@ -244,8 +252,8 @@ impl SqliteBackend {
         result
     }
 
-    fn write(&self, op: WriteOp) -> Result<()> {
-        self.writer.submit(op)
+    fn write(&self, encoding: writer::Encoding<'_>, op: WriteOp) -> Result<()> {
+        self.writer.submit(encoding, op)
     }
 
     /// Opens a plain rusqlite connection to the database at `path` with
@@ -522,6 +530,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn upsert_invocations(&self, entries: &[(InvocationDTO, CallDTO)]) -> Result<()> {
+        let encoding = self.writer.enter();
         if entries.is_empty() {
             return Ok(());
         }
@@ -530,7 +539,7 @@ impl StateBackend for SqliteBackend {
             check_invocation_pair(inv, call)?;
             rows.push(invocation_row(inv, call));
         }
-        self.write(WriteOp::Invocations(rows))
+        self.write(encoding, WriteOp::Invocations(rows))
     }
 
     fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)> {
@@ -618,6 +627,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn add_histories(&self, records: &[InvocationHistory]) -> Result<()> {
+        let encoding = self.writer.enter();
         if records.is_empty() {
             return Ok(());
         }
@@ -631,7 +641,7 @@ impl StateBackend for SqliteBackend {
                 json: r.to_json(),
             });
         }
-        self.write(WriteOp::Histories(rows))
+        self.write(encoding, WriteOp::Histories(rows))
     }
 
     fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {
@@ -737,10 +747,14 @@ impl StateBackend for SqliteBackend {
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
-        self.write(WriteOp::Result {
-            id: id.as_str().to_owned(),
-            value: result.to_owned(),
-        })
+        let encoding = self.writer.enter();
+        self.write(
+            encoding,
+            WriteOp::Result {
+                id: id.as_str().to_owned(),
+                value: result.to_owned(),
+            },
+        )
     }
 
     fn get_result(&self, id: &InvocationId) -> Result<String> {
@@ -748,10 +762,14 @@ impl StateBackend for SqliteBackend {
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
-        self.write(WriteOp::Exception {
-            id: id.as_str().to_owned(),
-            value: exception.to_owned(),
-        })
+        let encoding = self.writer.enter();
+        self.write(
+            encoding,
+            WriteOp::Exception {
+                id: id.as_str().to_owned(),
+                value: exception.to_owned(),
+            },
+        )
     }
 
     fn get_exception(&self, id: &InvocationId) -> Result<String> {
@@ -764,17 +782,21 @@ impl StateBackend for SqliteBackend {
     }
 
     fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()> {
+        let encoding = self.writer.enter();
         check_workflow(workflow)?;
-        self.write(WriteOp::WorkflowRun {
-            id: workflow.workflow_id.as_str().to_owned(),
-            ty: workflow.workflow_type.key().to_owned(),
-            // The reference writes '' for "no parent" in this table.
-            parent: workflow
-                .parent_workflow_id
-                .as_ref()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default(),
-        })
+        self.write(
+            encoding,
+            WriteOp::WorkflowRun {
+                id: workflow.workflow_id.as_str().to_owned(),
+                ty: workflow.workflow_type.key().to_owned(),
+                // The reference writes '' for "no parent" in this table.
+                parent: workflow
+                    .parent_workflow_id
+                    .as_ref()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+            },
+        )
     }
 
     fn get_all_workflow_types(&self) -> Result<Vec<TaskId>> {
@@ -808,10 +830,14 @@ impl StateBackend for SqliteBackend {
         workflow_id: &InvocationId,
         sub_invocation: &InvocationId,
     ) -> Result<()> {
-        self.write(WriteOp::SubInvocation {
-            workflow: workflow_id.as_str().to_owned(),
-            sub: sub_invocation.as_str().to_owned(),
-        })
+        let encoding = self.writer.enter();
+        self.write(
+            encoding,
+            WriteOp::SubInvocation {
+                workflow: workflow_id.as_str().to_owned(),
+                sub: sub_invocation.as_str().to_owned(),
+            },
+        )
     }
 
     fn get_workflow_sub_invocations(
@@ -831,11 +857,15 @@ impl StateBackend for SqliteBackend {
     }
 
     fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
-        self.write(WriteOp::WorkflowData {
-            workflow: workflow_id.as_str().to_owned(),
-            key: key.to_owned(),
-            value: value.to_owned(),
-        })
+        let encoding = self.writer.enter();
+        self.write(
+            encoding,
+            WriteOp::WorkflowData {
+                workflow: workflow_id.as_str().to_owned(),
+                key: key.to_owned(),
+                value: value.to_owned(),
+            },
+        )
     }
 
     fn get_workflow_data(&self, workflow_id: &InvocationId, key: &str) -> Result<Option<String>> {
@@ -865,10 +895,14 @@ impl StateBackend for SqliteBackend {
     }
 
     fn store_app_info(&self, info: &AppInfo) -> Result<()> {
-        self.write(WriteOp::AppInfo {
-            id: info.app_id.clone(),
-            json: info.to_json(),
-        })
+        let encoding = self.writer.enter();
+        self.write(
+            encoding,
+            WriteOp::AppInfo {
+                id: info.app_id.clone(),
+                json: info.to_json(),
+            },
+        )
     }
 
     fn get_app_info(&self, app_id: &str) -> Result<AppInfo> {
@@ -906,6 +940,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn store_runner_context(&self, ctx: &RunnerContext) -> Result<()> {
+        let encoding = self.writer.enter();
         check_runner_context(ctx)?;
         let rows = ctx
             .chain()
@@ -918,7 +953,7 @@ impl StateBackend for SqliteBackend {
                 thread_id: c.thread_id,
             })
             .collect();
-        self.write(WriteOp::Runners(rows))
+        self.write(encoding, WriteOp::Runners(rows))
     }
 
     fn get_runner_context(&self, runner_id: &RunnerId) -> Result<Option<RunnerContext>> {
@@ -1041,7 +1076,8 @@ impl StateBackend for SqliteBackend {
     }
 
     fn purge(&self) -> Result<()> {
-        self.write(WriteOp::Purge)
+        let encoding = self.writer.enter();
+        self.write(encoding, WriteOp::Purge)
     }
 }
 

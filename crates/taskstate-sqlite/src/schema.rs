@@ -144,7 +144,7 @@ pub fn open_connection(uri: &str, settings: &ConnSettings, ctx: &Ctx) -> Result<
         .map_err(|e| sql_err(ctx, "set busy timeout", e))?;
     conn.set_prepared_statement_cache_capacity(settings.statement_cache);
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
+        "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000; PRAGMA mmap_size = 268435456;",
         settings.synchronous.pragma()
     ))
     .map_err(|e| sql_err(ctx, "set pragmas", e))?;

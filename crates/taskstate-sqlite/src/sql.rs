@@ -33,13 +33,20 @@ pub const CHILDREN: &str = "SELECT invocation_id FROM state_backend_invocations 
      WHERE parent_invocation_id = ?1 ORDER BY invocation_id";
 
 /// First page of ids with history in [?1, ?2], ?3 rows.
+///
+/// The unary `+` keeps SQLite off the time index: through it, every page
+/// would collect and sort the whole range (O(n) a page, O(n²) a scan).
+/// Instead the primary-key index `(invocation_id, history_timestamp, …)` is
+/// walked in id order from the cursor, so a page costs its own rows plus
+/// the rows of ids skipped because their history is outside the range.
 pub const IDS_IN_RANGE_FIRST: &str = "SELECT DISTINCT invocation_id FROM state_backend_history \
-     WHERE history_timestamp >= ?1 AND history_timestamp <= ?2 \
+     WHERE +history_timestamp >= ?1 AND +history_timestamp <= ?2 \
      ORDER BY invocation_id LIMIT ?3";
 
-/// Next page of ids with history in [?1, ?2] after id ?4.
+/// Next page of ids with history in [?1, ?2] after id ?4 (see
+/// [`IDS_IN_RANGE_FIRST`]).
 pub const IDS_IN_RANGE_AFTER: &str = "SELECT DISTINCT invocation_id FROM state_backend_history \
-     WHERE invocation_id > ?4 AND history_timestamp >= ?1 AND history_timestamp <= ?2 \
+     WHERE invocation_id > ?4 AND +history_timestamp >= ?1 AND +history_timestamp <= ?2 \
      ORDER BY invocation_id LIMIT ?3";
 
 /// First page of history in [?1, ?2], ?3 rows.

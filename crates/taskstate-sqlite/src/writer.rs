@@ -3,9 +3,11 @@
 //! All writes go through one connection. A caller encodes its operation
 //! (JSON and all) on its own thread, queues it, then takes the connection.
 //! Whoever holds the connection is the *leader*: it drains every queued
-//! operation, runs them in one `BEGIN IMMEDIATE` transaction (each inside a
-//! savepoint, so one failing operation does not undo the others), commits
-//! once and hands every operation its outcome. A caller whose operation was
+//! operation, runs them in one `BEGIN IMMEDIATE` transaction, commits once
+//! and hands every operation its outcome. Operations are validated before
+//! they are queued, so the batch runs without savepoints; should one fail
+//! anyway (a storage error), the batch is rolled back and each operation is
+//! retried in its own transaction, so a failure undoes only itself. A caller whose operation was
 //! committed by an earlier leader finds its outcome as soon as it gets the
 //! connection and returns without touching SQLite. One thread alone never
 //! waits for anyone (its batch is just its own operation); N threads share
@@ -13,7 +15,10 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, params};
 use taskstate_core::{BoxError, Error, Result};
 
@@ -180,6 +185,12 @@ impl WriteOp {
     }
 }
 
+/// A failed write transaction, and whether it failed to even begin.
+struct Failure {
+    error: Error,
+    at_begin: bool,
+}
+
 struct Job {
     op: WriteOp,
     outcome: Mutex<Option<Result<()>>>,
@@ -188,8 +199,69 @@ struct Job {
 /// The single write connection and the queue in front of it.
 pub struct Writer {
     conn: Mutex<Connection>,
-    queue: Mutex<Vec<Arc<Job>>>,
+    shared: Mutex<Shared>,
+    /// Signalled when a leader finishes a batch.
+    batch_done: Condvar,
     ctx: Ctx,
+    transactions: AtomicU64,
+    operations: AtomicU64,
+    encoding: AtomicUsize,
+    /// Signalled when a job is queued while a leader is gathering.
+    queued: Condvar,
+}
+
+/// The queue and whether a leader is running (or gathering) a batch.
+struct Shared {
+    queue: Vec<Arc<Job>>,
+    leader_active: bool,
+    /// A leader is waiting for writers that are encoding their operations.
+    gathering: bool,
+}
+
+/// How long a leader waits at most for writers that have started a write
+/// call but not queued it yet. Only ever spent when other writers are in
+/// flight, so a lone writer never waits.
+const GATHER: Duration = Duration::from_micros(200);
+
+/// Marks a thread as encoding a write, from the start of the write call
+/// until its operation is queued (or the call fails before that); a leader
+/// waits briefly for such writers so their operations share its commit.
+pub struct Encoding<'a> {
+    writer: &'a Writer,
+    counted: bool,
+}
+
+impl Encoding<'_> {
+    fn finish(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.writer.encoding.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Encoding<'_> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Counts of committed write transactions and the operations they held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Write transactions run (committed or not).
+    pub transactions: u64,
+    /// Operations run in them.
+    pub operations: u64,
+}
+
+/// Ends a leader's turn even if the batch panicked, so waiters never hang.
+struct LeaderTurn<'a>(&'a Writer);
+
+impl Drop for LeaderTurn<'_> {
+    fn drop(&mut self) {
+        self.0.shared.lock().leader_active = false;
+        self.0.batch_done.notify_all();
+    }
 }
 
 /// A copy of an error for every job of a failed batch (rusqlite errors are
@@ -216,8 +288,17 @@ impl Writer {
     pub fn new(conn: Connection, ctx: Ctx) -> Self {
         Self {
             conn: Mutex::new(conn),
-            queue: Mutex::new(Vec::new()),
+            shared: Mutex::new(Shared {
+                queue: Vec::new(),
+                leader_active: false,
+                gathering: false,
+            }),
+            encoding: AtomicUsize::new(0),
+            queued: Condvar::new(),
+            batch_done: Condvar::new(),
             ctx,
+            transactions: AtomicU64::new(0),
+            operations: AtomicU64::new(0),
         }
     }
 
@@ -227,89 +308,144 @@ impl Writer {
         f(&mut self.conn.lock())
     }
 
+    /// Marks the calling thread as encoding a write until it is submitted.
+    /// Take it before encoding the operation.
+    pub fn enter(&self) -> Encoding<'_> {
+        self.encoding.fetch_add(1, Ordering::Relaxed);
+        Encoding {
+            writer: self,
+            counted: true,
+        }
+    }
+
+    /// Transactions and operations run so far (operations per transaction
+    /// above 1 means commits were shared).
+    pub fn stats(&self) -> WriteStats {
+        WriteStats {
+            transactions: self.transactions.load(Ordering::Relaxed),
+            operations: self.operations.load(Ordering::Relaxed),
+        }
+    }
+
     /// Commits `op`, possibly together with other threads' operations, and
     /// returns once it is committed (or has failed, having changed nothing).
-    pub fn submit(&self, op: WriteOp) -> Result<()> {
+    ///
+    /// Waiting callers sleep on a condition variable, not on the connection:
+    /// when a batch ends, callers whose operations it held return at once,
+    /// and one of the others leads the next batch with everything queued
+    /// meanwhile.
+    pub fn submit(&self, mut encoding: Encoding<'_>, op: WriteOp) -> Result<()> {
         let job = Arc::new(Job {
             op,
             outcome: Mutex::new(None),
         });
-        self.queue.lock().push(job.clone());
-        let mut conn = self.conn.lock();
-        if let Some(done) = job.outcome.lock().take() {
-            return done;
+        let mut shared = self.shared.lock();
+        shared.queue.push(job.clone());
+        encoding.finish();
+        if shared.gathering {
+            self.queued.notify_one();
         }
-        // Only the connection holder drains the queue, and our job was not
-        // run by an earlier holder, so it is in this batch.
-        let batch = std::mem::take(&mut *self.queue.lock());
-        self.run_batch(&mut conn, &batch);
-        drop(conn);
-        let outcome = job.outcome.lock().take();
-        outcome.unwrap_or_else(|| {
-            Err(Error::Storage {
-                message: format!("{}: write was not run (internal error)", self.ctx.path),
-                source: None,
-            })
-        })
+        loop {
+            if let Some(done) = job.outcome.lock().take() {
+                return done;
+            }
+            if shared.leader_active {
+                self.batch_done.wait(&mut shared);
+                continue;
+            }
+            // Lead: everything queued (our job included) is one batch. Writers
+            // already encoding are worth a short wait: one commit for all.
+            shared.leader_active = true;
+            let deadline = Instant::now() + GATHER;
+            while self.encoding.load(Ordering::Relaxed) > 0 {
+                shared.gathering = true;
+                if self.queued.wait_until(&mut shared, deadline).timed_out() {
+                    break;
+                }
+            }
+            shared.gathering = false;
+            let batch = std::mem::take(&mut shared.queue);
+            drop(shared);
+            {
+                let _turn = LeaderTurn(self);
+                let mut conn = self.conn.lock();
+                self.run_batch(&mut conn, &batch);
+            }
+            shared = self.shared.lock();
+        }
     }
 
+    /// Runs `batch` in one transaction. Operations were validated before
+    /// they were queued and only fail on storage errors, so the batch runs
+    /// optimistically with no savepoints; if any operation fails, the whole
+    /// transaction is rolled back and each operation is retried alone, so
+    /// every caller gets its own outcome and a failure undoes only itself.
     fn run_batch(&self, conn: &mut Connection, batch: &[Arc<Job>]) {
-        let fail_all = |e: Error| {
-            for j in batch {
-                *j.outcome.lock() = Some(Err(replicate(&e)));
-            }
-        };
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.operations
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         if !conn.is_autocommit() {
             // A previous batch was interrupted; never build on its leftovers.
             let _ = conn.execute_batch("ROLLBACK");
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            return fail_all(sql_err(&self.ctx, "begin write transaction", e));
-        }
-        let mut outcomes: Vec<Result<()>> = Vec::with_capacity(batch.len());
-        if let [job] = batch {
-            if let Err(e) = job.op.execute(conn) {
-                let _ = conn.execute_batch("ROLLBACK");
-                *job.outcome.lock() = Some(Err(sql_err(&self.ctx, "write", e)));
-                return;
+        match self.transaction(conn, batch) {
+            Ok(()) => {
+                for j in batch {
+                    *j.outcome.lock() = Some(Ok(()));
+                }
             }
-            outcomes.push(Ok(()));
-        } else {
-            for job in batch {
-                match self.run_in_savepoint(conn, job) {
-                    Ok(r) => outcomes.push(r),
-                    Err(e) => {
-                        // The savepoint itself failed: the transaction's
-                        // state is unknown, so nothing of it is kept.
-                        let _ = conn.execute_batch("ROLLBACK");
-                        return fail_all(e);
-                    }
+            Err(Failure { error, .. }) if batch.len() == 1 => {
+                *batch[0].outcome.lock() = Some(Err(error));
+            }
+            // No transaction could be started (busy past the timeout, I/O):
+            // retrying each operation would only wait again.
+            Err(Failure {
+                error,
+                at_begin: true,
+            }) => {
+                for j in batch {
+                    *j.outcome.lock() = Some(Err(replicate(&error)));
+                }
+            }
+            Err(Failure {
+                at_begin: false, ..
+            }) => {
+                for j in batch {
+                    let r = self.transaction(conn, std::slice::from_ref(j));
+                    *j.outcome.lock() = Some(r.map_err(|f| f.error));
                 }
             }
         }
-        if let Err(e) = conn.execute_batch("COMMIT") {
-            let err = sql_err(&self.ctx, "commit", e);
-            let _ = conn.execute_batch("ROLLBACK");
-            return fail_all(err);
-        }
-        for (job, r) in batch.iter().zip(outcomes) {
-            *job.outcome.lock() = Some(r);
-        }
     }
 
-    /// Runs one job in a savepoint: `Ok(job outcome)`, or `Err` if the
-    /// savepoint machinery failed.
-    fn run_in_savepoint(&self, conn: &Connection, job: &Job) -> Result<Result<()>> {
-        let sp = |sql: &str| {
-            conn.execute_batch(sql)
-                .map_err(|e| sql_err(&self.ctx, "savepoint", e))
+    /// One `BEGIN IMMEDIATE … COMMIT` around `jobs`; rolled back on error.
+    fn transaction(&self, conn: &Connection, jobs: &[Arc<Job>]) -> Result<(), Failure> {
+        let step = |sql: &str, what: &str| -> Result<()> {
+            conn.prepare_cached(sql)
+                .and_then(|mut st| st.execute([]))
+                .map(drop)
+                .map_err(|e| sql_err(&self.ctx, what, e))
         };
-        sp("SAVEPOINT job")?;
-        let r = job.op.execute(conn);
-        if r.is_err() {
-            sp("ROLLBACK TO job")?;
+        step("BEGIN IMMEDIATE", "begin write transaction").map_err(|error| Failure {
+            error,
+            at_begin: true,
+        })?;
+        let mut result = Ok(());
+        for j in jobs {
+            if let Err(e) = j.op.execute(conn) {
+                result = Err(sql_err(&self.ctx, "write", e));
+                break;
+            }
         }
-        sp("RELEASE job")?;
-        Ok(r.map_err(|e| sql_err(&self.ctx, "write", e)))
+        if result.is_ok() {
+            result = step("COMMIT", "commit");
+        }
+        if result.is_err() && !conn.is_autocommit() {
+            let _ = step("ROLLBACK", "rollback");
+        }
+        result.map_err(|error| Failure {
+            error,
+            at_begin: false,
+        })
     }
 }

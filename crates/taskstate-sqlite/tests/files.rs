@@ -364,3 +364,47 @@ fn a_busy_timeout_surfaces_as_retriable_unavailable() {
     b.set_result(&InvocationId::new("x"), "1").unwrap();
     assert_eq!(b.get_result(&InvocationId::new("x")).unwrap(), "1");
 }
+
+#[test]
+fn a_failing_write_fails_alone_while_others_share_its_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    // A trigger makes one specific write fail inside SQLite.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON state_backend_results \
+         WHEN NEW.result_data = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned value'); END;",
+    )
+    .unwrap();
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (b, failures) = (&b, &failures);
+            s.spawn(move || {
+                for i in 0..100 {
+                    let id = InvocationId::new(format!("t{t}-{i}"));
+                    let value = if i % 10 == 3 { "poison" } else { "fine" };
+                    match b.set_result(&id, value) {
+                        Ok(()) => assert_eq!(value, "fine"),
+                        Err(e) => {
+                            assert_eq!(value, "poison", "{e}");
+                            assert!(e.to_string().contains("poisoned value"), "{e}");
+                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(failures.into_inner(), 80);
+    let ids = b.result_ids().unwrap();
+    assert_eq!(
+        ids.len(),
+        720,
+        "every good write committed, no poisoned one"
+    );
+    for id in ids {
+        assert_eq!(b.get_result(&id).unwrap(), "fine");
+    }
+}

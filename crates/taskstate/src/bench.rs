@@ -370,6 +370,9 @@ fn check_all(
     (secs, v)
 }
 
+/// One write of the workload, by item index.
+type WriteFn<'a> = dyn Fn(usize) -> Result<()> + Sync + 'a;
+
 /// Runs the write operations with `threads` threads on `target`, then the
 /// (single-thread) reads that validate them, and, when `reads`, times the
 /// read operations too. Returns one result per timed operation.
@@ -393,7 +396,7 @@ pub fn run<T: BenchTarget + ?Sized>(
             validation,
         });
     };
-    let writes: [(&'static str, usize, &(dyn Fn(usize) -> Result<()> + Sync)); 3] = [
+    let writes: [(&'static str, usize, &WriteFn<'_>); 3] = [
         ("upsert_invocations", n, &|i| target.upsert(w, i)),
         ("add_histories", 3 * n, &|r| target.add_history(w, r)),
         ("set_result", n, &|i| target.set_result(w, i)),

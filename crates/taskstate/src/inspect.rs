@@ -32,7 +32,7 @@ pub fn summary(b: &dyn StateBackend, recent: usize) -> Result<String> {
         }
     }
     let mut newest: Vec<_> = latest.into_values().collect();
-    newest.sort_by(|a, b| b.0.cmp(&a.0));
+    newest.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
     let _ = writeln!(out, "\nmost recent invocations (by latest status change):");
     if newest.is_empty() {
         let _ = writeln!(out, "  (no history)");

@@ -158,8 +158,7 @@ fn copy_sqlite_to_memory_and_back_verifies_counts() {
     assert_eq!(
         phases
             .iter()
-            .filter(|p| p.0 == "invocations")
-            .last()
+            .rfind(|p| p.0 == "invocations")
             .map(|p| (p.1, p.2)),
         Some((12, 12))
     );
