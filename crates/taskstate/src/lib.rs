@@ -38,6 +38,11 @@ mod url;
 pub use taskstate_core::*;
 pub use url::{EngineUrl, UrlError, open, parse_url};
 
+// The README's Rust examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The in-memory engine (feature `memory`).
 #[cfg(feature = "memory")]
 pub mod memory {
