@@ -908,31 +908,43 @@ pub fn hostile_strings() -> Vec<String> {
     ]
 }
 
+/// `s` cut to at most 900 bytes (at a char boundary): hostile strings as
+/// ids and keys, which engines index and limit to `MAX_ID_BYTES`.
+fn as_id(s: &str) -> String {
+    let mut end = s.len().min(900);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
 pub fn rule8_strings_round_trip_exactly(b: &dyn StateBackend) {
     for (i, s) in hostile_strings().into_iter().enumerate() {
-        let inv = format!("{s}-{i}");
+        // `s` as values (no length limit); `k` as ids and keys.
+        let k = as_id(&s);
+        let inv = format!("{k}-{i}");
         let mut c = call(
-            &format!("{s}.fn{i}"),
+            &format!("{k}.fn{i}"),
             &[(s.as_str(), s.as_str()), ("other", "1")],
         );
-        if s.contains('.') || s.contains(':') {
+        if k.contains('.') || k.contains(':') {
             // Keys split at the last '.'/':'; keep the task key parseable.
             c = call(&format!("mod.fn{i}"), &[(s.as_str(), s.as_str())]);
         }
         let mut pair = with_call(&inv, c);
-        pair.0.parent_invocation_id = Some(id(&s));
-        pair.0.workflow.parent_workflow_id = Some(id(&s));
+        pair.0.parent_invocation_id = Some(id(&k));
+        pair.0.workflow.parent_workflow_id = Some(id(&k));
         b.upsert_invocations(std::slice::from_ref(&pair)).unwrap();
         assert_eq!(b.get_invocation(&id(&inv)).unwrap(), pair);
         assert_eq!(
-            strs(&b.get_child_invocations(&id(&s)).unwrap()),
+            strs(&b.get_child_invocations(&id(&k)).unwrap()),
             [inv.as_str()]
         );
 
         let mut h = hist(&inv, S::Pending, at(i as i64));
         h.runner_context_id = RunnerId::new(s.as_str());
         h.status_record.runner_id = Some(RunnerId::new(s.as_str()));
-        h.registered_by_inv_id = Some(id(&s));
+        h.registered_by_inv_id = Some(id(&k));
         b.add_histories(std::slice::from_ref(&h)).unwrap();
         assert_eq!(b.get_history(&id(&inv)).unwrap(), [h]);
 
@@ -940,29 +952,72 @@ pub fn rule8_strings_round_trip_exactly(b: &dyn StateBackend) {
         assert_eq!(b.get_result(&id(&inv)).unwrap(), s);
         b.set_exception(&id(&inv), &s).unwrap();
         assert_eq!(b.get_exception(&id(&inv)).unwrap(), s);
-        b.set_workflow_data(&id(&s), &s, &s).unwrap();
+        b.set_workflow_data(&id(&k), &k, &s).unwrap();
         assert_eq!(
-            b.get_workflow_data(&id(&s), &s).unwrap().as_deref(),
+            b.get_workflow_data(&id(&k), &k).unwrap().as_deref(),
             Some(s.as_str())
         );
-        b.store_workflow_sub_invocation(&id(&s), &id(&s)).unwrap();
+        b.store_workflow_sub_invocation(&id(&k), &id(&k)).unwrap();
         assert_eq!(
-            strs(&b.get_workflow_sub_invocations(&id(&s)).unwrap()),
-            [s.as_str()]
+            strs(&b.get_workflow_sub_invocations(&id(&k)).unwrap()),
+            [k.as_str()]
         );
 
-        let mut info = app(&s);
+        let mut info = app(&k);
         info.config_filepath = Some(s.clone());
         info.module = s.clone();
         b.store_app_info(&info).unwrap();
-        assert_eq!(b.get_app_info(&s).unwrap(), info);
+        assert_eq!(b.get_app_info(&k).unwrap(), info);
 
-        let mut ctx = runner(&s);
+        let mut ctx = runner(&k);
         ctx.hostname = s.clone();
         ctx.runner_cls = s.clone();
         b.store_runner_context(&ctx).unwrap();
         assert_eq!(b.get_runner_context(&ctx.runner_id).unwrap(), Some(ctx));
     }
+}
+
+pub fn input_ids_longer_than_the_limit_are_invalid(b: &dyn StateBackend) {
+    let max = taskstate_core::MAX_ID_BYTES;
+    let long = "é".repeat(max / 2) + "x"; // max + 1 bytes
+    assert_eq!(long.len(), max + 1);
+    let ok = "x".repeat(max);
+    let invalid = |r: taskstate_core::Result<()>| {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains(&max.to_string()), "{e}");
+    };
+    invalid(b.upsert_invocations(&[root(&long, "m.t")]));
+    invalid(b.upsert_invocations(&[child("c", "m.t", Some(&long), "w")]));
+    invalid(b.upsert_invocations(&[with_call("c", call(&format!("m.{}", "f".repeat(max)), &[]))]));
+    invalid(b.add_histories(&[hist(&long, S::Registered, at(1))]));
+    invalid(b.set_result(&id(&long), "v"));
+    invalid(b.set_exception(&id(&long), "v"));
+    invalid(b.set_workflow_data(&id(&long), "k", "v"));
+    invalid(b.set_workflow_data(&id("w"), &long, "v"));
+    invalid(b.store_workflow_sub_invocation(&id("w"), &id(&long)));
+    invalid(b.store_app_info(&app(&long)));
+    invalid(b.store_runner_context(&with_parent(runner("r"), runner(&long))));
+    invalid(b.store_workflow_run(&WorkflowIdentity {
+        workflow_id: id(&long),
+        workflow_type: task("m.t"),
+        parent_workflow_id: None,
+    }));
+    assert_store_empty(b);
+    // Exactly the limit is fine, and reads of longer ids are just absent.
+    b.upsert_invocations(&[child(&ok, "m.t", Some(&ok), &ok)])
+        .unwrap();
+    b.set_result(&id(&ok), "v").unwrap();
+    b.store_runner_context(&runner(&ok)).unwrap();
+    assert_eq!(
+        strs(&b.get_child_invocations(&id(&ok)).unwrap()),
+        [ok.as_str()]
+    );
+    assert_eq!(
+        b.get_result(&id(&long)).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(b.get_history(&id(&long)).unwrap().is_empty());
 }
 
 pub fn rule8_empty_strings_as_values(b: &dyn StateBackend) {

@@ -317,11 +317,30 @@ impl std::fmt::Debug for dyn StateBackend + '_ {
     }
 }
 
+/// The longest id (invocation, runner, app id, task key, workflow-data key)
+/// any engine accepts, in bytes. Ids are keys of indexes: a server engine's
+/// index entries are bounded (PostgreSQL's B-tree takes at most ~2.7 kB per
+/// entry, and some keys hold two ids), so every engine refuses longer ids
+/// alike. Values (results, arguments, data) have no such limit.
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// Length rule for an id or key that engines index: at most
+/// [`MAX_ID_BYTES`] bytes.
+pub fn check_id(what: &str, id: &str) -> Result<()> {
+    if id.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} is {} bytes; ids and keys are at most {MAX_ID_BYTES} bytes",
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
 fn non_empty(what: &str, id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid(format!("{what} must not be empty")));
     }
-    Ok(())
+    check_id(what, id)
 }
 
 /// Input rules for an (invocation, call) pair, shared by every engine so
@@ -330,6 +349,7 @@ fn non_empty(what: &str, id: &str) -> Result<()> {
 /// call's (the file format stores it once).
 pub fn check_invocation_pair(inv: &InvocationDTO, call: &CallDTO) -> Result<()> {
     non_empty("invocation_id", inv.invocation_id.as_str())?;
+    check_id("task key", call.call_id.task_id().key())?;
     if inv.call_id != call.call_id {
         return Err(Error::invalid(format!(
             "invocation {:?}: its call id {:?} differs from its call's {:?}",
@@ -347,6 +367,7 @@ pub fn check_invocation_pair(inv: &InvocationDTO, call: &CallDTO) -> Result<()> 
 /// Input rules for a workflow identity: non-empty ids.
 pub fn check_workflow(wf: &WorkflowIdentity) -> Result<()> {
     non_empty("workflow_id", wf.workflow_id.as_str())?;
+    check_id("workflow type key", wf.workflow_type.key())?;
     if let Some(p) = &wf.parent_workflow_id {
         non_empty("parent_workflow_id", p.as_str())?;
     }

@@ -34,7 +34,7 @@ use parking_lot::RwLock;
 use taskstate_core::{
     AppInfo, CallDTO, Cursor, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
     InvocationStatus, Page, Result, RunnerContext, RunnerId, StateBackend, TaskId, TimeKey,
-    TimeRange, WorkflowIdentity, check_history, check_invocation_pair, check_page_size,
+    TimeRange, WorkflowIdentity, check_history, check_id, check_invocation_pair, check_page_size,
     check_runner_context, check_workflow, resolve_runner_chain, runner_id_matches,
 };
 
@@ -355,6 +355,7 @@ impl StateBackend for MemoryBackend {
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
+        check_id("invocation id", id.as_str())?;
         self.results.write().insert(id.clone(), result.to_owned());
         Ok(())
     }
@@ -368,6 +369,7 @@ impl StateBackend for MemoryBackend {
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
+        check_id("invocation id", id.as_str())?;
         self.exceptions
             .write()
             .insert(id.clone(), exception.to_owned());
@@ -424,6 +426,8 @@ impl StateBackend for MemoryBackend {
         workflow_id: &InvocationId,
         sub_invocation: &InvocationId,
     ) -> Result<()> {
+        check_id("workflow id", workflow_id.as_str())?;
+        check_id("sub-invocation id", sub_invocation.as_str())?;
         self.workflows
             .write()
             .sub_invocations
@@ -439,6 +443,8 @@ impl StateBackend for MemoryBackend {
     }
 
     fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
+        check_id("workflow id", workflow_id.as_str())?;
+        check_id("workflow data key", key)?;
         self.workflows
             .write()
             .data
@@ -456,6 +462,7 @@ impl StateBackend for MemoryBackend {
     }
 
     fn store_app_info(&self, info: &AppInfo) -> Result<()> {
+        check_id("app id", &info.app_id)?;
         self.apps.write().insert(info.app_id.clone(), info.clone());
         Ok(())
     }

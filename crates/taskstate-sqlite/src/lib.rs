@@ -56,7 +56,7 @@ use rusqlite::{Connection, Row, params};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
     InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
-    TimeRange, WorkflowIdentity, check_history, check_invocation_pair, check_page_size,
+    TimeRange, WorkflowIdentity, check_history, check_id, check_invocation_pair, check_page_size,
     check_runner_context, check_workflow, resolve_runner_chain, runner_id_matches,
 };
 
@@ -747,6 +747,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
+        check_id("invocation id", id.as_str())?;
         let encoding = self.writer.enter();
         self.write(
             encoding,
@@ -762,6 +763,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
+        check_id("invocation id", id.as_str())?;
         let encoding = self.writer.enter();
         self.write(
             encoding,
@@ -830,6 +832,8 @@ impl StateBackend for SqliteBackend {
         workflow_id: &InvocationId,
         sub_invocation: &InvocationId,
     ) -> Result<()> {
+        check_id("workflow id", workflow_id.as_str())?;
+        check_id("sub-invocation id", sub_invocation.as_str())?;
         let encoding = self.writer.enter();
         self.write(
             encoding,
@@ -857,6 +861,8 @@ impl StateBackend for SqliteBackend {
     }
 
     fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
+        check_id("workflow id", workflow_id.as_str())?;
+        check_id("workflow data key", key)?;
         let encoding = self.writer.enter();
         self.write(
             encoding,
@@ -895,6 +901,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn store_app_info(&self, info: &AppInfo) -> Result<()> {
+        check_id("app id", &info.app_id)?;
         let encoding = self.writer.enter();
         self.write(
             encoding,

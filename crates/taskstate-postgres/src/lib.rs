@@ -1,0 +1,1202 @@
+//! The PostgreSQL engine of **taskstate**: one shared store for workers on
+//! many machines.
+//!
+//! ```no_run
+//! use taskstate_core::{InvocationId, StateBackend};
+//! use taskstate_postgres::{PostgresBackend, PostgresOptions};
+//!
+//! let backend = PostgresBackend::connect(
+//!     "postgres://postgres@127.0.0.1:5432/test",
+//!     &PostgresOptions { schema: "taskstate".into(), ..PostgresOptions::default() },
+//! )?;
+//! backend.set_result(&InvocationId::new("inv-1"), "42")?;
+//! # Ok::<(), taskstate_core::Error>(())
+//! ```
+//!
+//! # What it needs from the server
+//!
+//! A database and a role that may `CREATE SCHEMA` (or an existing schema the
+//! role owns) and create tables, indexes and a sequence in it. Everything
+//! lives in one schema (default `taskstate`), so several independent stores
+//! can share a database. Migrations run under a transaction-level advisory
+//! lock, so any number of processes can start at once; a schema written by
+//! a newer taskstate is refused.
+//!
+//! # Data layout
+//!
+//! Ids are `text COLLATE "C"`, so every list sorts by code point exactly as
+//! the other engines do. History keeps the contract's ordering key
+//! (`ts_key`, the `f64` seconds of SPEC's REAL column) with a sequence for
+//! insertion order, and `history_us`, the instant in microseconds, for
+//! operators' own queries. Uniqueness rules are constraints, upserts are
+//! `INSERT … ON CONFLICT`, every batch is one transaction, and range queries
+//! page by keyset on `(ts_key, seq)`. PostgreSQL text cannot hold NUL
+//! characters; such input is refused as invalid.
+//!
+//! # Errors
+//!
+//! Serialization failures, deadlocks and lost connections are retried (the
+//! whole transaction, up to 3 times); if they persist they surface as the
+//! retriable `Unavailable` kind with their source. Nothing is half-written.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{NoTls, Row, Transaction};
+use r2d2::{Pool, PooledConnection};
+use r2d2_postgres::PostgresConnectionManager;
+use taskstate_core::{
+    AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
+    InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
+    TimeRange, WorkflowIdentity, check_history, check_id, check_invocation_pair, check_page_size,
+    check_runner_context, check_workflow, resolve_runner_chain, runner_id_matches,
+};
+
+pub mod testing;
+
+const ENGINE: &str = "postgres";
+
+/// The schema version this engine writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Connection options.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// The PostgreSQL schema holding the tables (letters, digits, `_`;
+    /// at most 63 bytes). Default `taskstate`.
+    pub schema: String,
+    /// Largest number of pooled connections (default 16).
+    pub max_connections: u32,
+    /// How long a call waits for a free connection (default 30 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            schema: "taskstate".into(),
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+type Conn = PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// The PostgreSQL engine. `Send + Sync`; share one per process.
+pub struct PostgresBackend {
+    pool: Pool<PostgresConnectionManager<NoTls>>,
+    schema: String,
+    location: String,
+    sql: Sql,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every statement, with the schema spliced in once (identifiers cannot be
+/// parameters; the schema name is checked to be a plain identifier).
+struct Sql {
+    upsert_invocation: String,
+    get_invocation: String,
+    children: String,
+    ids_all: String,
+    ids_by_wf: String,
+    ids_by_type: String,
+    ids_by_both: String,
+    insert_history: String,
+    get_history: String,
+    history_first: String,
+    history_after: String,
+    ids_range_first: String,
+    ids_range_after: String,
+    set_result: String,
+    get_result: String,
+    result_ids: String,
+    set_exception: String,
+    get_exception: String,
+    exception_ids: String,
+    upsert_workflow: String,
+    workflow_types: String,
+    workflow_runs: String,
+    workflow_runs_of: String,
+    insert_sub: String,
+    subs_of: String,
+    all_subs: String,
+    set_data: String,
+    get_data: String,
+    all_data: String,
+    upsert_app: String,
+    get_app: String,
+    all_apps: String,
+    upsert_runner: String,
+    get_runner: String,
+    runner_ids: String,
+    purge: String,
+}
+
+impl Sql {
+    fn new(s: &str) -> Self {
+        let q = |t: &str| format!("\"{s}\".{t}");
+        let (inv, his, res, exc, wf, sub, data, app, run) = (
+            q("invocations"),
+            q("history"),
+            q("results"),
+            q("exceptions"),
+            q("workflows"),
+            q("workflow_sub_invocations"),
+            q("workflow_data"),
+            q("app_info"),
+            q("runner_contexts"),
+        );
+        Self {
+            upsert_invocation: format!(
+                "INSERT INTO {inv} (invocation_id, call_id_key, task_id_key, arguments_id, serialized_arguments, \
+                 parent_invocation_id, workflow_id, workflow_type_key, parent_workflow_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (invocation_id) DO UPDATE SET \
+                 call_id_key = EXCLUDED.call_id_key, task_id_key = EXCLUDED.task_id_key, \
+                 arguments_id = EXCLUDED.arguments_id, serialized_arguments = EXCLUDED.serialized_arguments, \
+                 parent_invocation_id = EXCLUDED.parent_invocation_id, workflow_id = EXCLUDED.workflow_id, \
+                 workflow_type_key = EXCLUDED.workflow_type_key, parent_workflow_id = EXCLUDED.parent_workflow_id"
+            ),
+            get_invocation: format!(
+                "SELECT call_id_key, serialized_arguments, parent_invocation_id, workflow_id, \
+                 workflow_type_key, parent_workflow_id FROM {inv} WHERE invocation_id = $1"
+            ),
+            children: format!(
+                "SELECT invocation_id FROM {inv} WHERE parent_invocation_id = $1 ORDER BY invocation_id"
+            ),
+            ids_all: format!("SELECT invocation_id FROM {inv} ORDER BY invocation_id"),
+            ids_by_wf: format!(
+                "SELECT invocation_id FROM {inv} WHERE workflow_id = $1 ORDER BY invocation_id"
+            ),
+            ids_by_type: format!(
+                "SELECT invocation_id FROM {inv} WHERE workflow_type_key = $1 ORDER BY invocation_id"
+            ),
+            ids_by_both: format!(
+                "SELECT invocation_id FROM {inv} WHERE workflow_id = $1 AND workflow_type_key = $2 \
+                 ORDER BY invocation_id"
+            ),
+            // A replaced record takes a new sequence number: the latest
+            // insertion position, as the contract asks.
+            insert_history: format!(
+                "INSERT INTO {his} (invocation_id, ts_key, history_us, status, history_json) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, ts_key, status) DO UPDATE SET \
+                 history_us = EXCLUDED.history_us, history_json = EXCLUDED.history_json, \
+                 seq = nextval('\"{s}\".history_seq')"
+            ),
+            get_history: format!(
+                "SELECT history_json, invocation_id FROM {his} WHERE invocation_id = $1 ORDER BY ts_key, seq"
+            ),
+            history_first: format!(
+                "SELECT ts_key, seq, history_json, invocation_id FROM {his} \
+                 WHERE ts_key >= $1 AND ts_key <= $2 ORDER BY ts_key, seq LIMIT $3"
+            ),
+            history_after: format!(
+                "SELECT ts_key, seq, history_json, invocation_id FROM {his} \
+                 WHERE ts_key >= $1 AND ts_key <= $2 AND (ts_key, seq) > ($4, $5) \
+                 ORDER BY ts_key, seq LIMIT $3"
+            ),
+            ids_range_first: format!(
+                "SELECT DISTINCT invocation_id FROM {his} WHERE ts_key >= $1 AND ts_key <= $2 \
+                 ORDER BY invocation_id LIMIT $3"
+            ),
+            ids_range_after: format!(
+                "SELECT DISTINCT invocation_id FROM {his} WHERE invocation_id > $4 AND ts_key >= $1 \
+                 AND ts_key <= $2 ORDER BY invocation_id LIMIT $3"
+            ),
+            set_result: format!(
+                "INSERT INTO {res} (invocation_id, result_data) VALUES ($1, $2) \
+                 ON CONFLICT (invocation_id) DO UPDATE SET result_data = EXCLUDED.result_data"
+            ),
+            get_result: format!("SELECT result_data FROM {res} WHERE invocation_id = $1"),
+            result_ids: format!("SELECT invocation_id FROM {res} ORDER BY invocation_id"),
+            set_exception: format!(
+                "INSERT INTO {exc} (invocation_id, exception_data) VALUES ($1, $2) \
+                 ON CONFLICT (invocation_id) DO UPDATE SET exception_data = EXCLUDED.exception_data"
+            ),
+            get_exception: format!("SELECT exception_data FROM {exc} WHERE invocation_id = $1"),
+            exception_ids: format!("SELECT invocation_id FROM {exc} ORDER BY invocation_id"),
+            upsert_workflow: format!(
+                "INSERT INTO {wf} (workflow_id, workflow_type_key, parent_workflow_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (workflow_id) DO UPDATE SET workflow_type_key = EXCLUDED.workflow_type_key, \
+                 parent_workflow_id = EXCLUDED.parent_workflow_id"
+            ),
+            workflow_types: format!(
+                "SELECT DISTINCT workflow_type_key FROM {wf} ORDER BY workflow_type_key"
+            ),
+            workflow_runs: format!(
+                "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM {wf} ORDER BY workflow_id"
+            ),
+            workflow_runs_of: format!(
+                "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM {wf} \
+                 WHERE workflow_type_key = $1 ORDER BY workflow_id"
+            ),
+            insert_sub: format!(
+                "INSERT INTO {sub} (parent_workflow_id, sub_invocation_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            ),
+            subs_of: format!(
+                "SELECT sub_invocation_id FROM {sub} WHERE parent_workflow_id = $1 ORDER BY sub_invocation_id"
+            ),
+            all_subs: format!(
+                "SELECT parent_workflow_id, sub_invocation_id FROM {sub} ORDER BY parent_workflow_id, sub_invocation_id"
+            ),
+            set_data: format!(
+                "INSERT INTO {data} (workflow_id, data_key, data_value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (workflow_id, data_key) DO UPDATE SET data_value = EXCLUDED.data_value"
+            ),
+            get_data: format!(
+                "SELECT data_value FROM {data} WHERE workflow_id = $1 AND data_key = $2"
+            ),
+            all_data: format!(
+                "SELECT workflow_id, data_key, data_value FROM {data} ORDER BY workflow_id, data_key"
+            ),
+            upsert_app: format!(
+                "INSERT INTO {app} (app_id, app_info_json) VALUES ($1, $2) \
+                 ON CONFLICT (app_id) DO UPDATE SET app_info_json = EXCLUDED.app_info_json"
+            ),
+            get_app: format!("SELECT app_info_json FROM {app} WHERE app_id = $1"),
+            all_apps: format!("SELECT app_info_json, app_id FROM {app} ORDER BY app_id"),
+            upsert_runner: format!(
+                "INSERT INTO {run} (runner_id, runner_cls, parent_ctx_id, pid, hostname, thread_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (runner_id) DO UPDATE SET \
+                 runner_cls = EXCLUDED.runner_cls, parent_ctx_id = EXCLUDED.parent_ctx_id, pid = EXCLUDED.pid, \
+                 hostname = EXCLUDED.hostname, thread_id = EXCLUDED.thread_id"
+            ),
+            get_runner: format!(
+                "SELECT runner_cls, parent_ctx_id, pid, hostname, thread_id FROM {run} WHERE runner_id = $1"
+            ),
+            runner_ids: format!("SELECT runner_id FROM {run} ORDER BY runner_id"),
+            purge: format!(
+                "TRUNCATE {inv}, {his}, {res}, {exc}, {wf}, {sub}, {data}, {app}, {run}"
+            ),
+        }
+    }
+}
+
+/// The tables of schema version 1. `{s}` is the quoted schema.
+const DDL_V1: &str = r#"
+CREATE SEQUENCE IF NOT EXISTS {s}.history_seq;
+CREATE TABLE IF NOT EXISTS {s}.invocations (
+    invocation_id text COLLATE "C" PRIMARY KEY,
+    call_id_key text COLLATE "C" NOT NULL,
+    task_id_key text COLLATE "C" NOT NULL,
+    arguments_id text NOT NULL,
+    serialized_arguments text NOT NULL,
+    parent_invocation_id text COLLATE "C",
+    workflow_id text COLLATE "C" NOT NULL,
+    workflow_type_key text COLLATE "C" NOT NULL,
+    parent_workflow_id text COLLATE "C"
+);
+CREATE INDEX IF NOT EXISTS invocations_parent ON {s}.invocations (parent_invocation_id, invocation_id);
+CREATE INDEX IF NOT EXISTS invocations_workflow ON {s}.invocations (workflow_id, invocation_id);
+CREATE INDEX IF NOT EXISTS invocations_type ON {s}.invocations (workflow_type_key, invocation_id);
+CREATE TABLE IF NOT EXISTS {s}.history (
+    invocation_id text COLLATE "C" NOT NULL,
+    ts_key double precision NOT NULL,
+    history_us bigint NOT NULL,
+    status text NOT NULL,
+    history_json text NOT NULL,
+    seq bigint NOT NULL DEFAULT nextval('{s}.history_seq'),
+    UNIQUE (invocation_id, ts_key, status)
+);
+CREATE INDEX IF NOT EXISTS history_time ON {s}.history (ts_key, seq);
+CREATE TABLE IF NOT EXISTS {s}.results (
+    invocation_id text COLLATE "C" PRIMARY KEY,
+    result_data text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.exceptions (
+    invocation_id text COLLATE "C" PRIMARY KEY,
+    exception_data text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.workflows (
+    workflow_id text COLLATE "C" PRIMARY KEY,
+    workflow_type_key text COLLATE "C" NOT NULL,
+    parent_workflow_id text COLLATE "C"
+);
+CREATE INDEX IF NOT EXISTS workflows_type ON {s}.workflows (workflow_type_key, workflow_id);
+CREATE TABLE IF NOT EXISTS {s}.workflow_sub_invocations (
+    parent_workflow_id text COLLATE "C" NOT NULL,
+    sub_invocation_id text COLLATE "C" NOT NULL,
+    PRIMARY KEY (parent_workflow_id, sub_invocation_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.workflow_data (
+    workflow_id text COLLATE "C" NOT NULL,
+    data_key text COLLATE "C" NOT NULL,
+    data_value text NOT NULL,
+    PRIMARY KEY (workflow_id, data_key)
+);
+CREATE TABLE IF NOT EXISTS {s}.app_info (
+    app_id text COLLATE "C" PRIMARY KEY,
+    app_info_json text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.runner_contexts (
+    runner_id text COLLATE "C" PRIMARY KEY,
+    runner_cls text NOT NULL,
+    parent_ctx_id text COLLATE "C",
+    pid bigint NOT NULL,
+    hostname text NOT NULL,
+    thread_id bigint NOT NULL
+);
+"#;
+
+/// Whether `e` is worth retrying the whole transaction for.
+fn retriable(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || matches!(
+            e.code(),
+            Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        )
+        || e.code().is_none()
+            && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+impl PostgresBackend {
+    /// Connects to `url` (`postgres://user@host:port/db`, as the `postgres`
+    /// crate parses it) and brings the schema up to date.
+    pub fn connect(url: &str, options: &PostgresOptions) -> Result<Self> {
+        check_schema_name(&options.schema)?;
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?;
+        let location = format!("postgres {} schema {}", redact(url), options.schema);
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = Pool::builder()
+            .max_size(options.max_connections.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(options.connect_timeout)
+            .build(manager)
+            .map_err(|e| Error::Unavailable {
+                message: format!("{location}: cannot connect: {e}"),
+                source: Some(Box::new(e)),
+            })?;
+        let backend = Self {
+            pool,
+            sql: Sql::new(&options.schema),
+            schema: options.schema.clone(),
+            location,
+        };
+        backend.migrate()?;
+        Ok(backend)
+    }
+
+    /// The schema this engine stores in.
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    fn conn(&self) -> Result<Conn> {
+        self.pool.get().map_err(|e| Error::Unavailable {
+            message: format!("{}: no connection: {e}", self.location),
+            source: Some(Box::new(e)),
+        })
+    }
+
+    fn pg_err(&self, what: &str, e: postgres::Error) -> Error {
+        let message = format!("{}: {what}: {e}", self.location);
+        if retriable(&e) {
+            return Error::Unavailable {
+                message,
+                source: Some(Box::new(e)),
+            };
+        }
+        match e.code() {
+            Some(c)
+                if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                    || *c == SqlState::UNTRANSLATABLE_CHARACTER =>
+            {
+                Error::InvalidInput(format!(
+                    "{message} (PostgreSQL text cannot hold NUL characters)"
+                ))
+            }
+            _ => Error::Storage {
+                message,
+                source: Some(Box::new(e)),
+            },
+        }
+    }
+
+    /// Runs `f` in a transaction, retrying the whole transaction on
+    /// serialization failures, deadlocks and lost connections.
+    fn write<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut Transaction<'_>) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.conn()?;
+            let outcome = conn.transaction().and_then(|mut tx| {
+                let v = f(&mut tx)?;
+                tx.commit()?;
+                Ok(v)
+            });
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < 3 && retriable(&e) => {
+                    if e.is_closed() {
+                        // Do not hand a dead connection back to the pool.
+                        drop(conn);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(self.pg_err(what, e)),
+            }
+        }
+    }
+
+    /// Runs a read in one transaction (one snapshot), retrying lost connections.
+    fn read<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.conn()?;
+            let mut tx = match conn.build_transaction().read_only(true).start() {
+                Ok(tx) => tx,
+                Err(e) if attempt < 3 && retriable(&e) => continue,
+                Err(e) => return Err(self.pg_err(what, e)),
+            };
+            let out = f(&mut tx)?;
+            tx.commit().map_err(|e| self.pg_err(what, e))?;
+            return Ok(out);
+        }
+    }
+
+    fn query(
+        &self,
+        tx: &mut Transaction<'_>,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        tx.query(sql, params).map_err(|e| self.pg_err("query", e))
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let s = format!("\"{}\"", self.schema);
+        let lock_key = schema_lock_key(&self.schema);
+        let location = self.location.clone();
+        let mut conn = self.conn()?;
+        let mut tx = conn
+            .transaction()
+            .map_err(|e| self.pg_err("begin migration", e))?;
+        let step = |tx: &mut Transaction<'_>, sql: &str| tx.batch_execute(sql);
+        let run = (|| -> std::result::Result<Option<i64>, postgres::Error> {
+            // Serialises every process migrating this schema.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])?;
+            step(&mut tx, &format!("CREATE SCHEMA IF NOT EXISTS {s}"))?;
+            step(
+                &mut tx,
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {s}.taskstate_schema (version bigint NOT NULL)"
+                ),
+            )?;
+            let rows = tx.query(&format!("SELECT version FROM {s}.taskstate_schema"), &[])?;
+            let version: i64 = rows.first().map_or(0, |r| r.get(0));
+            if version > SCHEMA_VERSION {
+                return Ok(Some(version));
+            }
+            if version < 1 {
+                step(&mut tx, &DDL_V1.replace("{s}", &s))?;
+                step(&mut tx, &format!("DELETE FROM {s}.taskstate_schema"))?;
+                tx.execute(
+                    &format!("INSERT INTO {s}.taskstate_schema (version) VALUES ($1)"),
+                    &[&SCHEMA_VERSION],
+                )?;
+            }
+            Ok(None)
+        })();
+        match run {
+            Ok(Some(newer)) => Err(Error::Incompatible {
+                location,
+                reason: format!(
+                    "schema version {newer} is newer than this taskstate-postgres knows ({SCHEMA_VERSION}); upgrade taskstate"
+                ),
+            }),
+            Ok(None) => tx.commit().map_err(|e| self.pg_err("commit migration", e)),
+            Err(e) => Err(self.pg_err("migrate schema", e)),
+        }
+    }
+
+    /// Drops this engine's schema and everything in it (used by tests to
+    /// clean up; irreversible).
+    pub fn drop_schema(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        conn.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ))
+        .map_err(|e| self.pg_err("drop schema", e))
+    }
+
+    fn corrupt(&self, table: &str, key: &str, reason: impl std::fmt::Display) -> Error {
+        Error::corrupt(format!("{} {table}[{key}]", self.location), reason)
+    }
+
+    fn ids(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<InvocationId>> {
+        self.read("list ids", |tx| {
+            Ok(self
+                .query(tx, sql, params)?
+                .iter()
+                .map(|r| InvocationId::new(r.get::<_, String>(0)))
+                .collect())
+        })
+    }
+
+    fn decode_history(
+        &self,
+        row: &Row,
+        json_col: usize,
+        id_col: usize,
+    ) -> Result<InvocationHistory> {
+        let id: String = row.get(id_col);
+        let json: String = row.get(json_col);
+        InvocationHistory::from_json(&json).map_err(|e| self.corrupt("history", &id, e))
+    }
+
+    fn load_runner(
+        &self,
+        tx: &mut Transaction<'_>,
+        id: &RunnerId,
+    ) -> Result<Option<(RunnerContext, Option<RunnerId>)>> {
+        let rows = self.query(tx, &self.sql.get_runner, &[&id.as_str()])?;
+        Ok(rows.first().map(|r| {
+            (
+                RunnerContext {
+                    runner_cls: r.get(0),
+                    runner_id: id.clone(),
+                    parent: None,
+                    pid: r.get(2),
+                    hostname: r.get(3),
+                    thread_id: r.get(4),
+                },
+                r.get::<_, Option<String>>(1)
+                    .filter(|p| !p.is_empty())
+                    .map(RunnerId::new),
+            )
+        }))
+    }
+
+    fn resolve_runner(
+        &self,
+        tx: &mut Transaction<'_>,
+        row: (RunnerContext, Option<RunnerId>),
+    ) -> Result<RunnerContext> {
+        resolve_runner_chain(&format!("{} runner_contexts", self.location), row, |id| {
+            self.load_runner(tx, id)
+        })
+    }
+
+    fn get_text(&self, sql: &str, id: &InvocationId, entity: Entity) -> Result<String> {
+        self.read("get", |tx| {
+            let rows = self.query(tx, sql, &[&id.as_str()])?;
+            rows.first()
+                .map(|r| r.get::<_, String>(0))
+                .ok_or_else(|| Error::not_found(entity, id.as_str()))
+        })
+    }
+
+    fn workflow_runs(&self, ty: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
+        self.read("workflow runs", |tx| {
+            let rows = match ty {
+                Some(t) => self.query(tx, &self.sql.workflow_runs_of, &[&t.key()])?,
+                None => self.query(tx, &self.sql.workflow_runs, &[])?,
+            };
+            rows.iter()
+                .map(|r| {
+                    let id: String = r.get(0);
+                    let ty: String = r.get(1);
+                    Ok(WorkflowIdentity {
+                        workflow_type: ty.parse().map_err(|e| self.corrupt("workflows", &id, e))?,
+                        parent_workflow_id: r
+                            .get::<_, Option<String>>(2)
+                            .filter(|p| !p.is_empty())
+                            .map(InvocationId::new),
+                        workflow_id: InvocationId::new(id),
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// Only plain identifiers are accepted as schema names, so splicing them
+/// into SQL (quoted) is safe.
+fn check_schema_name(s: &str) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !s.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "schema name {s:?}: use 1 to 63 letters, digits or '_', not starting with a digit"
+        )))
+    }
+}
+
+/// A stable advisory-lock key per schema (FNV-1a of the name).
+fn schema_lock_key(schema: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in "taskstate-migrate:".bytes().chain(schema.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// The URL without a password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn history_cursor(ts: f64, seq: i64) -> Cursor {
+    Cursor::from_token(format!("h:{:016x}:{seq}", ts.to_bits()))
+}
+
+fn parse_history_cursor(c: &Cursor) -> Result<(f64, i64)> {
+    let bad = || {
+        Error::invalid(format!(
+            "cursor {:?} is not a postgres history cursor",
+            c.token()
+        ))
+    };
+    let rest = c.token().strip_prefix("h:").ok_or_else(bad)?;
+    let (bits, seq) = rest.split_once(':').ok_or_else(bad)?;
+    let ts = f64::from_bits(u64::from_str_radix(bits, 16).map_err(|_| bad())?);
+    Ok((ts, seq.parse().map_err(|_| bad())?))
+}
+
+fn limit(page_size: usize) -> i64 {
+    i64::try_from(page_size)
+        .unwrap_or(i64::MAX - 1)
+        .saturating_add(1)
+}
+
+fn into_page<T, K>(
+    mut rows: Vec<(K, T)>,
+    page_size: usize,
+    cursor: impl Fn(&K) -> Cursor,
+) -> Page<T> {
+    let next = if rows.len() > page_size {
+        rows.truncate(page_size);
+        rows.last().map(|(k, _)| cursor(k))
+    } else {
+        None
+    };
+    Page {
+        items: rows.into_iter().map(|(_, t)| t).collect(),
+        next,
+    }
+}
+
+impl StateBackend for PostgresBackend {
+    fn engine_name(&self) -> &'static str {
+        ENGINE
+    }
+
+    fn upsert_invocations(&self, entries: &[(InvocationDTO, CallDTO)]) -> Result<()> {
+        for (inv, call) in entries {
+            check_invocation_pair(inv, call)?;
+        }
+        // Within a batch a later entry wins; ON CONFLICT cannot touch a row
+        // twice in one statement, and sorted keys keep lock order stable
+        // across concurrent batches (no deadlocks between them).
+        let mut latest: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for (i, (inv, _)) in entries.iter().enumerate() {
+            latest.insert(inv.invocation_id.as_str(), i);
+        }
+        let rows: Vec<_> = latest
+            .values()
+            .map(|&i| {
+                let (inv, call) = &entries[i];
+                (
+                    inv.invocation_id.as_str(),
+                    call.call_id.key(),
+                    call.call_id.task_id().key(),
+                    call.call_id.args_id(),
+                    call.serialized_arguments.to_json(),
+                    inv.parent_invocation_id.as_ref().map(InvocationId::as_str),
+                    inv.workflow.workflow_id.as_str(),
+                    inv.workflow.workflow_type.key(),
+                    inv.workflow
+                        .parent_workflow_id
+                        .as_ref()
+                        .map(InvocationId::as_str),
+                )
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write("upsert invocations", |tx| {
+            let st = tx.prepare(&self.sql.upsert_invocation)?;
+            for r in &rows {
+                tx.execute(&st, &[&r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7, &r.8])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)> {
+        let k = id.as_str();
+        self.read("get invocation", |tx| {
+            let rows = self.query(tx, &self.sql.get_invocation, &[&k])?;
+            let r = rows
+                .first()
+                .ok_or_else(|| Error::not_found(Entity::Invocation, k))?;
+            let call_id: CallId = r
+                .get::<_, String>(0)
+                .parse()
+                .map_err(|e| self.corrupt("invocations", k, e))?;
+            let args = SerializedArguments::from_json(&r.get::<_, String>(1))
+                .map_err(|e| self.corrupt("invocations", k, e))?;
+            let workflow_type: TaskId = r
+                .get::<_, String>(4)
+                .parse()
+                .map_err(|e| self.corrupt("invocations", k, e))?;
+            Ok((
+                InvocationDTO {
+                    invocation_id: id.clone(),
+                    call_id: call_id.clone(),
+                    workflow: WorkflowIdentity {
+                        workflow_id: InvocationId::new(r.get::<_, String>(3)),
+                        workflow_type,
+                        parent_workflow_id: r.get::<_, Option<String>>(5).map(InvocationId::new),
+                    },
+                    parent_invocation_id: r.get::<_, Option<String>>(2).map(InvocationId::new),
+                },
+                CallDTO {
+                    call_id,
+                    serialized_arguments: args,
+                },
+            ))
+        })
+    }
+
+    fn get_child_invocations(&self, parent: &InvocationId) -> Result<Vec<InvocationId>> {
+        self.ids(&self.sql.children, &[&parent.as_str()])
+    }
+
+    fn get_invocation_ids_by_workflow(
+        &self,
+        workflow_id: Option<&InvocationId>,
+        workflow_type: Option<&TaskId>,
+    ) -> Result<Vec<InvocationId>> {
+        match (workflow_id, workflow_type) {
+            (None, None) => self.ids(&self.sql.ids_all, &[]),
+            (Some(w), None) => self.ids(&self.sql.ids_by_wf, &[&w.as_str()]),
+            (None, Some(t)) => self.ids(&self.sql.ids_by_type, &[&t.key()]),
+            (Some(w), Some(t)) => self.ids(&self.sql.ids_by_both, &[&w.as_str(), &t.key()]),
+        }
+    }
+
+    fn add_histories(&self, records: &[InvocationHistory]) -> Result<()> {
+        for r in records {
+            check_history(r)?;
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.invocation_id.as_str(),
+                    r.timestamp.key().seconds(),
+                    r.timestamp.micros(),
+                    r.status_record.status.as_str(),
+                    r.to_json(),
+                )
+            })
+            .collect();
+        self.write("add histories", |tx| {
+            let st = tx.prepare(&self.sql.insert_history)?;
+            // In order: a later duplicate in the batch replaces an earlier one
+            // and so takes the later insertion position.
+            for r in &rows {
+                tx.execute(&st, &[&r.0, &r.1, &r.2, &r.3, &r.4])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {
+        self.read("get history", |tx| {
+            self.query(tx, &self.sql.get_history, &[&id.as_str()])?
+                .iter()
+                .map(|r| self.decode_history(r, 0, 1))
+                .collect()
+        })
+    }
+
+    fn invocation_ids_in_timerange(
+        &self,
+        range: &TimeRange,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<InvocationId>> {
+        check_page_size(page_size)?;
+        let after = after
+            .map(|c| {
+                c.token()
+                    .strip_prefix("i:")
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "cursor {:?} is not an invocation-id cursor",
+                            c.token()
+                        ))
+                    })
+            })
+            .transpose()?;
+        let (lo, hi, n) = (
+            range.start.key().seconds(),
+            range.end.key().seconds(),
+            limit(page_size),
+        );
+        let found = match &after {
+            None => self.ids(&self.sql.ids_range_first, &[&lo, &hi, &n])?,
+            Some(a) => self.ids(&self.sql.ids_range_after, &[&lo, &hi, &n, a])?,
+        };
+        let rows = found.into_iter().map(|id| (id.clone(), id)).collect();
+        Ok(into_page(rows, page_size, |id: &InvocationId| {
+            Cursor::from_token(format!("i:{id}"))
+        }))
+    }
+
+    fn history_in_timerange(
+        &self,
+        range: &TimeRange,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<InvocationHistory>> {
+        check_page_size(page_size)?;
+        let after = after.map(parse_history_cursor).transpose()?;
+        let (lo, hi, n) = (
+            range.start.key().seconds(),
+            range.end.key().seconds(),
+            limit(page_size),
+        );
+        let rows = self.read("history in range", |tx| {
+            let rows = match after {
+                None => self.query(tx, &self.sql.history_first, &[&lo, &hi, &n])?,
+                Some((ts, seq)) => {
+                    self.query(tx, &self.sql.history_after, &[&lo, &hi, &n, &ts, &seq])?
+                }
+            };
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        (r.get::<_, f64>(0), r.get::<_, i64>(1)),
+                        self.decode_history(r, 2, 3)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        Ok(into_page(rows, page_size, |(ts, seq)| {
+            history_cursor(*ts, *seq)
+        }))
+    }
+
+    fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
+        check_id("invocation id", id.as_str())?;
+        self.write("set result", |tx| {
+            tx.execute(&self.sql.set_result, &[&id.as_str(), &result])
+                .map(drop)
+        })
+    }
+
+    fn get_result(&self, id: &InvocationId) -> Result<String> {
+        self.get_text(&self.sql.get_result, id, Entity::Result)
+    }
+
+    fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
+        check_id("invocation id", id.as_str())?;
+        self.write("set exception", |tx| {
+            tx.execute(&self.sql.set_exception, &[&id.as_str(), &exception])
+                .map(drop)
+        })
+    }
+
+    fn get_exception(&self, id: &InvocationId) -> Result<String> {
+        self.get_text(&self.sql.get_exception, id, Entity::Exception)
+    }
+
+    fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()> {
+        check_workflow(workflow)?;
+        let parent = workflow
+            .parent_workflow_id
+            .as_ref()
+            .map(InvocationId::as_str);
+        self.write("store workflow run", |tx| {
+            tx.execute(
+                &self.sql.upsert_workflow,
+                &[
+                    &workflow.workflow_id.as_str(),
+                    &workflow.workflow_type.key(),
+                    &parent,
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    fn get_all_workflow_types(&self) -> Result<Vec<TaskId>> {
+        self.read("workflow types", |tx| {
+            self.query(tx, &self.sql.workflow_types, &[])?
+                .iter()
+                .map(|r| {
+                    let k: String = r.get(0);
+                    k.parse().map_err(|e| self.corrupt("workflows", &k, e))
+                })
+                .collect()
+        })
+    }
+
+    fn get_all_workflow_runs(&self) -> Result<Vec<WorkflowIdentity>> {
+        self.workflow_runs(None)
+    }
+
+    fn get_workflow_runs(&self, workflow_type: &TaskId) -> Result<Vec<WorkflowIdentity>> {
+        self.workflow_runs(Some(workflow_type))
+    }
+
+    fn store_workflow_sub_invocation(
+        &self,
+        workflow_id: &InvocationId,
+        sub_invocation: &InvocationId,
+    ) -> Result<()> {
+        check_id("workflow id", workflow_id.as_str())?;
+        check_id("sub-invocation id", sub_invocation.as_str())?;
+        self.write("store sub-invocation", |tx| {
+            tx.execute(
+                &self.sql.insert_sub,
+                &[&workflow_id.as_str(), &sub_invocation.as_str()],
+            )
+            .map(drop)
+        })
+    }
+
+    fn get_workflow_sub_invocations(
+        &self,
+        workflow_id: &InvocationId,
+    ) -> Result<Vec<InvocationId>> {
+        self.ids(&self.sql.subs_of, &[&workflow_id.as_str()])
+    }
+
+    fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
+        check_id("workflow id", workflow_id.as_str())?;
+        check_id("workflow data key", key)?;
+        self.write("set workflow data", |tx| {
+            tx.execute(&self.sql.set_data, &[&workflow_id.as_str(), &key, &value])
+                .map(drop)
+        })
+    }
+
+    fn get_workflow_data(&self, workflow_id: &InvocationId, key: &str) -> Result<Option<String>> {
+        self.read("get workflow data", |tx| {
+            Ok(self
+                .query(tx, &self.sql.get_data, &[&workflow_id.as_str(), &key])?
+                .first()
+                .map(|r| r.get(0)))
+        })
+    }
+
+    fn store_app_info(&self, info: &AppInfo) -> Result<()> {
+        check_id("app id", &info.app_id)?;
+        let json = info.to_json();
+        self.write("store app info", |tx| {
+            tx.execute(&self.sql.upsert_app, &[&info.app_id, &json])
+                .map(drop)
+        })
+    }
+
+    fn get_app_info(&self, app_id: &str) -> Result<AppInfo> {
+        self.read("get app info", |tx| {
+            let rows = self.query(tx, &self.sql.get_app, &[&app_id])?;
+            let r = rows
+                .first()
+                .ok_or_else(|| Error::not_found(Entity::AppInfo, app_id))?;
+            AppInfo::from_json(&r.get::<_, String>(0))
+                .map_err(|e| self.corrupt("app_info", app_id, e))
+        })
+    }
+
+    fn discover_app_infos(&self) -> Result<Vec<AppInfo>> {
+        self.read("discover app infos", |tx| {
+            self.query(tx, &self.sql.all_apps, &[])?
+                .iter()
+                .map(|r| {
+                    let id: String = r.get(1);
+                    AppInfo::from_json(&r.get::<_, String>(0))
+                        .map_err(|e| self.corrupt("app_info", &id, e))
+                })
+                .collect()
+        })
+    }
+
+    fn store_runner_context(&self, ctx: &RunnerContext) -> Result<()> {
+        check_runner_context(ctx)?;
+        let chain: Vec<&RunnerContext> = ctx.chain().collect();
+        self.write("store runner context", |tx| {
+            let st = tx.prepare(&self.sql.upsert_runner)?;
+            for c in &chain {
+                let parent = c.parent_runner_id().map(RunnerId::as_str);
+                tx.execute(
+                    &st,
+                    &[
+                        &c.runner_id.as_str(),
+                        &c.runner_cls,
+                        &parent,
+                        &c.pid,
+                        &c.hostname,
+                        &c.thread_id,
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn get_runner_context(&self, runner_id: &RunnerId) -> Result<Option<RunnerContext>> {
+        self.read("get runner context", |tx| {
+            match self.load_runner(tx, runner_id)? {
+                Some(row) => self.resolve_runner(tx, row).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn get_runner_contexts(&self, ids: &[RunnerId]) -> Result<Vec<RunnerContext>> {
+        let wanted: BTreeSet<&RunnerId> = ids.iter().collect();
+        self.read("get runner contexts", |tx| {
+            let mut out = Vec::new();
+            for id in &wanted {
+                if let Some(row) = self.load_runner(tx, id)? {
+                    out.push(self.resolve_runner(tx, row)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn get_matching_runner_contexts(&self, partial: &str) -> Result<Vec<RunnerContext>> {
+        self.read("match runner contexts", |tx| {
+            // Matched in Rust with the contract's rule (literal, ASCII case
+            // folding), whatever the server's collation and LIKE would do.
+            let ids: Vec<RunnerId> = self
+                .query(tx, &self.sql.runner_ids, &[])?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .filter(|id| runner_id_matches(id, partial))
+                .map(RunnerId::new)
+                .collect();
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                if let Some(row) = self.load_runner(tx, id)? {
+                    out.push(self.resolve_runner(tx, row)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn result_ids(&self) -> Result<Vec<InvocationId>> {
+        self.ids(&self.sql.result_ids, &[])
+    }
+
+    fn exception_ids(&self) -> Result<Vec<InvocationId>> {
+        self.ids(&self.sql.exception_ids, &[])
+    }
+
+    fn all_workflow_sub_invocations(&self) -> Result<Vec<(InvocationId, InvocationId)>> {
+        self.read("all sub-invocations", |tx| {
+            Ok(self
+                .query(tx, &self.sql.all_subs, &[])?
+                .iter()
+                .map(|r| {
+                    (
+                        InvocationId::new(r.get::<_, String>(0)),
+                        InvocationId::new(r.get::<_, String>(1)),
+                    )
+                })
+                .collect())
+        })
+    }
+
+    fn all_workflow_data(&self) -> Result<Vec<(InvocationId, String, String)>> {
+        self.read("all workflow data", |tx| {
+            Ok(self
+                .query(tx, &self.sql.all_data, &[])?
+                .iter()
+                .map(|r| (InvocationId::new(r.get::<_, String>(0)), r.get(1), r.get(2)))
+                .collect())
+        })
+    }
+
+    fn purge(&self) -> Result<()> {
+        self.write("purge", |tx| tx.batch_execute(&self.sql.purge))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(check_schema_name("taskstate").is_ok());
+        assert!(check_schema_name("t_1").is_ok());
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a\"b",
+            "x; DROP SCHEMA public",
+            &"a".repeat(64),
+        ] {
+            assert!(check_schema_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn lock_keys_differ_per_schema() {
+        assert_ne!(schema_lock_key("a"), schema_lock_key("b"));
+        assert_eq!(schema_lock_key("a"), schema_lock_key("a"));
+    }
+}

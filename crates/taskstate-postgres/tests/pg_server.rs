@@ -1,0 +1,120 @@
+//! Server-side behaviour: a newer schema is refused, NUL text is invalid
+//! input, corrupt rows are typed errors, an unreachable server is a
+//! retriable error. Needs `TASKSTATE_POSTGRES_URL`.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use taskstate_conformance::{cases, data};
+use taskstate_core::{ErrorKind, InvocationId, RunnerId, StateBackend};
+use taskstate_postgres::testing::fresh_backend;
+use taskstate_postgres::{PostgresBackend, PostgresOptions};
+
+fn sql(url_schema: &PostgresBackend, statement: &str) {
+    let url = std::env::var(taskstate_postgres::testing::URL_VAR).unwrap();
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute(&statement.replace("{s}", &format!("\"{}\"", url_schema.schema())))
+        .unwrap();
+}
+
+#[test]
+fn newer_schema_version_is_refused() {
+    let Some((b, _guard)) = fresh_backend("ts_srv") else {
+        return;
+    };
+    sql(&b, "UPDATE {s}.taskstate_schema SET version = 99");
+    let url = std::env::var(taskstate_postgres::testing::URL_VAR).unwrap();
+    let opts = PostgresOptions {
+        schema: b.schema().to_owned(),
+        ..PostgresOptions::default()
+    };
+    let err = PostgresBackend::connect(&url, &opts).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible, "{err}");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[test]
+fn nul_text_is_invalid_input_and_nothing_is_written() {
+    let Some((b, _guard)) = fresh_backend("ts_srv") else {
+        return;
+    };
+    let e = b.set_result(&InvocationId::new("x"), "a\0b").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("NUL"), "{e}");
+    assert!(b.result_ids().unwrap().is_empty());
+}
+
+#[test]
+fn corrupt_rows_are_typed_errors_naming_table_and_key() {
+    let Some((b, _guard)) = fresh_backend("ts_srv") else {
+        return;
+    };
+    cases::populate_everything(&b);
+    sql(
+        &b,
+        "UPDATE {s}.history SET history_json = '{oops' WHERE invocation_id = 'p'",
+    );
+    let e = b.get_history(&InvocationId::new("p")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(e.to_string().contains("history[p]"), "{e}");
+    sql(
+        &b,
+        "DELETE FROM {s}.runner_contexts WHERE runner_id = 'parent'",
+    );
+    let e = b.get_runner_context(&RunnerId::new("child")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(e.to_string().contains("\"parent\""), "{e}");
+    sql(
+        &b,
+        "UPDATE {s}.invocations SET call_id_key = 'nocolon' WHERE invocation_id = 'c'",
+    );
+    let e = b.get_invocation(&InvocationId::new("c")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(e.to_string().contains("invocations[c]"), "{e}");
+}
+
+#[test]
+fn bad_schema_names_and_unreachable_servers_are_clear_errors() {
+    let Some((_b, _guard)) = fresh_backend("ts_srv") else {
+        return;
+    };
+    let bad = PostgresOptions {
+        schema: "x; DROP SCHEMA public".into(),
+        ..PostgresOptions::default()
+    };
+    let e = PostgresBackend::connect("postgres://postgres@127.0.0.1:5432/test", &bad).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let unreachable = PostgresOptions {
+        connect_timeout: std::time::Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let e =
+        PostgresBackend::connect("postgres://postgres@127.0.0.1:1/test", &unreachable).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retriable());
+    let e = PostgresBackend::connect("not a url", &PostgresOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+#[test]
+fn schemas_are_isolated_stores() {
+    let Some((a, _ga)) = fresh_backend("ts_srv") else {
+        return;
+    };
+    let Some((b, _gb)) = fresh_backend("ts_srv") else {
+        return;
+    };
+    a.upsert_invocations(&[data::root("only-in-a", "m.t")])
+        .unwrap();
+    assert_eq!(
+        a.get_invocation_ids_by_workflow(None, None).unwrap().len(),
+        1
+    );
+    assert!(
+        b.get_invocation_ids_by_workflow(None, None)
+            .unwrap()
+            .is_empty()
+    );
+    a.purge().unwrap();
+    cases::assert_store_empty(&a);
+}
