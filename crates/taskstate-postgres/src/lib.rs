@@ -42,11 +42,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{NoTls, Row, Transaction};
-use r2d2::{Pool, PooledConnection};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{Client, NoTls, Row, Statement, Transaction};
+use r2d2::{ManageConnection, Pool, PooledConnection};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
     InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
@@ -83,11 +84,124 @@ impl Default for PostgresOptions {
     }
 }
 
-type Conn = PooledConnection<PostgresConnectionManager<NoTls>>;
+/// A pooled connection with its prepared statements: every statement is
+/// prepared once per connection, then runs in one round trip.
+pub struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// Opens [`PgConn`]s for the pool.
+struct Manager {
+    config: postgres::Config,
+}
+
+impl ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
+        Ok(PgConn {
+            client: self.config.connect(NoTls)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
+        conn.client.simple_query("").map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+type Conn = PooledConnection<Manager>;
+
+/// Where statements run: straight on the connection (one statement is its
+/// own transaction) or inside a transaction.
+enum Target<'a> {
+    Plain(&'a mut Client),
+    Tx(Transaction<'a>),
+}
+
+/// A connection (or transaction on it) with its statement cache.
+pub struct Db<'a> {
+    target: Target<'a>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl Db<'_> {
+    fn statement(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
+        if let Some(st) = self.statements.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = match &mut self.target {
+            Target::Plain(c) => c.prepare(sql)?,
+            Target::Tx(t) => t.prepare(sql)?,
+        };
+        self.statements.insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+
+    /// Runs a query (prepared once per connection).
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Vec<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        match &mut self.target {
+            Target::Plain(c) => c.query(&st, params),
+            Target::Tx(t) => t.query(&st, params),
+        }
+    }
+
+    /// Runs a statement (prepared once per connection).
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<u64, postgres::Error> {
+        let st = self.statement(sql)?;
+        match &mut self.target {
+            Target::Plain(c) => c.execute(&st, params),
+            Target::Tx(t) => t.execute(&st, params),
+        }
+    }
+
+    fn batch_execute(&mut self, sql: &str) -> std::result::Result<(), postgres::Error> {
+        match &mut self.target {
+            Target::Plain(c) => c.batch_execute(sql),
+            Target::Tx(t) => t.batch_execute(sql),
+        }
+    }
+
+    fn finish(self) -> std::result::Result<(), postgres::Error> {
+        match self.target {
+            Target::Plain(_) => Ok(()),
+            Target::Tx(t) => t.commit(),
+        }
+    }
+}
+
+fn open_db(
+    conn: &mut PgConn,
+    transaction: bool,
+    read_only: bool,
+) -> std::result::Result<Db<'_>, postgres::Error> {
+    let PgConn { client, statements } = conn;
+    let target = if transaction {
+        Target::Tx(client.build_transaction().read_only(read_only).start()?)
+    } else {
+        Target::Plain(client)
+    };
+    Ok(Db { target, statements })
+}
 
 /// The PostgreSQL engine. `Send + Sync`; share one per process.
 pub struct PostgresBackend {
-    pool: Pool<PostgresConnectionManager<NoTls>>,
+    pool: Pool<Manager>,
     schema: String,
     location: String,
     sql: Sql,
@@ -370,7 +484,7 @@ impl PostgresBackend {
             .parse()
             .map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?;
         let location = format!("postgres {} schema {}", redact(url), options.schema);
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = Manager { config };
         let pool = Pool::builder()
             .max_size(options.max_connections.max(1))
             .min_idle(Some(1))
@@ -427,64 +541,58 @@ impl PostgresBackend {
         }
     }
 
-    /// Runs `f` in a transaction, retrying the whole transaction on
-    /// serialization failures, deadlocks and lost connections.
+    /// Runs a write, retrying it whole on serialization failures,
+    /// deadlocks and lost connections. `transaction`: wrap its statements in
+    /// one transaction (a single statement is atomic by itself and saves
+    /// the BEGIN/COMMIT round trips).
     fn write<T>(
         &self,
         what: &str,
-        mut f: impl FnMut(&mut Transaction<'_>) -> std::result::Result<T, postgres::Error>,
+        transaction: bool,
+        mut f: impl FnMut(&mut Db<'_>) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut conn = self.conn()?;
-            let outcome = conn.transaction().and_then(|mut tx| {
-                let v = f(&mut tx)?;
-                tx.commit()?;
+            let outcome = open_db(&mut conn, transaction, false).and_then(|mut db| {
+                let v = f(&mut db)?;
+                db.finish()?;
                 Ok(v)
             });
             match outcome {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt < 3 && retriable(&e) => {
-                    if e.is_closed() {
-                        // Do not hand a dead connection back to the pool.
-                        drop(conn);
-                    }
-                    continue;
-                }
+                Err(e) if attempt < 3 && retriable(&e) => continue,
                 Err(e) => return Err(self.pg_err(what, e)),
             }
         }
     }
 
-    /// Runs a read in one transaction (one snapshot), retrying lost connections.
+    /// Runs a read; `snapshot`: in one read-only transaction, for reads of
+    /// several statements. Lost connections are retried.
     fn read<T>(
         &self,
         what: &str,
-        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T>,
+        snapshot: bool,
+        mut f: impl FnMut(&mut Db<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut conn = self.conn()?;
-            let mut tx = match conn.build_transaction().read_only(true).start() {
-                Ok(tx) => tx,
+            let mut db = match open_db(&mut conn, snapshot, true) {
+                Ok(db) => db,
                 Err(e) if attempt < 3 && retriable(&e) => continue,
                 Err(e) => return Err(self.pg_err(what, e)),
             };
-            let out = f(&mut tx)?;
-            tx.commit().map_err(|e| self.pg_err(what, e))?;
+            let out = f(&mut db)?;
+            db.finish().map_err(|e| self.pg_err(what, e))?;
             return Ok(out);
         }
     }
 
-    fn query(
-        &self,
-        tx: &mut Transaction<'_>,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>> {
-        tx.query(sql, params).map_err(|e| self.pg_err("query", e))
+    fn q(&self, db: &mut Db<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        db.query(sql, params).map_err(|e| self.pg_err("query", e))
     }
 
     fn migrate(&self) -> Result<()> {
@@ -493,6 +601,7 @@ impl PostgresBackend {
         let location = self.location.clone();
         let mut conn = self.conn()?;
         let mut tx = conn
+            .client
             .transaction()
             .map_err(|e| self.pg_err("begin migration", e))?;
         let step = |tx: &mut Transaction<'_>, sql: &str| tx.batch_execute(sql);
@@ -537,11 +646,12 @@ impl PostgresBackend {
     /// clean up; irreversible).
     pub fn drop_schema(&self) -> Result<()> {
         let mut conn = self.conn()?;
-        conn.batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-            self.schema
-        ))
-        .map_err(|e| self.pg_err("drop schema", e))
+        conn.client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                self.schema
+            ))
+            .map_err(|e| self.pg_err("drop schema", e))
     }
 
     fn corrupt(&self, table: &str, key: &str, reason: impl std::fmt::Display) -> Error {
@@ -549,9 +659,9 @@ impl PostgresBackend {
     }
 
     fn ids(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<InvocationId>> {
-        self.read("list ids", |tx| {
+        self.read("list ids", false, |tx| {
             Ok(self
-                .query(tx, sql, params)?
+                .q(tx, sql, params)?
                 .iter()
                 .map(|r| InvocationId::new(r.get::<_, String>(0)))
                 .collect())
@@ -571,10 +681,10 @@ impl PostgresBackend {
 
     fn load_runner(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut Db<'_>,
         id: &RunnerId,
     ) -> Result<Option<(RunnerContext, Option<RunnerId>)>> {
-        let rows = self.query(tx, &self.sql.get_runner, &[&id.as_str()])?;
+        let rows = self.q(tx, &self.sql.get_runner, &[&id.as_str()])?;
         Ok(rows.first().map(|r| {
             (
                 RunnerContext {
@@ -594,7 +704,7 @@ impl PostgresBackend {
 
     fn resolve_runner(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut Db<'_>,
         row: (RunnerContext, Option<RunnerId>),
     ) -> Result<RunnerContext> {
         resolve_runner_chain(&format!("{} runner_contexts", self.location), row, |id| {
@@ -603,8 +713,8 @@ impl PostgresBackend {
     }
 
     fn get_text(&self, sql: &str, id: &InvocationId, entity: Entity) -> Result<String> {
-        self.read("get", |tx| {
-            let rows = self.query(tx, sql, &[&id.as_str()])?;
+        self.read("get", false, |tx| {
+            let rows = self.q(tx, sql, &[&id.as_str()])?;
             rows.first()
                 .map(|r| r.get::<_, String>(0))
                 .ok_or_else(|| Error::not_found(entity, id.as_str()))
@@ -612,10 +722,10 @@ impl PostgresBackend {
     }
 
     fn workflow_runs(&self, ty: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
-        self.read("workflow runs", |tx| {
+        self.read("workflow runs", false, |tx| {
             let rows = match ty {
-                Some(t) => self.query(tx, &self.sql.workflow_runs_of, &[&t.key()])?,
-                None => self.query(tx, &self.sql.workflow_runs, &[])?,
+                Some(t) => self.q(tx, &self.sql.workflow_runs_of, &[&t.key()])?,
+                None => self.q(tx, &self.sql.workflow_runs, &[])?,
             };
             rows.iter()
                 .map(|r| {
@@ -754,10 +864,12 @@ impl StateBackend for PostgresBackend {
         if rows.is_empty() {
             return Ok(());
         }
-        self.write("upsert invocations", |tx| {
-            let st = tx.prepare(&self.sql.upsert_invocation)?;
+        self.write("upsert invocations", rows.len() > 1, |tx| {
             for r in &rows {
-                tx.execute(&st, &[&r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7, &r.8])?;
+                tx.execute(
+                    &self.sql.upsert_invocation,
+                    &[&r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7, &r.8],
+                )?;
             }
             Ok(())
         })
@@ -765,8 +877,8 @@ impl StateBackend for PostgresBackend {
 
     fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)> {
         let k = id.as_str();
-        self.read("get invocation", |tx| {
-            let rows = self.query(tx, &self.sql.get_invocation, &[&k])?;
+        self.read("get invocation", false, |tx| {
+            let rows = self.q(tx, &self.sql.get_invocation, &[&k])?;
             let r = rows
                 .first()
                 .ok_or_else(|| Error::not_found(Entity::Invocation, k))?;
@@ -835,20 +947,19 @@ impl StateBackend for PostgresBackend {
                 )
             })
             .collect();
-        self.write("add histories", |tx| {
-            let st = tx.prepare(&self.sql.insert_history)?;
+        self.write("add histories", rows.len() > 1, |tx| {
             // In order: a later duplicate in the batch replaces an earlier one
             // and so takes the later insertion position.
             for r in &rows {
-                tx.execute(&st, &[&r.0, &r.1, &r.2, &r.3, &r.4])?;
+                tx.execute(&self.sql.insert_history, &[&r.0, &r.1, &r.2, &r.3, &r.4])?;
             }
             Ok(())
         })
     }
 
     fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {
-        self.read("get history", |tx| {
-            self.query(tx, &self.sql.get_history, &[&id.as_str()])?
+        self.read("get history", false, |tx| {
+            self.q(tx, &self.sql.get_history, &[&id.as_str()])?
                 .iter()
                 .map(|r| self.decode_history(r, 0, 1))
                 .collect()
@@ -903,11 +1014,11 @@ impl StateBackend for PostgresBackend {
             range.end.key().seconds(),
             limit(page_size),
         );
-        let rows = self.read("history in range", |tx| {
+        let rows = self.read("history in range", false, |tx| {
             let rows = match after {
-                None => self.query(tx, &self.sql.history_first, &[&lo, &hi, &n])?,
+                None => self.q(tx, &self.sql.history_first, &[&lo, &hi, &n])?,
                 Some((ts, seq)) => {
-                    self.query(tx, &self.sql.history_after, &[&lo, &hi, &n, &ts, &seq])?
+                    self.q(tx, &self.sql.history_after, &[&lo, &hi, &n, &ts, &seq])?
                 }
             };
             rows.iter()
@@ -926,7 +1037,7 @@ impl StateBackend for PostgresBackend {
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
         check_id("invocation id", id.as_str())?;
-        self.write("set result", |tx| {
+        self.write("set result", false, |tx| {
             tx.execute(&self.sql.set_result, &[&id.as_str(), &result])
                 .map(drop)
         })
@@ -938,7 +1049,7 @@ impl StateBackend for PostgresBackend {
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
         check_id("invocation id", id.as_str())?;
-        self.write("set exception", |tx| {
+        self.write("set exception", false, |tx| {
             tx.execute(&self.sql.set_exception, &[&id.as_str(), &exception])
                 .map(drop)
         })
@@ -954,7 +1065,7 @@ impl StateBackend for PostgresBackend {
             .parent_workflow_id
             .as_ref()
             .map(InvocationId::as_str);
-        self.write("store workflow run", |tx| {
+        self.write("store workflow run", false, |tx| {
             tx.execute(
                 &self.sql.upsert_workflow,
                 &[
@@ -968,8 +1079,8 @@ impl StateBackend for PostgresBackend {
     }
 
     fn get_all_workflow_types(&self) -> Result<Vec<TaskId>> {
-        self.read("workflow types", |tx| {
-            self.query(tx, &self.sql.workflow_types, &[])?
+        self.read("workflow types", false, |tx| {
+            self.q(tx, &self.sql.workflow_types, &[])?
                 .iter()
                 .map(|r| {
                     let k: String = r.get(0);
@@ -994,7 +1105,7 @@ impl StateBackend for PostgresBackend {
     ) -> Result<()> {
         check_id("workflow id", workflow_id.as_str())?;
         check_id("sub-invocation id", sub_invocation.as_str())?;
-        self.write("store sub-invocation", |tx| {
+        self.write("store sub-invocation", false, |tx| {
             tx.execute(
                 &self.sql.insert_sub,
                 &[&workflow_id.as_str(), &sub_invocation.as_str()],
@@ -1013,16 +1124,16 @@ impl StateBackend for PostgresBackend {
     fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
         check_id("workflow id", workflow_id.as_str())?;
         check_id("workflow data key", key)?;
-        self.write("set workflow data", |tx| {
+        self.write("set workflow data", false, |tx| {
             tx.execute(&self.sql.set_data, &[&workflow_id.as_str(), &key, &value])
                 .map(drop)
         })
     }
 
     fn get_workflow_data(&self, workflow_id: &InvocationId, key: &str) -> Result<Option<String>> {
-        self.read("get workflow data", |tx| {
+        self.read("get workflow data", false, |tx| {
             Ok(self
-                .query(tx, &self.sql.get_data, &[&workflow_id.as_str(), &key])?
+                .q(tx, &self.sql.get_data, &[&workflow_id.as_str(), &key])?
                 .first()
                 .map(|r| r.get(0)))
         })
@@ -1031,15 +1142,15 @@ impl StateBackend for PostgresBackend {
     fn store_app_info(&self, info: &AppInfo) -> Result<()> {
         check_id("app id", &info.app_id)?;
         let json = info.to_json();
-        self.write("store app info", |tx| {
+        self.write("store app info", false, |tx| {
             tx.execute(&self.sql.upsert_app, &[&info.app_id, &json])
                 .map(drop)
         })
     }
 
     fn get_app_info(&self, app_id: &str) -> Result<AppInfo> {
-        self.read("get app info", |tx| {
-            let rows = self.query(tx, &self.sql.get_app, &[&app_id])?;
+        self.read("get app info", false, |tx| {
+            let rows = self.q(tx, &self.sql.get_app, &[&app_id])?;
             let r = rows
                 .first()
                 .ok_or_else(|| Error::not_found(Entity::AppInfo, app_id))?;
@@ -1049,8 +1160,8 @@ impl StateBackend for PostgresBackend {
     }
 
     fn discover_app_infos(&self) -> Result<Vec<AppInfo>> {
-        self.read("discover app infos", |tx| {
-            self.query(tx, &self.sql.all_apps, &[])?
+        self.read("discover app infos", false, |tx| {
+            self.q(tx, &self.sql.all_apps, &[])?
                 .iter()
                 .map(|r| {
                     let id: String = r.get(1);
@@ -1064,12 +1175,11 @@ impl StateBackend for PostgresBackend {
     fn store_runner_context(&self, ctx: &RunnerContext) -> Result<()> {
         check_runner_context(ctx)?;
         let chain: Vec<&RunnerContext> = ctx.chain().collect();
-        self.write("store runner context", |tx| {
-            let st = tx.prepare(&self.sql.upsert_runner)?;
+        self.write("store runner context", chain.len() > 1, |tx| {
             for c in &chain {
                 let parent = c.parent_runner_id().map(RunnerId::as_str);
                 tx.execute(
-                    &st,
+                    &self.sql.upsert_runner,
                     &[
                         &c.runner_id.as_str(),
                         &c.runner_cls,
@@ -1085,7 +1195,7 @@ impl StateBackend for PostgresBackend {
     }
 
     fn get_runner_context(&self, runner_id: &RunnerId) -> Result<Option<RunnerContext>> {
-        self.read("get runner context", |tx| {
+        self.read("get runner context", true, |tx| {
             match self.load_runner(tx, runner_id)? {
                 Some(row) => self.resolve_runner(tx, row).map(Some),
                 None => Ok(None),
@@ -1095,7 +1205,7 @@ impl StateBackend for PostgresBackend {
 
     fn get_runner_contexts(&self, ids: &[RunnerId]) -> Result<Vec<RunnerContext>> {
         let wanted: BTreeSet<&RunnerId> = ids.iter().collect();
-        self.read("get runner contexts", |tx| {
+        self.read("get runner contexts", true, |tx| {
             let mut out = Vec::new();
             for id in &wanted {
                 if let Some(row) = self.load_runner(tx, id)? {
@@ -1107,11 +1217,11 @@ impl StateBackend for PostgresBackend {
     }
 
     fn get_matching_runner_contexts(&self, partial: &str) -> Result<Vec<RunnerContext>> {
-        self.read("match runner contexts", |tx| {
+        self.read("match runner contexts", true, |tx| {
             // Matched in Rust with the contract's rule (literal, ASCII case
             // folding), whatever the server's collation and LIKE would do.
             let ids: Vec<RunnerId> = self
-                .query(tx, &self.sql.runner_ids, &[])?
+                .q(tx, &self.sql.runner_ids, &[])?
                 .iter()
                 .map(|r| r.get::<_, String>(0))
                 .filter(|id| runner_id_matches(id, partial))
@@ -1136,9 +1246,9 @@ impl StateBackend for PostgresBackend {
     }
 
     fn all_workflow_sub_invocations(&self) -> Result<Vec<(InvocationId, InvocationId)>> {
-        self.read("all sub-invocations", |tx| {
+        self.read("all sub-invocations", false, |tx| {
             Ok(self
-                .query(tx, &self.sql.all_subs, &[])?
+                .q(tx, &self.sql.all_subs, &[])?
                 .iter()
                 .map(|r| {
                     (
@@ -1151,9 +1261,9 @@ impl StateBackend for PostgresBackend {
     }
 
     fn all_workflow_data(&self) -> Result<Vec<(InvocationId, String, String)>> {
-        self.read("all workflow data", |tx| {
+        self.read("all workflow data", false, |tx| {
             Ok(self
-                .query(tx, &self.sql.all_data, &[])?
+                .q(tx, &self.sql.all_data, &[])?
                 .iter()
                 .map(|r| (InvocationId::new(r.get::<_, String>(0)), r.get(1), r.get(2)))
                 .collect())
@@ -1161,7 +1271,7 @@ impl StateBackend for PostgresBackend {
     }
 
     fn purge(&self) -> Result<()> {
-        self.write("purge", |tx| tx.batch_execute(&self.sql.purge))
+        self.write("purge", false, |tx| tx.batch_execute(&self.sql.purge))
     }
 }
 
