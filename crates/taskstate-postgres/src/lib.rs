@@ -204,7 +204,7 @@ pub struct PostgresBackend {
     pool: Pool<Manager>,
     schema: String,
     location: String,
-    sql: Sql,
+    sql: Statements,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -215,24 +215,37 @@ impl std::fmt::Debug for PostgresBackend {
     }
 }
 
-/// Every statement, with the schema spliced in once (identifiers cannot be
-/// parameters; the schema name is checked to be a plain identifier).
-struct Sql {
-    upsert_invocation: String,
-    get_invocation: String,
-    children: String,
+/// Every statement this engine issues, with the schema spliced in once
+/// (identifiers cannot be parameters; the schema name is checked to be a
+/// plain identifier). The hot-path ones are public so the raw baseline of
+/// `taskstate bench` issues exactly the same SQL.
+pub struct Statements {
+    /// Upsert one invocation ($1..$9 as the columns).
+    pub upsert_invocation: String,
+    /// Read one invocation ($1 id).
+    pub get_invocation: String,
+    /// Children of $1, ascending.
+    pub children: String,
     ids_all: String,
     ids_by_wf: String,
     ids_by_type: String,
     ids_by_both: String,
-    insert_history: String,
-    get_history: String,
-    history_first: String,
-    history_after: String,
-    ids_range_first: String,
-    ids_range_after: String,
-    set_result: String,
-    get_result: String,
+    /// Add or replace one history record ($1 id, $2 ts_key, $3 history_us, $4 status, $5 json).
+    pub insert_history: String,
+    /// History of $1 in order.
+    pub get_history: String,
+    /// First page of history in [$1, $2], $3 rows.
+    pub history_first: String,
+    /// Next page of history in [$1, $2] after ($4, $5), $3 rows.
+    pub history_after: String,
+    /// First page of ids with history in [$1, $2], $3 rows.
+    pub ids_range_first: String,
+    /// Next page of ids in [$1, $2] after $4, $3 rows.
+    pub ids_range_after: String,
+    /// Set result $2 of $1.
+    pub set_result: String,
+    /// Result of $1.
+    pub get_result: String,
     result_ids: String,
     set_exception: String,
     get_exception: String,
@@ -256,8 +269,10 @@ struct Sql {
     purge: String,
 }
 
-impl Sql {
-    fn new(s: &str) -> Self {
+impl Statements {
+    /// The statements for tables in `schema`.
+    #[must_use]
+    pub fn new(s: &str) -> Self {
         let q = |t: &str| format!("\"{s}\".{t}");
         let (inv, his, res, exc, wf, sub, data, app, run) = (
             q("invocations"),
@@ -485,23 +500,39 @@ impl PostgresBackend {
             .map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?;
         let location = format!("postgres {} schema {}", redact(url), options.schema);
         let manager = Manager { config };
+        // One direct attempt first: a refused or unresolvable server fails
+        // now, instead of the pool retrying until its timeout.
+        manager.connect().map_err(|e| {
+            let cause = std::error::Error::source(&e)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            Error::Unavailable {
+                message: format!("{location}: cannot connect: {e}{cause}"),
+                source: Some(Box::new(e)),
+            }
+        })?;
         let pool = Pool::builder()
             .max_size(options.max_connections.max(1))
             .min_idle(Some(1))
             .connection_timeout(options.connect_timeout)
-            .build(manager)
-            .map_err(|e| Error::Unavailable {
-                message: format!("{location}: cannot connect: {e}"),
-                source: Some(Box::new(e)),
-            })?;
+            // No validation query per checkout: that is a round trip per call;
+            // broken connections are caught by has_broken and by retries.
+            .test_on_check_out(false)
+            .build_unchecked(manager);
         let backend = Self {
             pool,
-            sql: Sql::new(&options.schema),
+            sql: Statements::new(&options.schema),
             schema: options.schema.clone(),
             location,
         };
         backend.migrate()?;
         Ok(backend)
+    }
+
+    /// This engine's statements (for the raw baseline of `taskstate bench`).
+    #[must_use]
+    pub fn statements(&self) -> &Statements {
+        &self.sql
     }
 
     /// The schema this engine stores in.

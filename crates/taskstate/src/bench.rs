@@ -475,8 +475,294 @@ pub fn run<T: BenchTarget + ?Sized>(
     out
 }
 
+/// Parameters of every write, encoded before timing (the raw baselines
+/// bind them as they are).
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+struct Encoded {
+    inv: Vec<[Option<String>; 9]>,
+    /// (id, ts_key seconds, µs, status, json)
+    hist: Vec<(String, f64, i64, &'static str, String)>,
+}
+
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+impl Encoded {
+    fn new(w: &Workload) -> Self {
+        let inv = w
+            .pairs
+            .iter()
+            .map(|(i, c)| {
+                [
+                    Some(i.invocation_id.as_str().to_owned()),
+                    Some(c.call_id.key().to_owned()),
+                    Some(c.call_id.task_id().key().to_owned()),
+                    Some(c.call_id.args_id().to_owned()),
+                    Some(c.serialized_arguments.to_json()),
+                    i.parent_invocation_id
+                        .as_ref()
+                        .map(|p| p.as_str().to_owned()),
+                    Some(i.workflow.workflow_id.as_str().to_owned()),
+                    Some(i.workflow.workflow_type.key().to_owned()),
+                    i.workflow
+                        .parent_workflow_id
+                        .as_ref()
+                        .map(|p| p.as_str().to_owned()),
+                ]
+            })
+            .collect();
+        let hist = w
+            .histories
+            .iter()
+            .map(|h| {
+                (
+                    h.invocation_id.as_str().to_owned(),
+                    h.timestamp.key().seconds(),
+                    h.timestamp.micros(),
+                    h.status_record.status.as_str(),
+                    h.to_json(),
+                )
+            })
+            .collect();
+        Self { inv, hist }
+    }
+}
+
 #[cfg(feature = "sqlite")]
 pub use raw::RawSqlite;
+
+#[cfg(feature = "postgres")]
+pub use raw_pg::RawPostgres;
+
+#[cfg(feature = "postgres")]
+mod raw_pg {
+    //! The raw-PostgreSQL baseline: the engine's own statements on a plain
+    //! client per thread, prepared once, one statement per operation
+    //! (autocommit), parameters encoded before timing, columns read as
+    //! strings without decoding.
+
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use postgres::types::ToSql;
+    use postgres::{Client, NoTls, Statement};
+    use taskstate_core::{Error, Result, StateBackend};
+    use taskstate_postgres::{PostgresBackend, PostgresOptions, Statements};
+
+    use super::{BenchTarget, Encoded, Workload};
+
+    type Local = Option<(usize, Client, HashMap<String, Statement>)>;
+
+    thread_local! {
+        static CONN: RefCell<Local> = const { RefCell::new(None) };
+    }
+
+    /// The raw baseline on a PostgreSQL schema of its own.
+    pub struct RawPostgres {
+        url: String,
+        schema: String,
+        sql: Statements,
+        encoded: Encoded,
+        id: usize,
+    }
+
+    fn e(what: &str, err: postgres::Error) -> Error {
+        Error::Storage {
+            message: format!("raw postgres: {what}: {err}"),
+            source: Some(Box::new(err)),
+        }
+    }
+
+    impl RawPostgres {
+        /// Creates the baseline's tables in `schema` (by the engine itself,
+        /// so they are identical) and encodes the workload's parameters.
+        pub fn create(url: &str, schema: &str, w: &Workload) -> Result<Self> {
+            let options = PostgresOptions {
+                schema: schema.to_owned(),
+                max_connections: 1,
+                ..PostgresOptions::default()
+            };
+            let engine = PostgresBackend::connect(url, &options)?;
+            engine.purge()?;
+            drop(engine);
+            static NEXT: AtomicUsize = AtomicUsize::new(1);
+            Ok(Self {
+                url: url.to_owned(),
+                schema: schema.to_owned(),
+                sql: Statements::new(schema),
+                encoded: Encoded::new(w),
+                id: NEXT.fetch_add(1, Ordering::Relaxed),
+            })
+        }
+
+        /// Drops the baseline's schema.
+        pub fn drop_schema(&self) -> Result<()> {
+            let mut c = Client::connect(&self.url, NoTls).map_err(|x| e("connect", x))?;
+            c.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                self.schema
+            ))
+            .map_err(|x| e("drop schema", x))
+        }
+
+        fn with<T>(
+            &self,
+            f: impl FnOnce(&mut Client, &mut HashMap<String, Statement>) -> Result<T>,
+        ) -> Result<T> {
+            CONN.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.as_ref().is_none_or(|(id, _, _)| *id != self.id) {
+                    let c = Client::connect(&self.url, NoTls).map_err(|x| e("connect", x))?;
+                    *slot = Some((self.id, c, HashMap::new()));
+                }
+                match slot.as_mut() {
+                    Some((_, c, st)) => f(c, st),
+                    None => Err(Error::invalid("raw postgres: no connection")),
+                }
+            })
+        }
+
+        fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
+            self.with(|c, cache| {
+                let st = match cache.get(sql) {
+                    Some(st) => st.clone(),
+                    None => {
+                        let st = c.prepare(sql).map_err(|x| e("prepare", x))?;
+                        cache.insert(sql.to_owned(), st.clone());
+                        st
+                    }
+                };
+                c.query(&st, params).map_err(|x| e("query", x))
+            })
+        }
+
+        fn strings(
+            &self,
+            sql: &str,
+            params: &[&(dyn ToSql + Sync)],
+            col: usize,
+        ) -> Result<Vec<String>> {
+            Ok(self
+                .run(sql, params)?
+                .iter()
+                .map(|r| r.get::<_, String>(col))
+                .collect())
+        }
+    }
+
+    impl Drop for RawPostgres {
+        fn drop(&mut self) {
+            let _ = CONN.try_with(|cell| {
+                if let Ok(mut slot) = cell.try_borrow_mut()
+                    && slot.as_ref().is_some_and(|(id, _, _)| *id == self.id)
+                {
+                    *slot = None;
+                }
+            });
+        }
+    }
+
+    impl BenchTarget for RawPostgres {
+        fn upsert(&self, _: &Workload, i: usize) -> Result<()> {
+            let p = &self.encoded.inv[i];
+            self.run(
+                &self.sql.upsert_invocation,
+                &[
+                    &p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6], &p[7], &p[8],
+                ],
+            )
+            .map(drop)
+        }
+        fn add_history(&self, _: &Workload, r: usize) -> Result<()> {
+            let (id, ts, us, status, json) = &self.encoded.hist[r];
+            self.run(&self.sql.insert_history, &[id, ts, us, status, json])
+                .map(drop)
+        }
+        fn set_result(&self, w: &Workload, i: usize) -> Result<()> {
+            let id = w.pairs[i].0.invocation_id.as_str();
+            self.run(&self.sql.set_result, &[&id, &w.results[i]])
+                .map(drop)
+        }
+        fn check_invocation(&self, _: &Workload, i: usize) -> Result<bool> {
+            let p = &self.encoded.inv[i];
+            let rows = self.run(&self.sql.get_invocation, &[&p[0]])?;
+            let Some(r) = rows.first() else {
+                return Ok(false);
+            };
+            let got: [Option<String>; 6] =
+                [r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)];
+            Ok(got
+                == [
+                    p[1].clone(),
+                    p[4].clone(),
+                    p[5].clone(),
+                    p[6].clone(),
+                    p[7].clone(),
+                    p[8].clone(),
+                ])
+        }
+        fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
+            let id = w.pairs[i].0.invocation_id.as_str();
+            let got = self.strings(&self.sql.get_history, &[&id], 0)?;
+            Ok(got.len() == 3
+                && got
+                    .iter()
+                    .zip(&self.encoded.hist[3 * i..])
+                    .all(|(g, h)| *g == h.4))
+        }
+        fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {
+            let id = w.pairs[i].0.invocation_id.as_str();
+            Ok(self.strings(&self.sql.get_result, &[&id], 0)? == [w.results[i].clone()])
+        }
+        fn check_children(&self, w: &Workload, i: usize) -> Result<bool> {
+            let id = w.pairs[i].0.invocation_id.as_str();
+            let got = self.strings(&self.sql.children, &[&id], 0)?;
+            Ok(got
+                .iter()
+                .map(String::as_str)
+                .eq(w.children[i].iter().map(|c| c.as_str())))
+        }
+        fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
+            let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
+            let page = super::DEFAULT_PAGE_SIZE as i64;
+            let mut out: Vec<String> = Vec::new();
+            loop {
+                let batch = match out.last() {
+                    None => self.strings(&self.sql.ids_range_first, &[&lo, &hi, &page], 0)?,
+                    Some(last) => {
+                        self.strings(&self.sql.ids_range_after, &[&lo, &hi, &page, last], 0)?
+                    }
+                };
+                let done = (batch.len() as i64) < page;
+                out.extend(batch);
+                if done {
+                    return Ok(out);
+                }
+            }
+        }
+        fn scan_history(&self, w: &Workload) -> Result<Vec<String>> {
+            let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
+            let page = super::DEFAULT_PAGE_SIZE as i64;
+            let mut out = Vec::new();
+            let mut after: Option<(f64, i64)> = None;
+            loop {
+                let rows = match after {
+                    None => self.run(&self.sql.history_first, &[&lo, &hi, &page])?,
+                    Some((t, s)) => {
+                        self.run(&self.sql.history_after, &[&lo, &hi, &page, &t, &s])?
+                    }
+                };
+                let done = (rows.len() as i64) < page;
+                after = rows
+                    .last()
+                    .map(|r| (r.get::<_, f64>(0), r.get::<_, i64>(1)));
+                out.extend(rows.iter().map(|r| r.get::<_, String>(2)));
+                if done {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+}
 
 #[cfg(feature = "sqlite")]
 mod raw {
@@ -504,11 +790,7 @@ mod raw {
         static CONN: RefCell<Option<(usize, Connection)>> = const { RefCell::new(None) };
     }
 
-    /// Pre-encoded parameters of every write.
-    struct Encoded {
-        inv: Vec<[Option<String>; 9]>,
-        hist: Vec<(String, f64, &'static str, String)>,
-    }
+    use super::Encoded;
 
     /// The raw baseline on a database file.
     pub struct RawSqlite {
@@ -531,45 +813,11 @@ mod raw {
         /// the workload's parameters.
         pub fn create(path: PathBuf, options: SqliteOptions, w: &Workload) -> Result<Self> {
             drop(SqliteBackend::raw_connection(&path, &options)?);
-            let inv = w
-                .pairs
-                .iter()
-                .map(|(i, c)| {
-                    [
-                        Some(i.invocation_id.as_str().to_owned()),
-                        Some(c.call_id.key().to_owned()),
-                        Some(c.call_id.task_id().key().to_owned()),
-                        Some(c.call_id.args_id().to_owned()),
-                        Some(c.serialized_arguments.to_json()),
-                        i.parent_invocation_id
-                            .as_ref()
-                            .map(|p| p.as_str().to_owned()),
-                        Some(i.workflow.workflow_id.as_str().to_owned()),
-                        Some(i.workflow.workflow_type.key().to_owned()),
-                        i.workflow
-                            .parent_workflow_id
-                            .as_ref()
-                            .map(|p| p.as_str().to_owned()),
-                    ]
-                })
-                .collect();
-            let hist = w
-                .histories
-                .iter()
-                .map(|h| {
-                    (
-                        h.invocation_id.as_str().to_owned(),
-                        h.timestamp.key().seconds(),
-                        h.status_record.status.as_str(),
-                        h.to_json(),
-                    )
-                })
-                .collect();
             static NEXT: AtomicUsize = AtomicUsize::new(1);
             Ok(Self {
                 path,
                 options,
-                encoded: Encoded { inv, hist },
+                encoded: Encoded::new(w),
                 id: NEXT.fetch_add(1, Ordering::Relaxed),
             })
         }
@@ -629,7 +877,7 @@ mod raw {
             })
         }
         fn add_history(&self, _: &Workload, r: usize) -> Result<()> {
-            let (id, ts, status, json) = &self.encoded.hist[r];
+            let (id, ts, _, status, json) = &self.encoded.hist[r];
             self.with(|c| {
                 c.prepare_cached(sql::INSERT_HISTORY)
                     .and_then(|mut st| st.execute(params![id, ts, status, json]))
@@ -683,7 +931,7 @@ mod raw {
                     && got
                         .iter()
                         .zip(&self.encoded.hist[3 * i..])
-                        .all(|(g, h)| *g == h.3))
+                        .all(|(g, h)| *g == h.4))
             })
         }
         fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {

@@ -23,8 +23,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Engines can also be built directly ([`memory::MemoryBackend`],
-//! [`sqlite::SqliteBackend`]). Beyond the engines, this crate offers the
+//! `postgres://user@host:port/db?schema=name` opens the PostgreSQL engine
+//! (feature `postgres`). Engines can also be built directly
+//! ([`memory::MemoryBackend`], [`sqlite::SqliteBackend`],
+//! `postgres::PostgresBackend`). Beyond the engines, this crate offers the
 //! export document ([`export`]), engine-to-engine copy ([`copy`]), the
 //! reference benchmark workload ([`bench`]) and the operator's view
 //! ([`inspect`]) that the `taskstate` command-line tool is built on.
@@ -47,6 +49,12 @@ pub struct ReadmeDoctests;
 #[cfg(feature = "memory")]
 pub mod memory {
     pub use taskstate_memory::MemoryBackend;
+}
+
+/// The PostgreSQL engine (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use taskstate_postgres::{PostgresBackend, PostgresOptions, SCHEMA_VERSION};
 }
 
 /// The SQLite engine (feature `sqlite`).

@@ -193,7 +193,8 @@ fn rusqlite_version() -> Option<&'static str> {
 
 struct Measured {
     name: String,
-    sqlite_backed: bool,
+    /// The raw baseline this engine is compared with, if any.
+    baseline: Option<&'static str>,
     results: Vec<OpResult>,
 }
 
@@ -247,6 +248,52 @@ fn bench_raw(_: &Path, _: &Workload, _: usize, _: &ProgressBar) -> Result<Vec<Op
     Ok(Vec::new())
 }
 
+/// The raw-PostgreSQL baseline, on the server of `url`, in a schema of its
+/// own that is dropped afterwards.
+#[cfg(feature = "postgres")]
+fn bench_raw_postgres(
+    url: &str,
+    w: &Workload,
+    threads: usize,
+    bar: &ProgressBar,
+) -> Result<Vec<OpResult>, String> {
+    let taskstate::EngineUrl::Postgres { url, .. } =
+        taskstate::parse_url(url).map_err(|e| e.to_string())?
+    else {
+        return Ok(Vec::new());
+    };
+    let schema = format!("taskstate_bench_raw_{}", std::process::id());
+    let mut step = |op: &str| bar.set_message(format!("raw-postgres: {op}"));
+    let raw =
+        bench::RawPostgres::create(&url, &schema, w).map_err(|e| format!("raw-postgres: {e}"))?;
+    let mut results = bench::run("raw-postgres", &raw, w, 1, true, &mut step);
+    if threads > 1 {
+        let again = bench::RawPostgres::create(&url, &schema, w)
+            .map_err(|e| format!("raw-postgres: {e}"))?;
+        results.extend(bench::run(
+            "raw-postgres",
+            &again,
+            w,
+            threads,
+            false,
+            &mut step,
+        ));
+    }
+    raw.drop_schema()
+        .map_err(|e| format!("raw-postgres: {e}"))?;
+    Ok(results)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn bench_raw_postgres(
+    _: &str,
+    _: &Workload,
+    _: usize,
+    _: &ProgressBar,
+) -> Result<Vec<OpResult>, String> {
+    Ok(Vec::new())
+}
+
 fn fmt_rate(r: f64) -> String {
     if !r.is_finite() {
         return "inf".into();
@@ -263,8 +310,7 @@ fn fmt_rate(r: f64) -> String {
 }
 
 fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<()> {
-    let raw = measured.iter().find(|m| m.name == "raw-sqlite");
-    let ratio_of: Vec<&Measured> = measured.iter().filter(|m| m.sqlite_backed).collect();
+    let ratio_of: Vec<&Measured> = measured.iter().filter(|m| m.baseline.is_some()).collect();
     let mut rows: Vec<(&str, usize, usize)> = Vec::new();
     for m in measured {
         for r in &m.results {
@@ -276,7 +322,7 @@ fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<(
     rows.sort_by_key(|(op, t, _)| (*t, OPS.iter().position(|o| o == op)));
     write!(out, "{:<32}{:>8}{:>4}", "operation", "n", "T")?;
     for m in measured {
-        write!(out, "{:>16}", format!("{} op/s", m.name))?;
+        write!(out, "{:>19}", format!("{} op/s", m.name))?;
     }
     for m in &ratio_of {
         write!(out, "{:>14}", format!("{}/raw", m.name))?;
@@ -294,15 +340,18 @@ fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<(
         for m in measured {
             match find(m, op, t) {
                 Some(r) => {
-                    write!(out, "{:>16}", fmt_rate(r.ops_per_s()))?;
+                    write!(out, "{:>19}", fmt_rate(r.ops_per_s()))?;
                     if r.validation != "ok" {
                         bad.push(format!("{}: {}", m.name, r.validation));
                     }
                 }
-                None => write!(out, "{:>16}", "-")?,
+                None => write!(out, "{:>19}", "-")?,
             }
         }
         for m in &ratio_of {
+            let raw = measured
+                .iter()
+                .find(|r| Some(r.name.as_str()) == m.baseline);
             let ratio = match (find(m, op, t), raw.and_then(|raw| find(raw, op, t))) {
                 (Some(a), Some(b)) => format!("{:.2}", a.ops_per_s() / b.ops_per_s()),
                 _ => "-".into(),
@@ -373,10 +422,14 @@ fn cmd_bench(
     let mut measured = Vec::new();
     for (name, url) in &urls {
         let results = bench_engine(name, url, &w, threads, &bar)?;
-        let sqlite_backed = url.starts_with("sqlite://");
+        let baseline = match taskstate::parse_url(url) {
+            Ok(taskstate::EngineUrl::Sqlite { .. }) => Some("raw-sqlite"),
+            Ok(taskstate::EngineUrl::Postgres { .. }) => Some("raw-postgres"),
+            _ => None,
+        };
         measured.push(Measured {
             name: name.clone(),
-            sqlite_backed,
+            baseline,
             results,
         });
     }
@@ -384,9 +437,19 @@ fn cmd_bench(
     if !raw.is_empty() {
         measured.push(Measured {
             name: "raw-sqlite".into(),
-            sqlite_backed: false,
+            baseline: None,
             results: raw,
         });
+    }
+    if let Some((_, pg_url)) = urls.iter().find(|(_, u)| u.starts_with("postgres")) {
+        let raw = bench_raw_postgres(pg_url, &w, threads, &bar)?;
+        if !raw.is_empty() {
+            measured.push(Measured {
+                name: "raw-postgres".into(),
+                baseline: None,
+                results: raw,
+            });
+        }
     }
     bar.finish_and_clear();
 

@@ -20,6 +20,14 @@ pub enum EngineUrl {
         /// `busy_timeout_ms`, if given.
         busy_timeout_ms: Option<u64>,
     },
+    /// `postgres://user@host:port/db?schema=name`
+    Postgres {
+        /// The connection URL as the `postgres` crate takes it (without
+        /// `schema`).
+        url: String,
+        /// The PostgreSQL schema (default `taskstate`).
+        schema: String,
+    },
 }
 
 /// Why a URL could not be opened.
@@ -46,7 +54,7 @@ impl fmt::Display for UrlError {
             UrlError::Malformed(m) => write!(f, "bad engine URL: {m}"),
             UrlError::UnknownScheme(s) => write!(
                 f,
-                "unknown engine URL scheme {s:?}: use memory:// or sqlite://PATH"
+                "unknown engine URL scheme {s:?}: use memory://, sqlite://PATH or postgres://user@host/db"
             ),
             UrlError::FeatureDisabled { scheme, feature } => write!(
                 f,
@@ -154,10 +162,26 @@ pub fn parse_url(url: &str) -> Result<EngineUrl, UrlError> {
                 busy_timeout_ms,
             })
         }
-        "postgres" | "postgresql" => Err(UrlError::FeatureDisabled {
-            scheme: scheme.to_owned(),
-            feature: "postgres",
-        }),
+        "postgres" | "postgresql" => {
+            let mut schema = "taskstate".to_owned();
+            let mut rest = Vec::new();
+            for pair in query
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .filter(|p| !p.is_empty())
+            {
+                match pair.split_once('=') {
+                    Some(("schema", v)) => schema = percent_decode(v)?,
+                    _ => rest.push(pair),
+                }
+            }
+            let mut url = format!("{scheme}://{body}");
+            if !rest.is_empty() {
+                url.push('?');
+                url.push_str(&rest.join("&"));
+            }
+            Ok(EngineUrl::Postgres { url, schema })
+        }
         other => Err(UrlError::UnknownScheme(other.to_owned())),
     }
 }
@@ -179,7 +203,28 @@ pub fn open(url: &str) -> Result<Box<dyn StateBackend>, UrlError> {
             full_sync,
             busy_timeout_ms,
         } => open_sqlite(&path, full_sync, busy_timeout_ms),
+        EngineUrl::Postgres { url, schema } => open_postgres(&url, &schema),
     }
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str, schema: &str) -> Result<Box<dyn StateBackend>, UrlError> {
+    use taskstate_postgres::{PostgresBackend, PostgresOptions};
+    let options = PostgresOptions {
+        schema: schema.to_owned(),
+        ..PostgresOptions::default()
+    };
+    PostgresBackend::connect(url, &options)
+        .map(|b| Box::new(b) as Box<dyn StateBackend>)
+        .map_err(UrlError::Open)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_: &str, _: &str) -> Result<Box<dyn StateBackend>, UrlError> {
+    Err(UrlError::FeatureDisabled {
+        scheme: "postgres".into(),
+        feature: "postgres",
+    })
 }
 
 #[cfg(feature = "memory")]
@@ -252,9 +297,27 @@ mod tests {
         assert!(msg("sqlite://x.db?synchronous=maybe").contains("unknown sqlite parameter"));
         assert!(msg("sqlite://x.db?busy_timeout_ms=soon").contains("not a number"));
         assert!(msg("redis://localhost").contains("unknown engine URL scheme"));
-        assert!(msg("postgres://u@h/db").contains("enable cargo feature `postgres`"));
+        assert!(msg("postgres://u@h/db?schema=bad%zz").contains("%-escape"));
         assert!(msg("memory://x").contains("takes no path"));
         assert!(msg("sqlite://%zz").contains("%-escape"));
+    }
+
+    #[test]
+    fn postgres_urls_keep_the_rest_and_take_the_schema() {
+        assert_eq!(
+            parse_url("postgres://u@h:5432/db?schema=app_state&connect_timeout=5").unwrap(),
+            EngineUrl::Postgres {
+                url: "postgres://u@h:5432/db?connect_timeout=5".into(),
+                schema: "app_state".into()
+            }
+        );
+        assert_eq!(
+            parse_url("postgresql://u@h/db").unwrap(),
+            EngineUrl::Postgres {
+                url: "postgresql://u@h/db".into(),
+                schema: "taskstate".into()
+            }
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-const ENGINES: [&str; 2] = ["taskstate-memory", "taskstate-sqlite"];
+const ENGINES: [&str; 3] = ["taskstate-memory", "taskstate-sqlite", "taskstate-postgres"];
 
 /// package → its normal (non-dev) dependencies within the workspace.
 fn workspace_deps() -> BTreeMap<String, Vec<String>> {

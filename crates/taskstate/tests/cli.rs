@@ -79,8 +79,18 @@ fn failures_are_one_line_without_panic() {
             "unknown engine URL scheme",
         ),
         (
-            vec!["inspect".into(), "postgres://u@h/db".into()],
-            "enable cargo feature `postgres`",
+            vec![
+                "inspect".into(),
+                "postgres://postgres@127.0.0.1:1/test".into(),
+            ],
+            "Connection refused",
+        ),
+        (
+            vec![
+                "inspect".into(),
+                "postgres://postgres@127.0.0.1:5432/test?schema=no-dashes".into(),
+            ],
+            "schema name",
         ),
         (
             vec!["export".into(), format!("sqlite://{}", not_db.display())],

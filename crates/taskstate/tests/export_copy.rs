@@ -214,3 +214,36 @@ fn engines_open_by_url_share_one_trait() {
         );
     }
 }
+
+/// SQLite (the pynenc fixture) → PostgreSQL, verified by counts and by
+/// identical export documents. Needs `TASKSTATE_POSTGRES_URL`.
+#[cfg(feature = "postgres")]
+#[test]
+fn copy_fixture_sqlite_to_postgres_and_back() {
+    let Some((pg, _guard)) = taskstate_postgres::testing::fresh_backend("ts_copy") else {
+        return;
+    };
+    let (_d, url) = fixture_url();
+    let src = open(&url).unwrap();
+    let counts = copy::copy(src.as_ref(), &pg, 4, false, &mut no_progress()).unwrap();
+    assert_eq!(counts.invocations, 12);
+    assert_eq!(counts.history, 43);
+    assert_eq!(copy::counts(&pg).unwrap(), counts);
+    let a = export::export(src.as_ref(), &mut no_progress()).unwrap();
+    let b = export::export(&pg, &mut no_progress()).unwrap();
+    assert_eq!(a, b);
+    // And the export of PostgreSQL still matches what pynenc read.
+    assert_eq!(b["runner_contexts"], expected()["runner_contexts"]);
+    // Back into a new SQLite file: the same document again.
+    let dir = tempfile::tempdir().unwrap();
+    let back = open(&format!(
+        "sqlite://{}",
+        dir.path().join("back.db").display()
+    ))
+    .unwrap();
+    copy::copy(&pg, back.as_ref(), 100, false, &mut no_progress()).unwrap();
+    assert_eq!(
+        export::export(back.as_ref(), &mut no_progress()).unwrap(),
+        a
+    );
+}
