@@ -8,7 +8,7 @@ use crate::dto::{
 use crate::error::{Error, Result};
 use crate::ids::{InvocationId, RunnerId, TaskId};
 use crate::status::InvocationStatus;
-use crate::time::{TimeRange, Timestamp};
+use crate::time::{TimeKey, TimeRange, Timestamp};
 
 /// An opaque position in a paged query. Only the engine that produced it can
 /// interpret it; pass it back unchanged to get the next page.
@@ -27,6 +27,54 @@ impl Cursor {
     pub fn token(&self) -> &str {
         &self.0
     }
+
+    /// A cursor after the history row at `key` with tie-breaker `tiebreak`
+    /// (insertion order within equal keys) — the position time-ordered
+    /// pages resume after in every engine of this workspace.
+    #[must_use]
+    pub fn after_history(key: TimeKey, tiebreak: i64) -> Self {
+        Cursor(format!("h:{:016x}:{tiebreak}", key.seconds().to_bits()))
+    }
+
+    /// The position of a cursor made by [`Cursor::after_history`];
+    /// `InvalidInput` for any other token.
+    pub fn history_position(&self) -> Result<(TimeKey, i64)> {
+        let bad = || Error::invalid(format!("cursor {:?} is not a history cursor", self.0));
+        let rest = self.0.strip_prefix("h:").ok_or_else(bad)?;
+        let (bits, tiebreak) = rest.split_once(':').ok_or_else(bad)?;
+        let bits = u64::from_str_radix(bits, 16).map_err(|_| bad())?;
+        let tiebreak = tiebreak.parse::<i64>().map_err(|_| bad())?;
+        Ok((TimeKey::from_seconds(f64::from_bits(bits)), tiebreak))
+    }
+
+    /// A cursor after invocation id `id` (pages ordered by id).
+    #[must_use]
+    pub fn after_id(id: &InvocationId) -> Self {
+        Cursor(format!("i:{id}"))
+    }
+
+    /// The id of a cursor made by [`Cursor::after_id`]; `InvalidInput` for
+    /// any other token.
+    pub fn id_position(&self) -> Result<InvocationId> {
+        self.0
+            .strip_prefix("i:")
+            .map(InvocationId::new)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "cursor {:?} is not an invocation-id cursor",
+                    self.0
+                ))
+            })
+    }
+}
+
+/// How many rows to fetch for a page of `page_size`: one more, to know
+/// whether another page follows.
+#[must_use]
+pub fn fetch_limit(page_size: usize) -> i64 {
+    i64::try_from(page_size)
+        .unwrap_or(i64::MAX - 1)
+        .saturating_add(1)
 }
 
 /// One page of a keyset-paged query.
@@ -37,6 +85,28 @@ pub struct Page<T> {
     /// Where the next page starts: `Some` exactly when at least one more item
     /// follows this page.
     pub next: Option<Cursor>,
+}
+
+impl<T> Page<T> {
+    /// A page from up to `page_size + 1` fetched `(position, item)` rows:
+    /// the extra row only tells that another page follows, and the cursor
+    /// is made from the position of the last row kept.
+    pub fn from_rows<K>(
+        mut rows: Vec<(K, T)>,
+        page_size: usize,
+        cursor: impl Fn(&K) -> Cursor,
+    ) -> Self {
+        let next = if rows.len() > page_size {
+            rows.truncate(page_size);
+            rows.last().map(|(k, _)| cursor(k))
+        } else {
+            None
+        };
+        Page {
+            items: rows.into_iter().map(|(_, t)| t).collect(),
+            next,
+        }
+    }
 }
 
 /// The default page size of range queries (the reference's `batch_size`).

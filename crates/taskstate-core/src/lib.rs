@@ -36,7 +36,7 @@ mod time;
 
 pub use backend::{
     Cursor, DEFAULT_PAGE_SIZE, MAX_ID_BYTES, Page, Pages, StateBackend, check_history, check_id,
-    check_invocation_pair, check_page_size, check_runner_context, check_workflow,
+    check_invocation_pair, check_page_size, check_runner_context, check_workflow, fetch_limit,
     resolve_runner_chain, runner_id_matches,
 };
 pub use dto::{

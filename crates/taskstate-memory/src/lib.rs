@@ -39,7 +39,7 @@ use taskstate_core::{
 };
 
 type Pair = Arc<(InvocationDTO, CallDTO)>;
-type HistKey = (TimeKey, u64);
+type HistKey = (TimeKey, i64);
 
 #[derive(Default)]
 struct Invocations {
@@ -88,8 +88,8 @@ fn members<K: Ord + Clone>(set: &BTreeSet<(K, InvocationId)>, key: &K) -> Vec<In
 
 #[derive(Default)]
 struct History {
-    next_seq: u64,
-    identity: HashMap<(InvocationId, TimeKey, InvocationStatus), u64>,
+    next_seq: i64,
+    identity: HashMap<(InvocationId, TimeKey, InvocationStatus), i64>,
     per_invocation: BTreeMap<InvocationId, BTreeMap<HistKey, Arc<InvocationHistory>>>,
     by_time: BTreeMap<HistKey, Arc<InvocationHistory>>,
 }
@@ -150,51 +150,6 @@ impl MemoryBackend {
 }
 
 const ENGINE: &str = "memory";
-
-fn history_cursor(k: &HistKey) -> Cursor {
-    Cursor::from_token(format!("h:{:016x}:{}", k.0.seconds().to_bits(), k.1))
-}
-
-fn parse_history_cursor(c: &Cursor) -> Result<HistKey> {
-    let bad = || {
-        Error::invalid(format!(
-            "cursor {:?} is not a memory history cursor",
-            c.token()
-        ))
-    };
-    let rest = c.token().strip_prefix("h:").ok_or_else(bad)?;
-    let (bits, seq) = rest.split_once(':').ok_or_else(bad)?;
-    let bits = u64::from_str_radix(bits, 16).map_err(|_| bad())?;
-    let seq = seq.parse::<u64>().map_err(|_| bad())?;
-    Ok((TimeKey::from_seconds(f64::from_bits(bits)), seq))
-}
-
-fn id_cursor(id: &InvocationId) -> Cursor {
-    Cursor::from_token(format!("i:{id}"))
-}
-
-fn parse_id_cursor(c: &Cursor) -> Result<InvocationId> {
-    c.token()
-        .strip_prefix("i:")
-        .map(InvocationId::new)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "cursor {:?} is not an invocation-id cursor",
-                c.token()
-            ))
-        })
-}
-
-/// Turns up to `page_size + 1` fetched items into a page.
-fn into_page<T>(mut items: Vec<T>, page_size: usize, cursor_of: impl Fn(&T) -> Cursor) -> Page<T> {
-    let next = if items.len() > page_size {
-        items.truncate(page_size);
-        items.last().map(cursor_of)
-    } else {
-        None
-    };
-    Page { items, next }
-}
 
 fn strip_parent(ctx: &RunnerContext) -> RunnerRow {
     let row = RunnerContext {
@@ -296,10 +251,10 @@ impl StateBackend for MemoryBackend {
     ) -> Result<Page<InvocationId>> {
         check_page_size(page_size)?;
         let lower = match after {
-            Some(c) => Bound::Excluded(parse_id_cursor(c)?),
+            Some(c) => Bound::Excluded(c.id_position()?),
             None => Bound::Unbounded,
         };
-        let (lo, hi) = ((range.start.key(), 0), (range.end.key(), u64::MAX));
+        let (lo, hi) = ((range.start.key(), i64::MIN), (range.end.key(), i64::MAX));
         let h = self.history.read();
         let mut items = Vec::new();
         if lo <= hi {
@@ -312,7 +267,11 @@ impl StateBackend for MemoryBackend {
                 }
             }
         }
-        Ok(into_page(items, page_size, id_cursor))
+        Ok(Page::from_rows(
+            items.into_iter().map(|id| (id.clone(), id)).collect(),
+            page_size,
+            Cursor::after_id,
+        ))
     }
 
     fn history_in_timerange(
@@ -324,15 +283,15 @@ impl StateBackend for MemoryBackend {
         check_page_size(page_size)?;
         let (start, from) = match after {
             Some(c) => {
-                let k = parse_history_cursor(c)?;
+                let k = c.history_position()?;
                 (Bound::Excluded(k), k)
             }
             None => {
-                let k = (range.start.key(), 0);
+                let k = (range.start.key(), i64::MIN);
                 (Bound::Included(k), k)
             }
         };
-        let hi = (range.end.key(), u64::MAX);
+        let hi = (range.end.key(), i64::MAX);
         let h = self.history.read();
         let mut items: Vec<(HistKey, InvocationHistory)> = Vec::new();
         // BTreeMap::range panics on an inverted range: check first.
@@ -347,11 +306,9 @@ impl StateBackend for MemoryBackend {
                 }
             }
         }
-        let page = into_page(items, page_size, |(k, _)| history_cursor(k));
-        Ok(Page {
-            items: page.items.into_iter().map(|(_, r)| r).collect(),
-            next: page.next,
-        })
+        Ok(Page::from_rows(items, page_size, |(key, seq)| {
+            Cursor::after_history(*key, *seq)
+        }))
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {

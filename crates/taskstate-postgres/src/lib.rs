@@ -52,7 +52,7 @@ use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
     InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
     TimeRange, WorkflowIdentity, check_history, check_id, check_invocation_pair, check_page_size,
-    check_runner_context, check_workflow, resolve_runner_chain, runner_id_matches,
+    check_runner_context, check_workflow, fetch_limit, resolve_runner_chain, runner_id_matches,
 };
 
 pub mod testing;
@@ -816,46 +816,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn history_cursor(ts: f64, seq: i64) -> Cursor {
-    Cursor::from_token(format!("h:{:016x}:{seq}", ts.to_bits()))
-}
-
-fn parse_history_cursor(c: &Cursor) -> Result<(f64, i64)> {
-    let bad = || {
-        Error::invalid(format!(
-            "cursor {:?} is not a postgres history cursor",
-            c.token()
-        ))
-    };
-    let rest = c.token().strip_prefix("h:").ok_or_else(bad)?;
-    let (bits, seq) = rest.split_once(':').ok_or_else(bad)?;
-    let ts = f64::from_bits(u64::from_str_radix(bits, 16).map_err(|_| bad())?);
-    Ok((ts, seq.parse().map_err(|_| bad())?))
-}
-
-fn limit(page_size: usize) -> i64 {
-    i64::try_from(page_size)
-        .unwrap_or(i64::MAX - 1)
-        .saturating_add(1)
-}
-
-fn into_page<T, K>(
-    mut rows: Vec<(K, T)>,
-    page_size: usize,
-    cursor: impl Fn(&K) -> Cursor,
-) -> Page<T> {
-    let next = if rows.len() > page_size {
-        rows.truncate(page_size);
-        rows.last().map(|(k, _)| cursor(k))
-    } else {
-        None
-    };
-    Page {
-        items: rows.into_iter().map(|(_, t)| t).collect(),
-        next,
-    }
-}
-
 impl StateBackend for PostgresBackend {
     fn engine_name(&self) -> &'static str {
         ENGINE
@@ -1004,32 +964,18 @@ impl StateBackend for PostgresBackend {
         page_size: usize,
     ) -> Result<Page<InvocationId>> {
         check_page_size(page_size)?;
-        let after = after
-            .map(|c| {
-                c.token()
-                    .strip_prefix("i:")
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "cursor {:?} is not an invocation-id cursor",
-                            c.token()
-                        ))
-                    })
-            })
-            .transpose()?;
+        let after = after.map(Cursor::id_position).transpose()?;
         let (lo, hi, n) = (
             range.start.key().seconds(),
             range.end.key().seconds(),
-            limit(page_size),
+            fetch_limit(page_size),
         );
         let found = match &after {
             None => self.ids(&self.sql.ids_range_first, &[&lo, &hi, &n])?,
-            Some(a) => self.ids(&self.sql.ids_range_after, &[&lo, &hi, &n, a])?,
+            Some(a) => self.ids(&self.sql.ids_range_after, &[&lo, &hi, &n, &a.as_str()])?,
         };
         let rows = found.into_iter().map(|id| (id.clone(), id)).collect();
-        Ok(into_page(rows, page_size, |id: &InvocationId| {
-            Cursor::from_token(format!("i:{id}"))
-        }))
+        Ok(Page::from_rows(rows, page_size, Cursor::after_id))
     }
 
     fn history_in_timerange(
@@ -1039,11 +985,14 @@ impl StateBackend for PostgresBackend {
         page_size: usize,
     ) -> Result<Page<InvocationHistory>> {
         check_page_size(page_size)?;
-        let after = after.map(parse_history_cursor).transpose()?;
+        let after = after
+            .map(Cursor::history_position)
+            .transpose()?
+            .map(|(k, t)| (k.seconds(), t));
         let (lo, hi, n) = (
             range.start.key().seconds(),
             range.end.key().seconds(),
-            limit(page_size),
+            fetch_limit(page_size),
         );
         let rows = self.read("history in range", false, |tx| {
             let rows = match after {
@@ -1061,8 +1010,8 @@ impl StateBackend for PostgresBackend {
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
-        Ok(into_page(rows, page_size, |(ts, seq)| {
-            history_cursor(*ts, *seq)
+        Ok(Page::from_rows(rows, page_size, |(ts, seq)| {
+            Cursor::after_history(taskstate_core::TimeKey::from_seconds(*ts), *seq)
         }))
     }
 

@@ -57,7 +57,7 @@ use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
     InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
     TimeRange, WorkflowIdentity, check_history, check_id, check_invocation_pair, check_page_size,
-    check_runner_context, check_workflow, resolve_runner_chain, runner_id_matches,
+    check_runner_context, check_workflow, fetch_limit, resolve_runner_chain, runner_id_matches,
 };
 
 mod errors;
@@ -460,47 +460,6 @@ fn resolve_runner(ctx: &Ctx, c: &Connection, row: RunnerRowDecoded) -> Result<Ru
     })
 }
 
-fn history_cursor(ts: f64, rowid: i64) -> Cursor {
-    Cursor::from_token(format!("h:{:016x}:{rowid}", ts.to_bits()))
-}
-
-fn parse_history_cursor(c: &Cursor) -> Result<(f64, i64)> {
-    let bad = || {
-        Error::invalid(format!(
-            "cursor {:?} is not a sqlite history cursor",
-            c.token()
-        ))
-    };
-    let rest = c.token().strip_prefix("h:").ok_or_else(bad)?;
-    let (bits, rowid) = rest.split_once(':').ok_or_else(bad)?;
-    let ts = f64::from_bits(u64::from_str_radix(bits, 16).map_err(|_| bad())?);
-    Ok((ts, rowid.parse().map_err(|_| bad())?))
-}
-
-fn limit(page_size: usize) -> i64 {
-    i64::try_from(page_size)
-        .unwrap_or(i64::MAX - 1)
-        .saturating_add(1)
-}
-
-/// Turns up to `page_size + 1` rows into a page.
-fn into_page<T, K>(
-    mut rows: Vec<(K, T)>,
-    page_size: usize,
-    cursor: impl Fn(&K) -> Cursor,
-) -> Page<T> {
-    let next = if rows.len() > page_size {
-        rows.truncate(page_size);
-        rows.last().map(|(k, _)| cursor(k))
-    } else {
-        None
-    };
-    Page {
-        items: rows.into_iter().map(|(_, t)| t).collect(),
-        next,
-    }
-}
-
 // ---- encoding ------------------------------------------------------------
 
 fn invocation_row(inv: &InvocationDTO, call: &CallDTO) -> InvocationRow {
@@ -668,20 +627,7 @@ impl StateBackend for SqliteBackend {
         page_size: usize,
     ) -> Result<Page<InvocationId>> {
         check_page_size(page_size)?;
-        let after = match after {
-            Some(c) => Some(
-                c.token()
-                    .strip_prefix("i:")
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "cursor {:?} is not an invocation-id cursor",
-                            c.token()
-                        ))
-                    })?
-                    .to_owned(),
-            ),
-            None => None,
-        };
+        let after = after.map(Cursor::id_position).transpose()?;
         let (lo, hi) = (range.start.key().seconds(), range.end.key().seconds());
         let ctx = &self.ctx;
         let found = self.read(|c| match &after {
@@ -690,20 +636,18 @@ impl StateBackend for SqliteBackend {
                 c,
                 sql::IDS_IN_RANGE_FIRST,
                 T_HIST,
-                params![lo, hi, limit(page_size)],
+                params![lo, hi, fetch_limit(page_size)],
             ),
             Some(a) => ids(
                 ctx,
                 c,
                 sql::IDS_IN_RANGE_AFTER,
                 T_HIST,
-                params![lo, hi, limit(page_size), a],
+                params![lo, hi, fetch_limit(page_size), a.as_str()],
             ),
         })?;
         let rows = found.into_iter().map(|id| (id.clone(), id)).collect();
-        Ok(into_page(rows, page_size, |id: &InvocationId| {
-            Cursor::from_token(format!("i:{id}"))
-        }))
+        Ok(Page::from_rows(rows, page_size, Cursor::after_id))
     }
 
     fn history_in_timerange(
@@ -713,7 +657,10 @@ impl StateBackend for SqliteBackend {
         page_size: usize,
     ) -> Result<Page<InvocationHistory>> {
         check_page_size(page_size)?;
-        let after = after.map(parse_history_cursor).transpose()?;
+        let after = after
+            .map(Cursor::history_position)
+            .transpose()?
+            .map(|(k, t)| (k.seconds(), t));
         let (lo, hi) = (range.start.key().seconds(), range.end.key().seconds());
         let ctx = &self.ctx;
         let rows = self.read(|c| {
@@ -723,13 +670,13 @@ impl StateBackend for SqliteBackend {
                     st = c
                         .prepare_cached(sql::HISTORY_IN_RANGE_FIRST)
                         .map_err(|e| sql_err(ctx, "prepare", e))?;
-                    st.query(params![lo, hi, limit(page_size)])
+                    st.query(params![lo, hi, fetch_limit(page_size)])
                 }
                 Some((ts, rowid)) => {
                     st = c
                         .prepare_cached(sql::HISTORY_IN_RANGE_AFTER)
                         .map_err(|e| sql_err(ctx, "prepare", e))?;
-                    st.query(params![lo, hi, limit(page_size), ts, rowid])
+                    st.query(params![lo, hi, fetch_limit(page_size), ts, rowid])
                 }
             }
             .map_err(|e| sql_err(ctx, "query", e))?;
@@ -741,8 +688,8 @@ impl StateBackend for SqliteBackend {
             }
             Ok(out)
         })?;
-        Ok(into_page(rows, page_size, |(ts, rowid)| {
-            history_cursor(*ts, *rowid)
+        Ok(Page::from_rows(rows, page_size, |(ts, rowid)| {
+            Cursor::after_history(taskstate_core::TimeKey::from_seconds(*ts), *rowid)
         }))
     }
 
@@ -1153,11 +1100,5 @@ mod tests {
         );
         assert_eq!(file_uri(Path::new("rel/state.db")), "file:rel/state.db");
         assert_eq!(file_uri(Path::new("/tmp/é.db")), "file:/tmp/%C3%A9.db");
-    }
-
-    #[test]
-    fn limit_never_overflows() {
-        assert_eq!(limit(100), 101);
-        assert_eq!(limit(usize::MAX), i64::MAX);
     }
 }
