@@ -404,9 +404,25 @@ fn decode_history(
     json_col: usize,
     id_col: usize,
 ) -> Result<InvocationHistory> {
-    let id = opt_text_at(row, id_col, ctx, T_HIST, "?")?.unwrap_or_default();
-    let json = text_at(row, json_col, ctx, T_HIST, &id)?;
-    InvocationHistory::from_json(&json).map_err(|e| corrupt(ctx, T_HIST, &id, e))
+    // Decoded straight from SQLite's buffer (no copy of the JSON text);
+    // the key is read only to name a bad row.
+    let key = || opt_text_at(row, id_col, ctx, T_HIST, "?").map(Option::unwrap_or_default);
+    let json = match row.get_ref(json_col) {
+        Ok(ValueRef::Text(b) | ValueRef::Blob(b)) => std::str::from_utf8(b).ok(),
+        _ => None,
+    };
+    match json {
+        Some(json) => InvocationHistory::from_json(json).map_err(|e| match key() {
+            Ok(k) => corrupt(ctx, T_HIST, &k, e),
+            Err(err) => err,
+        }),
+        // Not text: let the generic reader produce the precise error.
+        None => {
+            let k = key()?;
+            let json = text_at(row, json_col, ctx, T_HIST, &k)?;
+            InvocationHistory::from_json(&json).map_err(|e| corrupt(ctx, T_HIST, &k, e))
+        }
+    }
 }
 
 fn decode_workflow(ctx: &Ctx, row: &Row<'_>) -> Result<WorkflowIdentity> {

@@ -55,9 +55,15 @@ pub const HISTORY_IN_RANGE_FIRST: &str = "SELECT history_timestamp, rowid, histo
      WHERE history_timestamp >= ?1 AND history_timestamp <= ?2 \
      ORDER BY history_timestamp, rowid LIMIT ?3";
 
-/// Next page of history in [?1, ?2] after (timestamp ?4, rowid ?5).
+/// Next page of history up to ?2 after (timestamp ?4, rowid ?5), ?3 rows.
+///
+/// The cursor's timestamp is the only lower bound on `history_timestamp`
+/// (it is ≥ the range start ?1, which is not needed again): with a second
+/// lower bound SQLite seeks the index from the range start on every page,
+/// and a full scan becomes quadratic. Rows tied with the cursor's
+/// timestamp are told apart by rowid.
 pub const HISTORY_IN_RANGE_AFTER: &str = "SELECT history_timestamp, rowid, history_json, invocation_id \
      FROM state_backend_history \
-     WHERE history_timestamp >= ?1 AND history_timestamp <= ?2 \
-     AND (history_timestamp, rowid) > (?4, ?5) \
+     WHERE history_timestamp >= ?4 AND history_timestamp <= ?2 \
+     AND (history_timestamp > ?4 OR rowid > ?5) \
      ORDER BY history_timestamp, rowid LIMIT ?3";

@@ -208,6 +208,47 @@ impl Workload {
     }
 }
 
+/// What a full history scan returned: decoded records (engines) or the
+/// stored JSON text (raw baselines, which do not decode). Compared with
+/// the workload only after timing.
+#[derive(Debug)]
+pub enum Scanned {
+    /// Records, as an engine returns them.
+    Records(Vec<InvocationHistory>),
+    /// JSON text, as the raw baselines read it.
+    Json(Vec<String>),
+}
+
+impl Scanned {
+    /// Number of records.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Scanned::Records(r) => r.len(),
+            Scanned::Json(j) => j.len(),
+        }
+    }
+
+    /// Whether nothing was returned.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether these are exactly the workload's records, in order.
+    #[must_use]
+    pub fn matches(&self, w: &Workload) -> bool {
+        self.len() == w.histories.len()
+            && match self {
+                Scanned::Records(r) => r[..] == w.histories[..],
+                Scanned::Json(j) => j
+                    .iter()
+                    .zip(&w.histories)
+                    .all(|(got, want)| *got == want.to_json()),
+            }
+    }
+}
+
 /// One measured operation.
 #[derive(Clone, Debug)]
 pub struct OpResult {
@@ -309,8 +350,8 @@ pub trait BenchTarget: Sync {
     fn check_children(&self, w: &Workload, i: usize) -> Result<bool>;
     /// Full scan of ids in the workload range; the ids, in order.
     fn scan_ids(&self, w: &Workload) -> Result<Vec<String>>;
-    /// Full scan of history in the workload range; the records' JSON.
-    fn scan_history(&self, w: &Workload) -> Result<Vec<String>>;
+    /// Full scan of history in the workload range.
+    fn scan_history(&self, w: &Workload) -> Result<Scanned>;
 }
 
 impl<B: StateBackend + ?Sized> BenchTarget for B {
@@ -342,12 +383,12 @@ impl<B: StateBackend + ?Sized> BenchTarget for B {
         }
         Ok(out)
     }
-    fn scan_history(&self, w: &Workload) -> Result<Vec<String>> {
+    fn scan_history(&self, w: &Workload) -> Result<Scanned> {
         let mut out = Vec::new();
         for page in self.iter_history_in_timerange(w.range, DEFAULT_PAGE_SIZE) {
-            out.extend(page?.iter().map(InvocationHistory::to_json));
+            out.extend(page?);
         }
-        Ok(out)
+        Ok(Scanned::Records(out))
     }
 }
 
@@ -456,11 +497,7 @@ pub fn run<T: BenchTarget + ?Sized>(
     let secs = start.elapsed().as_secs_f64();
     let v = match recs {
         Ok(recs) => {
-            let ok = recs.len() == w.histories.len()
-                && recs
-                    .iter()
-                    .zip(&w.histories)
-                    .all(|(got, want)| *got == want.to_json());
+            let ok = recs.matches(w);
             verdict(ok, || {
                 format!(
                     "scan returned {} records, expected {} in order",
@@ -739,7 +776,7 @@ mod raw_pg {
                 }
             }
         }
-        fn scan_history(&self, w: &Workload) -> Result<Vec<String>> {
+        fn scan_history(&self, w: &Workload) -> Result<super::Scanned> {
             let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
             let page = super::DEFAULT_PAGE_SIZE as i64;
             let mut out = Vec::new();
@@ -757,7 +794,7 @@ mod raw_pg {
                     .map(|r| (r.get::<_, f64>(0), r.get::<_, i64>(1)));
                 out.extend(rows.iter().map(|r| r.get::<_, String>(2)));
                 if done {
-                    return Ok(out);
+                    return Ok(super::Scanned::Json(out));
                 }
             }
         }
@@ -968,7 +1005,7 @@ mod raw {
                 }
             })
         }
-        fn scan_history(&self, w: &Workload) -> Result<Vec<String>> {
+        fn scan_history(&self, w: &Workload) -> Result<super::Scanned> {
             let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
             let page = super::DEFAULT_PAGE_SIZE as i64;
             self.with(|c| {
@@ -998,7 +1035,7 @@ mod raw {
                     after = rows.last().map(|(t, id, _)| (*t, *id));
                     out.extend(rows.into_iter().map(|(_, _, j)| j));
                     if done {
-                        return Ok(out);
+                        return Ok(super::Scanned::Json(out));
                     }
                 }
             })
@@ -1125,7 +1162,7 @@ mod tests {
             fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
                 self.0.scan_ids(w)
             }
-            fn scan_history(&self, w: &Workload) -> Result<Vec<String>> {
+            fn scan_history(&self, w: &Workload) -> Result<Scanned> {
                 self.0.scan_history(w)
             }
         }
