@@ -576,9 +576,8 @@ mod raw_pg {
     //! (autocommit), parameters encoded before timing, columns read as
     //! strings without decoding.
 
-    use std::cell::RefCell;
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     use postgres::types::ToSql;
     use postgres::{Client, NoTls, Statement};
@@ -587,11 +586,8 @@ mod raw_pg {
 
     use super::{BenchTarget, Encoded, Workload};
 
-    type Local = Option<(usize, Client, HashMap<String, Statement>)>;
-
-    thread_local! {
-        static CONN: RefCell<Local> = const { RefCell::new(None) };
-    }
+    /// A client with its prepared statements.
+    type Conn = (Client, HashMap<String, Statement>);
 
     /// The raw baseline on a PostgreSQL schema of its own.
     pub struct RawPostgres {
@@ -599,7 +595,11 @@ mod raw_pg {
         schema: String,
         sql: Statements,
         encoded: Encoded,
-        id: usize,
+        /// Idle clients: a thread takes one per operation (the lock costs
+        /// nothing next to a round trip). Not thread-locals: a client
+        /// dropped during thread exit would need tokio's already destroyed
+        /// thread-local context.
+        idle: Mutex<Vec<Conn>>,
     }
 
     fn e(what: &str, err: postgres::Error) -> Error {
@@ -621,13 +621,12 @@ mod raw_pg {
             let engine = PostgresBackend::connect(url, &options)?;
             engine.purge()?;
             drop(engine);
-            static NEXT: AtomicUsize = AtomicUsize::new(1);
             Ok(Self {
                 url: url.to_owned(),
                 schema: schema.to_owned(),
                 sql: Statements::new(schema),
                 encoded: Encoded::new(w),
-                id: NEXT.fetch_add(1, Ordering::Relaxed),
+                idle: Mutex::new(Vec::new()),
             })
         }
 
@@ -645,17 +644,19 @@ mod raw_pg {
             &self,
             f: impl FnOnce(&mut Client, &mut HashMap<String, Statement>) -> Result<T>,
         ) -> Result<T> {
-            CONN.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot.as_ref().is_none_or(|(id, _, _)| *id != self.id) {
-                    let c = Client::connect(&self.url, NoTls).map_err(|x| e("connect", x))?;
-                    *slot = Some((self.id, c, HashMap::new()));
-                }
-                match slot.as_mut() {
-                    Some((_, c, st)) => f(c, st),
-                    None => Err(Error::invalid("raw postgres: no connection")),
-                }
-            })
+            let popped = self.idle.lock().ok().and_then(|mut v| v.pop());
+            let mut conn = match popped {
+                Some(c) => c,
+                None => (
+                    Client::connect(&self.url, NoTls).map_err(|x| e("connect", x))?,
+                    HashMap::new(),
+                ),
+            };
+            let out = f(&mut conn.0, &mut conn.1);
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push(conn);
+            }
+            out
         }
 
         fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
@@ -683,18 +684,6 @@ mod raw_pg {
                 .iter()
                 .map(|r| r.get::<_, String>(col))
                 .collect())
-        }
-    }
-
-    impl Drop for RawPostgres {
-        fn drop(&mut self) {
-            let _ = CONN.try_with(|cell| {
-                if let Ok(mut slot) = cell.try_borrow_mut()
-                    && slot.as_ref().is_some_and(|(id, _, _)| *id == self.id)
-                {
-                    *slot = None;
-                }
-            });
         }
     }
 

@@ -192,3 +192,47 @@ fn export_import_copy_inspect_through_the_cli() {
     );
     assert!(text.contains("chain valid"), "{text}");
 }
+
+/// The bench on PostgreSQL with its raw baseline and several threads (the
+/// raw baseline once kept clients in thread-locals, which aborted the
+/// process when worker threads exited). Needs `TASKSTATE_POSTGRES_URL`.
+#[cfg(feature = "postgres")]
+#[test]
+fn bench_on_postgres_with_threads() {
+    let Some(url) = taskstate_postgres::testing::test_url() else {
+        return;
+    };
+    let schema = taskstate_postgres::testing::fresh_schema("ts_bench");
+    let _guard = taskstate_postgres::testing::SchemaGuard::new(url.clone(), schema.clone());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let engine = format!("{url}{sep}schema={schema}");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("pg.json");
+    let out = taskstate(&[
+        "bench",
+        "--engine",
+        &engine,
+        "--n",
+        "60",
+        "--threads",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = doc["results"].as_array().unwrap();
+    // postgres + raw-sqlite + raw-postgres, 12 rows each.
+    assert_eq!(results.len(), 36);
+    assert!(
+        results.iter().all(|r| r["validation"] == "ok"),
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r["engine"] == "raw-postgres" && r["threads"] == 2)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("postgres/raw"));
+}
