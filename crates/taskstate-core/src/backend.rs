@@ -87,6 +87,16 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
+impl Page<InvocationId> {
+    /// A page of ids ordered by id from up to `page_size + 1` fetched ids;
+    /// the cursor is the last id kept.
+    #[must_use]
+    pub fn from_ids(ids: Vec<InvocationId>, page_size: usize) -> Self {
+        let rows = ids.into_iter().map(|id| (id.clone(), id)).collect();
+        Page::from_rows(rows, page_size, Cursor::after_id)
+    }
+}
+
 impl<T> Page<T> {
     /// A page from up to `page_size + 1` fetched `(position, item)` rows:
     /// the extra row only tells that another page follows, and the cursor

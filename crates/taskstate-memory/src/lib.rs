@@ -267,11 +267,7 @@ impl StateBackend for MemoryBackend {
                 }
             }
         }
-        Ok(Page::from_rows(
-            items.into_iter().map(|id| (id.clone(), id)).collect(),
-            page_size,
-            Cursor::after_id,
-        ))
+        Ok(Page::from_ids(items, page_size))
     }
 
     fn history_in_timerange(

@@ -974,8 +974,7 @@ impl StateBackend for PostgresBackend {
             None => self.ids(&self.sql.ids_range_first, &[&lo, &hi, &n])?,
             Some(a) => self.ids(&self.sql.ids_range_after, &[&lo, &hi, &n, &a.as_str()])?,
         };
-        let rows = found.into_iter().map(|id| (id.clone(), id)).collect();
-        Ok(Page::from_rows(rows, page_size, Cursor::after_id))
+        Ok(Page::from_ids(found, page_size))
     }
 
     fn history_in_timerange(

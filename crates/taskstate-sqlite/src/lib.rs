@@ -662,8 +662,7 @@ impl StateBackend for SqliteBackend {
                 params![lo, hi, fetch_limit(page_size), a.as_str()],
             ),
         })?;
-        let rows = found.into_iter().map(|id| (id.clone(), id)).collect();
-        Ok(Page::from_rows(rows, page_size, Cursor::after_id))
+        Ok(Page::from_ids(found, page_size))
     }
 
     fn history_in_timerange(
