@@ -28,7 +28,7 @@
 //! ([`memory::MemoryBackend`], [`sqlite::SqliteBackend`],
 //! `postgres::PostgresBackend`). Beyond the engines, this crate offers the
 //! export document ([`export`]), engine-to-engine copy ([`copy`]), the
-//! reference benchmark workload ([`bench`]) and the operator's view
+//! reference benchmark workload ([`mod@bench`]) and the operator's view
 //! ([`inspect`]) that the `taskstate` command-line tool is built on.
 
 pub mod bench;
