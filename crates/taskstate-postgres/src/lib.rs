@@ -232,6 +232,8 @@ pub struct Statements {
     ids_by_both: String,
     /// Add or replace one history record ($1 id, $2 ts_key, $3 history_us, $4 status, $5 json).
     pub insert_history: String,
+    insert_history_batch: String,
+    upsert_invocation_batch: String,
     /// History of $1 in order.
     pub get_history: String,
     /// First page of history in [$1, $2], $3 rows.
@@ -320,6 +322,27 @@ impl Statements {
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, ts_key, status) DO UPDATE SET \
                  history_us = EXCLUDED.history_us, history_json = EXCLUDED.history_json, \
                  seq = nextval('\"{s}\".history_seq')"
+            ),
+            // A batch in one statement: the arrays' rows in their order
+            // (WITH ORDINALITY), so sequence numbers follow the batch order.
+            insert_history_batch: format!(
+                "INSERT INTO {his} (invocation_id, ts_key, history_us, status, history_json) \
+                 SELECT i, t, u, st, j FROM UNNEST($1::text[], $2::float8[], $3::int8[], $4::text[], $5::text[]) \
+                 WITH ORDINALITY AS r(i, t, u, st, j, n) ORDER BY n \
+                 ON CONFLICT (invocation_id, ts_key, status) DO UPDATE SET \
+                 history_us = EXCLUDED.history_us, history_json = EXCLUDED.history_json, \
+                 seq = nextval('\"{s}\".history_seq')"
+            ),
+            upsert_invocation_batch: format!(
+                "INSERT INTO {inv} (invocation_id, call_id_key, task_id_key, arguments_id, serialized_arguments, \
+                 parent_invocation_id, workflow_id, workflow_type_key, parent_workflow_id) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::text[], $8::text[], $9::text[]) \
+                 ON CONFLICT (invocation_id) DO UPDATE SET \
+                 call_id_key = EXCLUDED.call_id_key, task_id_key = EXCLUDED.task_id_key, \
+                 arguments_id = EXCLUDED.arguments_id, serialized_arguments = EXCLUDED.serialized_arguments, \
+                 parent_invocation_id = EXCLUDED.parent_invocation_id, workflow_id = EXCLUDED.workflow_id, \
+                 workflow_type_key = EXCLUDED.workflow_type_key, parent_workflow_id = EXCLUDED.parent_workflow_id"
             ),
             get_history: format!(
                 "SELECT history_json, invocation_id FROM {his} WHERE invocation_id = $1 ORDER BY ts_key, seq"
@@ -778,6 +801,19 @@ impl PostgresBackend {
 
 /// Only plain identifiers are accepted as schema names, so splicing them
 /// into SQL (quoted) is safe.
+/// One encoded invocation row (columns in table order).
+type InvRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    String,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+);
+
 fn check_schema_name(s: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 63
@@ -832,7 +868,7 @@ impl StateBackend for PostgresBackend {
         for (i, (inv, _)) in entries.iter().enumerate() {
             latest.insert(inv.invocation_id.as_str(), i);
         }
-        let rows: Vec<_> = latest
+        let rows: Vec<InvRow<'_>> = latest
             .values()
             .map(|&i| {
                 let (inv, call) = &entries[i];
@@ -855,14 +891,42 @@ impl StateBackend for PostgresBackend {
         if rows.is_empty() {
             return Ok(());
         }
-        self.write("upsert invocations", rows.len() > 1, |tx| {
-            for r in &rows {
+        if let [r] = &rows[..] {
+            return self.write("upsert invocation", false, |tx| {
                 tx.execute(
                     &self.sql.upsert_invocation,
                     &[&r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7, &r.8],
-                )?;
-            }
-            Ok(())
+                )
+                .map(drop)
+            });
+        }
+        // One statement for the batch (one round trip), columns as arrays.
+        fn col<'a>(
+            rows: &'a [InvRow<'a>],
+            f: impl Fn(&'a InvRow<'a>) -> Option<&'a str>,
+        ) -> Vec<Option<&'a str>> {
+            rows.iter().map(f).collect()
+        }
+        let cols = [
+            col(&rows, |r| Some(r.0)),
+            col(&rows, |r| Some(r.1)),
+            col(&rows, |r| Some(r.2)),
+            col(&rows, |r| Some(r.3)),
+            col(&rows, |r| Some(r.4.as_str())),
+            col(&rows, |r| r.5),
+            col(&rows, |r| Some(r.6)),
+            col(&rows, |r| Some(r.7)),
+            col(&rows, |r| r.8),
+        ];
+        self.write("upsert invocations", false, |tx| {
+            tx.execute(
+                &self.sql.upsert_invocation_batch,
+                &[
+                    &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6], &cols[7],
+                    &cols[8],
+                ],
+            )
+            .map(drop)
         })
     }
 
@@ -938,13 +1002,36 @@ impl StateBackend for PostgresBackend {
                 )
             })
             .collect();
-        self.write("add histories", rows.len() > 1, |tx| {
-            // In order: a later duplicate in the batch replaces an earlier one
-            // and so takes the later insertion position.
-            for r in &rows {
-                tx.execute(&self.sql.insert_history, &[&r.0, &r.1, &r.2, &r.3, &r.4])?;
-            }
-            Ok(())
+        if let [r] = &rows[..] {
+            return self.write("add history", false, |tx| {
+                tx.execute(&self.sql.insert_history, &[&r.0, &r.1, &r.2, &r.3, &r.4])
+                    .map(drop)
+            });
+        }
+        // ON CONFLICT cannot touch a row twice in one statement: of records
+        // with one identity only the last is kept, at its own (later)
+        // position, which is where it would end up anyway.
+        let mut last: HashMap<(&str, u64, &str), usize> = HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            last.insert((r.0, r.1.to_bits(), r.3), i);
+        }
+        let kept: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| last.get(&(r.0, r.1.to_bits(), r.3)) == Some(i))
+            .map(|(_, r)| r)
+            .collect();
+        let ids: Vec<&str> = kept.iter().map(|r| r.0).collect();
+        let keys: Vec<f64> = kept.iter().map(|r| r.1).collect();
+        let micros: Vec<i64> = kept.iter().map(|r| r.2).collect();
+        let statuses: Vec<&str> = kept.iter().map(|r| r.3).collect();
+        let jsons: Vec<&str> = kept.iter().map(|r| r.4.as_str()).collect();
+        self.write("add histories", false, |tx| {
+            tx.execute(
+                &self.sql.insert_history_batch,
+                &[&ids, &keys, &micros, &statuses, &jsons],
+            )
+            .map(drop)
         })
     }
 
