@@ -497,7 +497,7 @@ fn op_strategy() -> BoxedStrategy<Op> {
         2 => chain.prop_map(Op::StoreRunner),
         1 => (0..RUNNERS.len()).prop_map(Op::GetRunner),
         1 => prop::collection::vec(0..RUNNERS.len(), 0..4).prop_map(Op::GetRunners),
-        1 => (0..PARTIALS.len()).prop_map(Op::MatchRunners),
+        2 => (0..PARTIALS.len()).prop_map(Op::MatchRunners),
         1 => Just(Op::ResultIds),
         1 => Just(Op::ExceptionIds),
         1 => Just(Op::AllSubs),

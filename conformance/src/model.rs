@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use taskstate_core::{
     AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, RunnerContext,
     RunnerId, TaskId, TimeRange, WorkflowIdentity, check_history, check_invocation_pair,
-    check_runner_context, check_workflow, runner_id_matches,
+    check_runner_context, check_workflow,
 };
 
 /// Everything a backend stores.
@@ -239,7 +239,13 @@ impl Model {
     pub fn match_runners(&self, partial: &str) -> Vec<RunnerContext> {
         self.runners
             .keys()
-            .filter(|id| runner_id_matches(id.as_str(), partial))
+            // Written out here rather than calling core's
+            // `runner_id_matches`, so a bug there cannot hide from this test.
+            .filter(|id| {
+                id.as_str()
+                    .to_ascii_lowercase()
+                    .contains(&partial.to_ascii_lowercase())
+            })
             .filter_map(|id| self.get_runner(id))
             .collect()
     }
