@@ -481,6 +481,31 @@ pub fn check_runner_context(ctx: &RunnerContext) -> Result<()> {
     Ok(())
 }
 
+/// Input rule for the id of a result or exception being set.
+pub fn check_invocation_id(id: &InvocationId) -> Result<()> {
+    check_id("invocation id", id.as_str())
+}
+
+/// Input rules for a workflow sub-invocation link.
+pub fn check_sub_invocation(
+    workflow_id: &InvocationId,
+    sub_invocation: &InvocationId,
+) -> Result<()> {
+    check_id("workflow id", workflow_id.as_str())?;
+    check_id("sub-invocation id", sub_invocation.as_str())
+}
+
+/// Input rules for a workflow data entry (its workflow id and key).
+pub fn check_workflow_data(workflow_id: &InvocationId, key: &str) -> Result<()> {
+    check_id("workflow id", workflow_id.as_str())?;
+    check_id("workflow data key", key)
+}
+
+/// Input rules for an app info (its app id).
+pub fn check_app_info(info: &AppInfo) -> Result<()> {
+    check_id("app id", &info.app_id)
+}
+
 /// Page-size rule: at least 1.
 pub fn check_page_size(page_size: usize) -> Result<()> {
     if page_size == 0 {

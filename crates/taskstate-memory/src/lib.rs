@@ -34,8 +34,9 @@ use parking_lot::RwLock;
 use taskstate_core::{
     AppInfo, CallDTO, Cursor, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
     InvocationStatus, Page, Result, RunnerContext, RunnerId, StateBackend, TaskId, TimeKey,
-    TimeRange, WorkflowIdentity, check_history, check_id, check_invocation_pair, check_page_size,
-    check_runner_context, check_workflow, resolve_runner_chain, runner_id_matches,
+    TimeRange, WorkflowIdentity, check_app_info, check_history, check_invocation_id,
+    check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
+    check_workflow, check_workflow_data, resolve_runner_chain, runner_id_matches,
 };
 
 type Pair = Arc<(InvocationDTO, CallDTO)>;
@@ -308,7 +309,7 @@ impl StateBackend for MemoryBackend {
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
-        check_id("invocation id", id.as_str())?;
+        check_invocation_id(id)?;
         self.results.write().insert(id.clone(), result.to_owned());
         Ok(())
     }
@@ -322,7 +323,7 @@ impl StateBackend for MemoryBackend {
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
-        check_id("invocation id", id.as_str())?;
+        check_invocation_id(id)?;
         self.exceptions
             .write()
             .insert(id.clone(), exception.to_owned());
@@ -379,8 +380,7 @@ impl StateBackend for MemoryBackend {
         workflow_id: &InvocationId,
         sub_invocation: &InvocationId,
     ) -> Result<()> {
-        check_id("workflow id", workflow_id.as_str())?;
-        check_id("sub-invocation id", sub_invocation.as_str())?;
+        check_sub_invocation(workflow_id, sub_invocation)?;
         self.workflows
             .write()
             .sub_invocations
@@ -396,8 +396,7 @@ impl StateBackend for MemoryBackend {
     }
 
     fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
-        check_id("workflow id", workflow_id.as_str())?;
-        check_id("workflow data key", key)?;
+        check_workflow_data(workflow_id, key)?;
         self.workflows
             .write()
             .data
@@ -415,7 +414,7 @@ impl StateBackend for MemoryBackend {
     }
 
     fn store_app_info(&self, info: &AppInfo) -> Result<()> {
-        check_id("app id", &info.app_id)?;
+        check_app_info(info)?;
         self.apps.write().insert(info.app_id.clone(), info.clone());
         Ok(())
     }

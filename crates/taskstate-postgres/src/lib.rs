@@ -51,8 +51,9 @@ use r2d2::{ManageConnection, Pool, PooledConnection};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
     InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
-    TimeRange, WorkflowIdentity, check_history, check_id, check_invocation_pair, check_page_size,
-    check_runner_context, check_workflow, fetch_limit, resolve_runner_chain, runner_id_matches,
+    TimeRange, WorkflowIdentity, check_app_info, check_history, check_invocation_id,
+    check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
+    check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain, runner_id_matches,
 };
 
 pub mod testing;
@@ -1102,7 +1103,7 @@ impl StateBackend for PostgresBackend {
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
-        check_id("invocation id", id.as_str())?;
+        check_invocation_id(id)?;
         self.write("set result", false, |tx| {
             tx.execute(&self.sql.set_result, &[&id.as_str(), &result])
                 .map(drop)
@@ -1114,7 +1115,7 @@ impl StateBackend for PostgresBackend {
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
-        check_id("invocation id", id.as_str())?;
+        check_invocation_id(id)?;
         self.write("set exception", false, |tx| {
             tx.execute(&self.sql.set_exception, &[&id.as_str(), &exception])
                 .map(drop)
@@ -1169,8 +1170,7 @@ impl StateBackend for PostgresBackend {
         workflow_id: &InvocationId,
         sub_invocation: &InvocationId,
     ) -> Result<()> {
-        check_id("workflow id", workflow_id.as_str())?;
-        check_id("sub-invocation id", sub_invocation.as_str())?;
+        check_sub_invocation(workflow_id, sub_invocation)?;
         self.write("store sub-invocation", false, |tx| {
             tx.execute(
                 &self.sql.insert_sub,
@@ -1188,8 +1188,7 @@ impl StateBackend for PostgresBackend {
     }
 
     fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
-        check_id("workflow id", workflow_id.as_str())?;
-        check_id("workflow data key", key)?;
+        check_workflow_data(workflow_id, key)?;
         self.write("set workflow data", false, |tx| {
             tx.execute(&self.sql.set_data, &[&workflow_id.as_str(), &key, &value])
                 .map(drop)
@@ -1206,7 +1205,7 @@ impl StateBackend for PostgresBackend {
     }
 
     fn store_app_info(&self, info: &AppInfo) -> Result<()> {
-        check_id("app id", &info.app_id)?;
+        check_app_info(info)?;
         let json = info.to_json();
         self.write("store app info", false, |tx| {
             tx.execute(&self.sql.upsert_app, &[&info.app_id, &json])

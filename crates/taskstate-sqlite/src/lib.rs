@@ -56,8 +56,9 @@ use rusqlite::{Connection, Row, params};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
     InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
-    TimeRange, WorkflowIdentity, check_history, check_id, check_invocation_pair, check_page_size,
-    check_runner_context, check_workflow, fetch_limit, resolve_runner_chain, runner_id_matches,
+    TimeRange, WorkflowIdentity, check_app_info, check_history, check_invocation_id,
+    check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
+    check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain, runner_id_matches,
 };
 
 mod errors;
@@ -709,7 +710,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
-        check_id("invocation id", id.as_str())?;
+        check_invocation_id(id)?;
         let encoding = self.writer.enter();
         self.write(
             encoding,
@@ -725,7 +726,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
-        check_id("invocation id", id.as_str())?;
+        check_invocation_id(id)?;
         let encoding = self.writer.enter();
         self.write(
             encoding,
@@ -794,8 +795,7 @@ impl StateBackend for SqliteBackend {
         workflow_id: &InvocationId,
         sub_invocation: &InvocationId,
     ) -> Result<()> {
-        check_id("workflow id", workflow_id.as_str())?;
-        check_id("sub-invocation id", sub_invocation.as_str())?;
+        check_sub_invocation(workflow_id, sub_invocation)?;
         let encoding = self.writer.enter();
         self.write(
             encoding,
@@ -823,8 +823,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
-        check_id("workflow id", workflow_id.as_str())?;
-        check_id("workflow data key", key)?;
+        check_workflow_data(workflow_id, key)?;
         let encoding = self.writer.enter();
         self.write(
             encoding,
@@ -863,7 +862,7 @@ impl StateBackend for SqliteBackend {
     }
 
     fn store_app_info(&self, info: &AppInfo) -> Result<()> {
-        check_id("app id", &info.app_id)?;
+        check_app_info(info)?;
         let encoding = self.writer.enter();
         self.write(
             encoding,
