@@ -27,6 +27,15 @@ fn all_ids(b: &dyn StateBackend, range: TimeRange, page: usize) -> Vec<Vec<Invoc
         .unwrap()
 }
 
+/// Runner ids of the contexts matching `partial`, in the order returned.
+fn matching_runner_ids(b: &dyn StateBackend, partial: &str) -> Vec<String> {
+    b.get_matching_runner_contexts(partial)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.runner_id.into_string())
+        .collect()
+}
+
 fn assert_not_found(e: Error, entity: Entity, want_id: &str) {
     match e {
         Error::NotFound { entity: got, id } => {
@@ -242,13 +251,7 @@ pub fn spec8_17_runner_contexts(b: &dyn StateBackend) {
     assert_eq!(b.get_runner_context(&ctx.runner_id).unwrap(), Some(ctx));
     b.store_runner_context(&runner("beta-002")).unwrap();
     b.store_runner_context(&runner("alpha-003")).unwrap();
-    let found = |s: &str| -> Vec<String> {
-        b.get_matching_runner_contexts(s)
-            .unwrap()
-            .into_iter()
-            .map(|c| c.runner_id.into_string())
-            .collect()
-    };
+    let found = |s: &str| matching_runner_ids(b, s);
     assert_eq!(found("alpha"), ["alpha-001", "alpha-003"]);
     assert_eq!(found("beta"), ["beta-002"]);
     assert!(found("gamma").is_empty());
@@ -423,12 +426,7 @@ pub fn rule2_lists_sorted_ascending_by_id(b: &dyn StateBackend) {
         .map(|a| a.app_id)
         .collect();
     assert_eq!(apps, want);
-    let ctxs: Vec<_> = b
-        .get_matching_runner_contexts("r-")
-        .unwrap()
-        .into_iter()
-        .map(|c| c.runner_id.into_string())
-        .collect();
+    let ctxs = matching_runner_ids(b, "r-");
     assert_eq!(ctxs, ["r-c1", "r-c2", "r-c3"]);
     assert_eq!(strs(&b.result_ids().unwrap()), want);
     assert_eq!(strs(&b.exception_ids().unwrap()), want);
@@ -838,13 +836,7 @@ pub fn rule6_runner_search_is_literal(b: &dyn StateBackend) {
     for r in ["a%b", "axb", "a_b", "a\\b", "a'b", "ab"] {
         b.store_runner_context(&runner(r)).unwrap();
     }
-    let found = |s: &str| -> Vec<String> {
-        b.get_matching_runner_contexts(s)
-            .unwrap()
-            .into_iter()
-            .map(|c| c.runner_id.into_string())
-            .collect()
-    };
+    let found = |s: &str| matching_runner_ids(b, s);
     assert_eq!(found("%"), ["a%b"]);
     assert_eq!(found("a_b"), ["a_b"]);
     assert_eq!(found("_"), ["a_b"]);
@@ -858,13 +850,7 @@ pub fn rule6_runner_search_folds_ascii_case_only(b: &dyn StateBackend) {
     for r in ["Runner-MAIN", "runner-main-2", "ÉCOLE", "école"] {
         b.store_runner_context(&runner(r)).unwrap();
     }
-    let found = |s: &str| -> Vec<String> {
-        b.get_matching_runner_contexts(s)
-            .unwrap()
-            .into_iter()
-            .map(|c| c.runner_id.into_string())
-            .collect()
-    };
+    let found = |s: &str| matching_runner_ids(b, s);
     assert_eq!(found("MAIN"), ["Runner-MAIN", "runner-main-2"]);
     assert_eq!(found("rUnNeR-MaIn-2"), ["runner-main-2"]);
     // Only ASCII letters fold: É and é stay distinct.

@@ -136,25 +136,7 @@ impl SqliteBackend {
 
     /// Opens the database at `path` with `options`.
     pub fn open_with(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Self> {
-        let path = path.as_ref();
-        let ctx = Ctx {
-            path: path.display().to_string(),
-        };
-        if path.is_dir() {
-            return Err(Error::Storage {
-                message: format!("{} is a directory, not a database file", ctx.path),
-                source: None,
-            });
-        }
-        schema::ensure_parent_dir(path)?;
-        let uri = file_uri(path);
-        let settings = ConnSettings {
-            synchronous: options.synchronous,
-            busy_timeout: options.busy_timeout,
-            statement_cache: STATEMENT_CACHE,
-        };
-        let mut conn = schema::open_connection(&uri, &settings, &ctx)?;
-        schema::prepare_schema(&mut conn, false, options.busy_timeout, &ctx)?;
+        let (conn, ctx, uri, settings) = open_file(path.as_ref(), options)?;
         Ok(Self {
             writer: Writer::new(conn, ctx.clone()),
             readers: Some(Readers {
@@ -262,19 +244,7 @@ impl SqliteBackend {
     /// baseline that `taskstate bench` measures this engine against. Not
     /// needed to use the engine.
     pub fn raw_connection(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Connection> {
-        let path = path.as_ref();
-        let ctx = Ctx {
-            path: path.display().to_string(),
-        };
-        schema::ensure_parent_dir(path)?;
-        let settings = ConnSettings {
-            synchronous: options.synchronous,
-            busy_timeout: options.busy_timeout,
-            statement_cache: STATEMENT_CACHE,
-        };
-        let mut conn = schema::open_connection(&file_uri(path), &settings, &ctx)?;
-        schema::prepare_schema(&mut conn, false, options.busy_timeout, &ctx)?;
-        Ok(conn)
+        open_file(path.as_ref(), options).map(|(conn, ..)| conn)
     }
 
     /// Runs `PRAGMA integrity_check` and returns its report (`["ok"]` when
@@ -291,6 +261,35 @@ impl SqliteBackend {
                 .map_err(|e| sql_err(&self.ctx, "integrity check", e))
         })
     }
+}
+
+/// Opens the write connection to a database file (creating it and its
+/// directory) and brings its schema up to date: everything `open_with` and
+/// the raw baseline share. Returns the connection, the context for
+/// messages, the URI and the settings further connections use.
+fn open_file(
+    path: &Path,
+    options: &SqliteOptions,
+) -> Result<(Connection, Ctx, String, ConnSettings)> {
+    let ctx = Ctx {
+        path: path.display().to_string(),
+    };
+    if path.is_dir() {
+        return Err(Error::Storage {
+            message: format!("{} is a directory, not a database file", ctx.path),
+            source: None,
+        });
+    }
+    schema::ensure_parent_dir(path)?;
+    let uri = file_uri(path);
+    let settings = ConnSettings {
+        synchronous: options.synchronous,
+        busy_timeout: options.busy_timeout,
+        statement_cache: STATEMENT_CACHE,
+    };
+    let mut conn = schema::open_connection(&uri, &settings, &ctx)?;
+    schema::prepare_schema(&mut conn, false, options.busy_timeout, &ctx)?;
+    Ok((conn, ctx, uri, settings))
 }
 
 /// A `file:` URI for a path, so query parameters in it stay literal.

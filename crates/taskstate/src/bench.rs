@@ -561,6 +561,30 @@ impl Encoded {
             .collect();
         Self { inv, hist }
     }
+
+    /// Whether the columns of `GET_INVOCATION` read back for invocation `i`
+    /// (call key, arguments, parent, workflow id, type, parent workflow)
+    /// are what was written.
+    fn invocation_matches(&self, i: usize, got: &[Option<String>; 6]) -> bool {
+        let p = &self.inv[i];
+        got.iter()
+            .zip([&p[1], &p[4], &p[5], &p[6], &p[7], &p[8]])
+            .all(|(g, w)| g == w)
+    }
+
+    /// Whether the history JSON read back for invocation `i` is its three
+    /// records, in order.
+    fn history_matches(&self, i: usize, got: &[String]) -> bool {
+        got.len() == 3 && got.iter().zip(&self.hist[3 * i..]).all(|(g, h)| *g == h.4)
+    }
+}
+
+/// Whether the child ids read back for invocation `i` are the expected ones.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+fn children_match(w: &Workload, i: usize, got: &[String]) -> bool {
+    got.iter()
+        .map(String::as_str)
+        .eq(w.children[i].iter().map(InvocationId::as_str))
 }
 
 #[cfg(feature = "sqlite")]
@@ -716,24 +740,12 @@ mod raw_pg {
             };
             let got: [Option<String>; 6] =
                 [r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)];
-            Ok(got
-                == [
-                    p[1].clone(),
-                    p[4].clone(),
-                    p[5].clone(),
-                    p[6].clone(),
-                    p[7].clone(),
-                    p[8].clone(),
-                ])
+            Ok(self.encoded.invocation_matches(i, &got))
         }
         fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
             let id = w.pairs[i].0.invocation_id.as_str();
             let got = self.strings(&self.sql.get_history, &[&id], 0)?;
-            Ok(got.len() == 3
-                && got
-                    .iter()
-                    .zip(&self.encoded.hist[3 * i..])
-                    .all(|(g, h)| *g == h.4))
+            Ok(self.encoded.history_matches(i, &got))
         }
         fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {
             let id = w.pairs[i].0.invocation_id.as_str();
@@ -742,10 +754,7 @@ mod raw_pg {
         fn check_children(&self, w: &Workload, i: usize) -> Result<bool> {
             let id = w.pairs[i].0.invocation_id.as_str();
             let got = self.strings(&self.sql.children, &[&id], 0)?;
-            Ok(got
-                .iter()
-                .map(String::as_str)
-                .eq(w.children[i].iter().map(|c| c.as_str())))
+            Ok(super::children_match(w, i, &got))
         }
         fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
             let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
@@ -938,26 +947,14 @@ mod raw {
                         ])
                     })
                     .map_err(|x| e("get invocation", x))?;
-                Ok(row
-                    == [
-                        p[1].clone(),
-                        p[4].clone(),
-                        p[5].clone(),
-                        p[6].clone(),
-                        p[7].clone(),
-                        p[8].clone(),
-                    ])
+                Ok(self.encoded.invocation_matches(i, &row))
             })
         }
         fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
             let id = w.pairs[i].0.invocation_id.as_str();
             self.with(|c| {
                 let got = Self::strings(c, sql::GET_HISTORY, [id])?;
-                Ok(got.len() == 3
-                    && got
-                        .iter()
-                        .zip(&self.encoded.hist[3 * i..])
-                        .all(|(g, h)| *g == h.4))
+                Ok(self.encoded.history_matches(i, &got))
             })
         }
         fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {
@@ -968,10 +965,7 @@ mod raw {
             let id = w.pairs[i].0.invocation_id.as_str();
             self.with(|c| {
                 let got = Self::strings(c, sql::CHILDREN, [id])?;
-                Ok(got
-                    .iter()
-                    .map(String::as_str)
-                    .eq(w.children[i].iter().map(|c| c.as_str())))
+                Ok(super::children_match(w, i, &got))
             })
         }
         fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
