@@ -163,6 +163,12 @@ macro_rules! __with_cases {
             add_status_for_sets_registered_by_only_for_registered,
             purge_twice_and_reuse_everything,
             engine_is_send_sync_and_names_itself,
+            keys_one_record_under_several_keys,
+            keys_record_not_under_its_own_id_unless_asked,
+            keys_identity_is_key_instant_status,
+            keys_rows_page_in_order,
+            keys_bad_key_refuses_the_whole_batch,
+            keys_purge_removes_keyed_rows,
         }
     };
 }

@@ -10,9 +10,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 use taskstate_core::{
-    AppInfo, CallDTO, Cursor, Error, ErrorKind, InvocationDTO, InvocationHistory, InvocationId,
-    InvocationStatus, InvocationStatusRecord, Page, RunnerContext, RunnerId, SerializedArguments,
-    StateBackend, TaskId, TimeRange, Timestamp, WorkflowIdentity,
+    AppInfo, CallDTO, Cursor, Error, ErrorKind, HistoryRow, InvocationDTO, InvocationHistory,
+    InvocationId, InvocationStatus, InvocationStatusRecord, Page, RunnerContext, RunnerId,
+    SerializedArguments, StateBackend, TaskId, TimeRange, Timestamp, WorkflowIdentity,
 };
 
 use crate::model::Model;
@@ -89,6 +89,8 @@ impl InvSpec {
 /// One record of a history batch.
 #[derive(Clone, Debug)]
 pub struct HistSpec {
+    /// The key the row is stored under when not the record's own id (SPEC §3).
+    key: Option<usize>,
     inv: usize,
     t: u8,
     shifted: bool,
@@ -110,6 +112,30 @@ impl HistSpec {
             registered_by_inv_id: None,
         }
     }
+
+    fn row(&self) -> (InvocationId, InvocationHistory) {
+        let rec = self.build();
+        (self.key.map_or_else(|| rec.invocation_id.clone(), inv), rec)
+    }
+}
+
+/// Rows of a batch: each spec's row, then (for `AddUnderKeys`) one record
+/// under several keys, as the reference's `_add_histories(ids, record)`.
+fn rows_of(specs: &[HistSpec]) -> Vec<(InvocationId, InvocationHistory)> {
+    specs.iter().map(HistSpec::row).collect()
+}
+
+fn rows_under(spec: &HistSpec, keys: &[usize]) -> Vec<(InvocationId, InvocationHistory)> {
+    let rec = spec.build();
+    keys.iter().map(|k| (inv(*k), rec.clone())).collect()
+}
+
+fn engine_rows(
+    b: &dyn StateBackend,
+    rows: &[(InvocationId, InvocationHistory)],
+) -> taskstate_core::Result<()> {
+    let borrowed: Vec<HistoryRow<'_>> = rows.iter().map(|(k, r)| HistoryRow::under(k, r)).collect();
+    b.add_history_rows(&borrowed)
 }
 
 /// One operation of a generated sequence.
@@ -121,6 +147,7 @@ pub enum Op {
     Children(usize),
     ByWorkflow(Option<usize>, Option<usize>),
     AddHistories(Vec<HistSpec>),
+    AddUnderKeys(HistSpec, Vec<usize>),
     GetHistory(usize),
     HistoryRange {
         lo: u8,
@@ -244,10 +271,8 @@ pub fn run_model(m: &mut Model, op: &Op) -> Out {
         Op::ByWorkflow(w, t) => {
             Out::Ids(m.get_invocation_ids_by_workflow(w.map(inv).as_ref(), t.map(task).as_ref()))
         }
-        Op::AddHistories(specs) => {
-            let recs: Vec<_> = specs.iter().map(HistSpec::build).collect();
-            unit(m.add_histories(&recs))
-        }
+        Op::AddHistories(specs) => unit(m.add_history_rows(&rows_of(specs))),
+        Op::AddUnderKeys(spec, keys) => unit(m.add_history_rows(&rows_under(spec, keys))),
         Op::GetHistory(i) => Out::History(m.get_history(&inv(*i))),
         Op::HistoryRange { lo, hi, page } => {
             Out::HistoryPages(chunks(m.history_in_range(&range(*lo, *hi)), *page))
@@ -359,10 +384,8 @@ pub fn run_engine(b: &dyn StateBackend, op: &Op) -> Out {
             b.get_invocation_ids_by_workflow(w.map(inv).as_ref(), t.map(task).as_ref()),
             Out::Ids,
         ),
-        Op::AddHistories(specs) => {
-            let recs: Vec<_> = specs.iter().map(HistSpec::build).collect();
-            unit(b.add_histories(&recs))
-        }
+        Op::AddHistories(specs) => unit(engine_rows(b, &rows_of(specs))),
+        Op::AddUnderKeys(spec, keys) => unit(engine_rows(b, &rows_under(spec, keys))),
         Op::GetHistory(i) => ok(b.get_history(&inv(*i)), Out::History),
         Op::HistoryRange { lo, hi, page } => {
             let r = range(*lo, *hi);
@@ -454,19 +477,23 @@ fn op_strategy() -> BoxedStrategy<Op> {
             args,
         });
     let hist_spec = (
+        // 1 in 4 rows is stored under another invocation's key (SPEC §3).
+        prop::option::weighted(0.25, i()),
         i(),
         0..6u8,
         any::<bool>(),
         0..STATUSES.len(),
         0..RUNNERS.len(),
     )
-        .prop_map(|(inv, t, shifted, status, runner)| HistSpec {
+        .prop_map(|(key, inv, t, shifted, status, runner)| HistSpec {
+            key,
             inv,
             t,
             shifted,
             status,
             runner,
-        });
+        })
+        .boxed();
     let chain =
         prop::sample::subsequence((0..RUNNERS.len()).collect::<Vec<_>>(), 1..=3).prop_shuffle();
     let t = 0..6u8;
@@ -475,7 +502,8 @@ fn op_strategy() -> BoxedStrategy<Op> {
         2 => i().prop_map(Op::GetInvocation),
         2 => i().prop_map(Op::Children),
         2 => (prop::option::of(i()), prop::option::of(0..TASKS.len())).prop_map(|(w, t)| Op::ByWorkflow(w, t)),
-        5 => prop::collection::vec(hist_spec, 1..4).prop_map(Op::AddHistories),
+        5 => prop::collection::vec(hist_spec.clone(), 1..4).prop_map(Op::AddHistories),
+        2 => (hist_spec, prop::collection::vec(i(), 1..4)).prop_map(|(h, k)| Op::AddUnderKeys(h, k)),
         2 => i().prop_map(Op::GetHistory),
         2 => (t.clone(), t.clone(), 1..4usize).prop_map(|(lo, hi, page)| Op::HistoryRange { lo, hi, page }),
         2 => (t.clone(), t, 1..4usize).prop_map(|(lo, hi, page)| Op::IdsRange { lo, hi, page }),

@@ -17,8 +17,8 @@ use taskstate_core::{
 #[derive(Clone, Debug, Default)]
 pub struct Model {
     invocations: BTreeMap<InvocationId, (InvocationDTO, CallDTO)>,
-    /// Every history record, in insertion order.
-    history: Vec<InvocationHistory>,
+    /// Every history row (key, record), in insertion order.
+    history: Vec<(InvocationId, InvocationHistory)>,
     results: BTreeMap<InvocationId, String>,
     exceptions: BTreeMap<InvocationId, String>,
     runs: BTreeMap<InvocationId, WorkflowIdentity>,
@@ -71,40 +71,56 @@ impl Model {
             .collect()
     }
 
-    pub fn add_histories(&mut self, records: &[InvocationHistory]) -> R<()> {
-        for r in records {
+    /// Rows (key, record): SPEC §3 keys, identity (key, instant, status).
+    pub fn add_history_rows(&mut self, rows: &[(InvocationId, InvocationHistory)]) -> R<()> {
+        for (k, r) in rows {
+            if k.as_str().is_empty() {
+                return Err(Error::invalid("history key must not be empty"));
+            }
             check_history(r)?;
         }
-        for r in records {
-            // Same identity: the old record goes, the new one is appended.
-            self.history.retain(|h| h.identity() != r.identity());
-            self.history.push(r.clone());
+        for (k, r) in rows {
+            let ident = |key: &InvocationId, h: &InvocationHistory| {
+                (key.clone(), h.timestamp.key(), h.status_record.status)
+            };
+            // Same identity: the old row goes, the new one is appended.
+            self.history.retain(|(hk, h)| ident(hk, h) != ident(k, r));
+            self.history.push((k.clone(), r.clone()));
         }
         Ok(())
     }
 
-    /// Records matching `keep`, ordered by (instant key, insertion order).
-    fn sorted_history(&self, keep: impl Fn(&InvocationHistory) -> bool) -> Vec<InvocationHistory> {
-        let mut v: Vec<_> = self.history.iter().filter(|h| keep(h)).cloned().collect();
+    /// Records of the rows matching `keep`, ordered by (instant key,
+    /// insertion order).
+    fn sorted_history(
+        &self,
+        keep: impl Fn(&InvocationId, &InvocationHistory) -> bool,
+    ) -> Vec<InvocationHistory> {
+        let mut v: Vec<_> = self
+            .history
+            .iter()
+            .filter(|(k, h)| keep(k, h))
+            .map(|(_, h)| h.clone())
+            .collect();
         // A stable sort keeps insertion order among equal keys.
         v.sort_by_key(|h| h.timestamp.key());
         v
     }
 
     pub fn get_history(&self, id: &InvocationId) -> Vec<InvocationHistory> {
-        self.sorted_history(|h| h.invocation_id == *id)
+        self.sorted_history(|k, _| k == id)
     }
 
     pub fn history_in_range(&self, range: &TimeRange) -> Vec<InvocationHistory> {
-        self.sorted_history(|h| range.contains(&h.timestamp))
+        self.sorted_history(|_, h| range.contains(&h.timestamp))
     }
 
     pub fn ids_in_range(&self, range: &TimeRange) -> Vec<InvocationId> {
         let ids: BTreeSet<InvocationId> = self
             .history
             .iter()
-            .filter(|h| range.contains(&h.timestamp))
-            .map(|h| h.invocation_id.clone())
+            .filter(|(_, h)| range.contains(&h.timestamp))
+            .map(|(k, _)| k.clone())
             .collect();
         ids.into_iter().collect()
     }

@@ -68,6 +68,58 @@ impl Cursor {
     }
 }
 
+/// A history record and the key it is stored under (SPEC §3).
+///
+/// The key is normally the record's own invocation id
+/// ([`HistoryRow::own`]); the reference's batch write stores one record
+/// under every id of a batch, so a row's key may differ
+/// ([`HistoryRow::under`]). Identity (SPEC §4 rule 3) is (key, instant,
+/// status).
+///
+/// ```
+/// use taskstate_core::*;
+/// # fn demo(b: &dyn StateBackend, record: &InvocationHistory) -> Result<()> {
+/// let (a, c) = (InvocationId::new("a"), InvocationId::new("c"));
+/// // One record under two keys, as pynenc's `_add_histories([a, c], record)`.
+/// b.add_history_rows(&[HistoryRow::under(&a, record), HistoryRow::under(&c, record)])?;
+/// assert_eq!(b.get_history(&c)?, vec![record.clone()]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryRow<'a> {
+    /// The invocation id the row is stored under.
+    pub key: &'a InvocationId,
+    /// The record, stored as given.
+    pub record: &'a InvocationHistory,
+}
+
+impl<'a> HistoryRow<'a> {
+    /// The record under its own invocation id.
+    #[must_use]
+    pub fn own(record: &'a InvocationHistory) -> Self {
+        Self {
+            key: &record.invocation_id,
+            record,
+        }
+    }
+
+    /// The record under `key`.
+    #[must_use]
+    pub fn under(key: &'a InvocationId, record: &'a InvocationHistory) -> Self {
+        Self { key, record }
+    }
+
+    /// The row's identity (SPEC §4 rule 3): key, instant key and status.
+    #[must_use]
+    pub fn identity(&self) -> (&'a InvocationId, TimeKey, InvocationStatus) {
+        (
+            self.key,
+            self.record.timestamp.key(),
+            self.record.status_record.status,
+        )
+    }
+}
+
 /// How many rows to fetch for a page of `page_size`: one more, to know
 /// whether another page follows.
 #[must_use]
@@ -213,15 +265,27 @@ pub trait StateBackend: Send + Sync {
 
     // ---- status history ----------------------------------------------
 
-    /// Adds history records atomically. A record with the identity of a
-    /// stored one (same invocation, instant and status) replaces it and
-    /// takes the latest insertion position.
-    fn add_histories(&self, records: &[InvocationHistory]) -> Result<()>;
+    /// Adds history rows atomically, each record under its row's key (SPEC
+    /// §3: normally the record's own invocation id, but a caller may store
+    /// one record under several keys, as the reference's
+    /// `_add_histories(ids, record)` does). A row with the identity of a
+    /// stored one (same key, instant and status) replaces it and takes the
+    /// latest insertion position. Each row must pass [`check_history_row`].
+    fn add_history_rows(&self, rows: &[HistoryRow<'_>]) -> Result<()>;
 
-    /// An invocation's history, by (timestamp, insertion order); empty if none.
+    /// Adds history records atomically, each under its own invocation id
+    /// (the usual case of [`StateBackend::add_history_rows`]).
+    fn add_histories(&self, records: &[InvocationHistory]) -> Result<()> {
+        let rows: Vec<HistoryRow<'_>> = records.iter().map(HistoryRow::own).collect();
+        self.add_history_rows(&rows)
+    }
+
+    /// The history rows stored under key `id`, by (timestamp, insertion
+    /// order); empty if none. Each record reads back as stored: its own
+    /// `invocation_id` may differ from `id` (SPEC §3).
     fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>>;
 
-    /// One page of the distinct ids of invocations with a history record in
+    /// One page of the distinct keys (invocation ids) with a history row in
     /// `range` (inclusive), ascending, after `after`.
     fn invocation_ids_in_timerange(
         &self,
@@ -230,8 +294,9 @@ pub trait StateBackend: Send + Sync {
         page_size: usize,
     ) -> Result<Page<InvocationId>>;
 
-    /// One page of the history records in `range` (inclusive), by
-    /// (timestamp, insertion order), after `after`.
+    /// One page of the history rows in `range` (inclusive), by (timestamp,
+    /// insertion order), after `after`: the record of every row, so a record
+    /// stored under several keys appears once per key.
     fn history_in_timerange(
         &self,
         range: &TimeRange,
@@ -462,6 +527,13 @@ pub fn check_history(h: &InvocationHistory) -> Result<()> {
         non_empty("registered_by_inv_id", r.as_str())?;
     }
     Ok(())
+}
+
+/// Input rules for a history row: a non-empty key within the id limit, and
+/// the record's own rules ([`check_history`]).
+pub fn check_history_row(row: &HistoryRow<'_>) -> Result<()> {
+    non_empty("history key", row.key.as_str())?;
+    check_history(row.record)
 }
 
 /// Input rules for a runner context: non-empty runner ids in the chain, and

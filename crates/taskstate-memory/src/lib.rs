@@ -32,9 +32,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use taskstate_core::{
-    AppInfo, CallDTO, Cursor, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
-    InvocationStatus, Page, Result, RunnerContext, RunnerId, StateBackend, TaskId, TimeKey,
-    TimeRange, WorkflowIdentity, check_app_info, check_history, check_invocation_id,
+    AppInfo, CallDTO, Cursor, Entity, Error, HistoryRow, InvocationDTO, InvocationHistory,
+    InvocationId, InvocationStatus, Page, Result, RunnerContext, RunnerId, StateBackend, TaskId,
+    TimeKey, TimeRange, WorkflowIdentity, check_app_info, check_history_row, check_invocation_id,
     check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
     check_workflow, check_workflow_data, resolve_runner_chain, runner_id_matches,
 };
@@ -96,8 +96,9 @@ struct History {
 }
 
 impl History {
-    fn add(&mut self, record: &InvocationHistory) {
-        let (id, key, status) = record.identity();
+    fn add(&mut self, row: &HistoryRow<'_>) {
+        let (id, key, status) = row.identity();
+        let record = row.record;
         let ident = (id.clone(), key, status);
         if let Some(old_seq) = self.identity.get(&ident).copied() {
             self.by_time.remove(&(key, old_seq));
@@ -225,12 +226,12 @@ impl StateBackend for MemoryBackend {
         })
     }
 
-    fn add_histories(&self, records: &[InvocationHistory]) -> Result<()> {
-        for r in records {
-            check_history(r)?;
+    fn add_history_rows(&self, rows: &[HistoryRow<'_>]) -> Result<()> {
+        for r in rows {
+            check_history_row(r)?;
         }
         let mut h = self.history.write();
-        for r in records {
+        for r in rows {
             h.add(r);
         }
         Ok(())

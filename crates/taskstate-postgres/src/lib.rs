@@ -51,7 +51,7 @@ use r2d2::{ManageConnection, Pool, PooledConnection};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
     InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
-    TimeRange, WorkflowIdentity, check_app_info, check_history, check_invocation_id,
+    TimeRange, WorkflowIdentity, check_app_info, check_history_row, check_invocation_id,
     check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
     check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain, runner_id_matches,
 };
@@ -984,9 +984,9 @@ impl StateBackend for PostgresBackend {
         }
     }
 
-    fn add_histories(&self, records: &[InvocationHistory]) -> Result<()> {
+    fn add_history_rows(&self, records: &[taskstate_core::HistoryRow<'_>]) -> Result<()> {
         for r in records {
-            check_history(r)?;
+            check_history_row(r)?;
         }
         if records.is_empty() {
             return Ok(());
@@ -995,11 +995,11 @@ impl StateBackend for PostgresBackend {
             .iter()
             .map(|r| {
                 (
-                    r.invocation_id.as_str(),
-                    r.timestamp.key().seconds(),
-                    r.timestamp.micros(),
-                    r.status_record.status.as_str(),
-                    r.to_json(),
+                    r.key.as_str(),
+                    r.record.timestamp.key().seconds(),
+                    r.record.timestamp.micros(),
+                    r.record.status_record.status.as_str(),
+                    r.record.to_json(),
                 )
             })
             .collect();

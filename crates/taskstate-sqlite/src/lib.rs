@@ -56,7 +56,7 @@ use rusqlite::{Connection, Row, params};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
     InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
-    TimeRange, WorkflowIdentity, check_app_info, check_history, check_invocation_id,
+    TimeRange, WorkflowIdentity, check_app_info, check_history_row, check_invocation_id,
     check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
     check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain, runner_id_matches,
 };
@@ -601,22 +601,33 @@ impl StateBackend for SqliteBackend {
         })
     }
 
-    fn add_histories(&self, records: &[InvocationHistory]) -> Result<()> {
+    fn add_history_rows(&self, rows: &[taskstate_core::HistoryRow<'_>]) -> Result<()> {
         let encoding = self.writer.enter();
-        if records.is_empty() {
+        if rows.is_empty() {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(records.len());
-        for r in records {
-            check_history(r)?;
-            rows.push(HistoryRow {
-                id: r.invocation_id.as_str().to_owned(),
-                ts: r.timestamp.key().seconds(),
-                status: r.status_record.status.as_str(),
-                json: r.to_json(),
+        let mut encoded = Vec::with_capacity(rows.len());
+        // pynenc's `_add_histories(ids, record)` writes one JSON under every
+        // key: encode a record once however many keys it is stored under.
+        let mut last: Option<(&InvocationHistory, std::sync::Arc<str>)> = None;
+        for r in rows {
+            check_history_row(r)?;
+            let json = match &last {
+                Some((rec, json)) if std::ptr::eq(*rec, r.record) => json.clone(),
+                _ => {
+                    let json: std::sync::Arc<str> = r.record.to_json().into();
+                    last = Some((r.record, json.clone()));
+                    json
+                }
+            };
+            encoded.push(HistoryRow {
+                id: r.key.as_str().to_owned(),
+                ts: r.record.timestamp.key().seconds(),
+                status: r.record.status_record.status.as_str(),
+                json,
             });
         }
-        self.write(encoding, WriteOp::Histories(rows))
+        self.write(encoding, WriteOp::Histories(encoded))
     }
 
     fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {

@@ -43,7 +43,7 @@ pub struct HistoryRow {
     pub id: String,
     pub ts: f64,
     pub status: &'static str,
-    pub json: String,
+    pub json: std::sync::Arc<str>,
 }
 
 /// One runner-context row, encoded.
@@ -114,7 +114,7 @@ impl WriteOp {
             WriteOp::Histories(rows) => {
                 let mut st = c.prepare_cached(crate::sql::INSERT_HISTORY)?;
                 for r in rows {
-                    st.execute(params![r.id, r.ts, r.status, r.json])?;
+                    st.execute(params![r.id, r.ts, r.status, &*r.json])?;
                 }
             }
             WriteOp::Result { id, value } => {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use taskstate_core::{Error, InvocationId, Result, StateBackend, TimeRange};
+use taskstate_core::{Error, HistoryRow, InvocationId, Result, StateBackend, TimeRange};
 
 use crate::export::{Progress, history_ids, is_empty};
 
@@ -98,11 +98,7 @@ pub fn copy(
             .map(|id| from.get_invocation(id))
             .collect::<Result<Vec<_>>>()?;
         to.upsert_invocations(&pairs)?;
-        let mut hist = Vec::new();
-        for id in chunk {
-            hist.extend(from.get_history(id)?);
-        }
-        to.add_histories(&hist)?;
+        copy_history(from, to, chunk)?;
         progress(
             "invocations",
             ((n * batch + chunk.len()) as u64).min(total),
@@ -115,11 +111,7 @@ pub fn copy(
         .filter(|id| !stored.contains(id))
         .collect();
     for chunk in orphans.chunks(batch) {
-        let mut hist = Vec::new();
-        for id in chunk {
-            hist.extend(from.get_history(id)?);
-        }
-        to.add_histories(&hist)?;
+        copy_history(from, to, chunk)?;
     }
     let results = from.result_ids()?;
     for (n, id) in results.iter().enumerate() {
@@ -153,4 +145,23 @@ pub fn copy(
         }
     }
     Ok(source)
+}
+
+/// Copies the history rows stored under `keys`, each under its key (SPEC §3:
+/// a row's key may differ from its record's own invocation id).
+fn copy_history(
+    from: &dyn StateBackend,
+    to: &dyn StateBackend,
+    keys: &[InvocationId],
+) -> Result<()> {
+    let hist = keys
+        .iter()
+        .map(|id| from.get_history(id))
+        .collect::<Result<Vec<_>>>()?;
+    let rows: Vec<HistoryRow<'_>> = keys
+        .iter()
+        .zip(&hist)
+        .flat_map(|(id, h)| h.iter().map(move |r| HistoryRow::under(id, r)))
+        .collect();
+    to.add_history_rows(&rows)
 }

@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 use taskstate_core::{
-    AppInfo, CallDTO, CallId, Error, InvocationDTO, InvocationHistory, InvocationId, Result,
-    RunnerContext, RunnerId, SerializedArguments, StateBackend, TimeRange, WorkflowIdentity,
+    AppInfo, CallDTO, CallId, Error, HistoryRow, InvocationDTO, InvocationHistory, InvocationId,
+    Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TimeRange,
+    WorkflowIdentity,
 };
 
 /// The `format` field of documents this version writes and reads.
@@ -421,11 +422,15 @@ pub fn import(b: &dyn StateBackend, doc: &Value, merge: bool) -> Result<ImportSu
         let pairs: Vec<_> = chunk.iter().map(|(p, ..)| p.clone()).collect();
         b.upsert_invocations(&pairs)?;
         summary.invocations += pairs.len();
-        let hist: Vec<_> = chunk
+        // SPEC §9: an entry belongs to the list that holds it, whatever its
+        // own invocation_id says (§3 history keys).
+        let hist: Vec<HistoryRow<'_>> = chunk
             .iter()
-            .flat_map(|(_, h, ..)| h.iter().cloned())
+            .flat_map(|((inv, _), h, ..)| {
+                h.iter().map(|r| HistoryRow::under(&inv.invocation_id, r))
+            })
             .collect();
-        b.add_histories(&hist)?;
+        b.add_history_rows(&hist)?;
         summary.history += hist.len();
         for ((inv, _), _, result, exception) in chunk {
             if let Some(r) = result {
@@ -437,7 +442,8 @@ pub fn import(b: &dyn StateBackend, doc: &Value, merge: bool) -> Result<ImportSu
         }
     }
     for (id, hist, result, exception) in &orphans {
-        b.add_histories(hist)?;
+        let rows: Vec<HistoryRow<'_>> = hist.iter().map(|r| HistoryRow::under(id, r)).collect();
+        b.add_history_rows(&rows)?;
         summary.history += hist.len();
         if let Some(r) = result {
             b.set_result(id, r)?;

@@ -247,3 +247,97 @@ fn copy_fixture_sqlite_to_postgres_and_back() {
         a
     );
 }
+
+/// A store holding one record under several keys (SPEC §3), as pynenc's
+/// `_add_histories([a, b, c], record)` writes: an invocation, a stored
+/// invocation whose row carries another's JSON, and an orphan key.
+fn multi_key_store(b: &dyn StateBackend) {
+    use taskstate::{
+        CallDTO, HistoryRow, InvocationDTO, InvocationHistory, InvocationId, InvocationStatus,
+        InvocationStatusRecord, RunnerId, SerializedArguments, TaskId, Timestamp, WorkflowIdentity,
+    };
+    let task: TaskId = "app.tasks.work".parse().unwrap();
+    let call = CallDTO::new(task.clone(), SerializedArguments::from_pairs([("x", "1")]));
+    let (a, k2, orphan) = (
+        InvocationId::new("a"),
+        InvocationId::new("b"),
+        InvocationId::new("zz-orphan"),
+    );
+    let pairs: Vec<_> = [&a, &k2]
+        .into_iter()
+        .map(|id| {
+            let inv = InvocationDTO {
+                invocation_id: id.clone(),
+                call_id: call.call_id.clone(),
+                workflow: WorkflowIdentity {
+                    workflow_id: id.clone(),
+                    workflow_type: task.clone(),
+                    parent_workflow_id: None,
+                },
+                parent_invocation_id: None,
+            };
+            (inv, call.clone())
+        })
+        .collect();
+    b.upsert_invocations(&pairs).unwrap();
+    let t = Timestamp::parse("2025-01-15T12:00:00.000001+00:00").unwrap();
+    let record = |status, at: Timestamp| InvocationHistory {
+        invocation_id: a.clone(),
+        timestamp: at,
+        status_record: InvocationStatusRecord {
+            status,
+            runner_id: Some(RunnerId::new("r")),
+            timestamp: at,
+        },
+        runner_context_id: RunnerId::new("r"),
+        registered_by_inv_id: None,
+    };
+    let pending = record(InvocationStatus::Pending, t);
+    let running = record(InvocationStatus::Running, t.add_micros(5));
+    b.add_history_rows(&[
+        HistoryRow::under(&a, &pending),
+        HistoryRow::under(&k2, &pending),
+        HistoryRow::under(&orphan, &pending),
+    ])
+    .unwrap();
+    b.add_history_rows(&[HistoryRow::under(&k2, &running)])
+        .unwrap();
+}
+
+#[test]
+fn multi_key_history_survives_export_import_and_copy() {
+    let src = open("memory://").unwrap();
+    multi_key_store(src.as_ref());
+    let first = export::export(src.as_ref(), &mut no_progress()).unwrap();
+    // Every row is listed under its key, with the JSON it was stored with.
+    let b_hist = &first["invocations"][1]["history"];
+    assert_eq!(first["invocations"][1]["invocation_id"], "b");
+    assert_eq!(b_hist.as_array().unwrap().len(), 2);
+    assert_eq!(b_hist[0]["invocation_id"], "a");
+    assert_eq!(
+        first["orphan_invocation_data"]["zz-orphan"]["history"][0]["invocation_id"],
+        "a"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for target in [
+        "memory://".to_owned(),
+        format!("sqlite://{}", dir.path().join("import.db").display()),
+    ] {
+        let b = open(&target).unwrap();
+        let summary = export::import(b.as_ref(), &first, false).unwrap();
+        assert_eq!(summary.history, 4, "{target}");
+        let again = export::export(b.as_ref(), &mut no_progress()).unwrap();
+        assert_eq!(again, first, "export → import → export on {target}");
+    }
+    let to = open(&format!(
+        "sqlite://{}",
+        dir.path().join("copy.db").display()
+    ))
+    .unwrap();
+    let counts = copy::copy(src.as_ref(), to.as_ref(), 1, false, &mut no_progress()).unwrap();
+    assert_eq!(counts.history, 4);
+    assert_eq!(
+        export::export(to.as_ref(), &mut no_progress()).unwrap(),
+        first
+    );
+}

@@ -1362,3 +1362,6 @@ pub fn engine_is_send_sync_and_names_itself(b: &dyn StateBackend) {
     let msg = b.get_invocation(&id("zz")).unwrap_err().to_string();
     assert_eq!(msg, "invocation not found: \"zz\"");
 }
+
+mod history_keys;
+pub use history_keys::*;
