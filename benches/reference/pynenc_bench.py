@@ -1,19 +1,32 @@
 #!/usr/bin/env python3
-"""The SPEC §7 reference workload on pynenc 0.1.0's own SQLiteStateBackend.
+"""The SPEC §7 reference workload through pynenc 0.1.0's state-backend methods.
 
 Builds the same workload `taskstate bench` builds (N invocations in
 workflows of 50, four JSON arguments, three history records and a result
-each), times the same operations one call per item through pynenc's backend
-methods, checks the outputs, and prints ops/s per operation -- so the
-figures of `taskstate bench` can be compared with the Python reference
-measured on the same machine.
+each), times the same operations one call per item through the backend
+methods pynenc itself calls (`_upsert_invocations`, `_add_histories`,
+`_get_invocation`, ...), checks every output, and reports ops/s per
+operation for each backend:
 
-    python -m venv /tmp/pynenc-venv && /tmp/pynenc-venv/bin/pip install pynenc==0.1.0
-    /tmp/pynenc-venv/bin/python benches/reference/pynenc_bench.py --n 2000 [--json out.json]
+* `pynenc-sqlite`  pynenc's own SQLiteStateBackend
+* `pynenc-mem`     pynenc's own MemStateBackend
+* `taskstate-sqlite`, `taskstate-memory`  TaskstateStateBackend (the
+  pynenc-taskstate package) at sqlite:// and memory:// -- when installed.
+
+Backends run interleaved, round after round (`--repeat`), each round on a
+fresh store, so a noisy moment of this shared machine hits all of them;
+read loops repeat over the workload until they last `--min-time` seconds.
+The report gives each op's median ops/s with its min-max, and the ratios
+taskstate/pynenc (median of the per-round ratios, with their range).
+
+    python -m venv /tmp/v && /tmp/v/bin/pip install pynenc==0.1.0 maturin
+    (cd crates/taskstate-python && /tmp/v/bin/maturin develop --release)
+    /tmp/v/bin/python benches/reference/pynenc_bench.py --n 2000 --repeat 3 [--json out.json]
 """
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -88,57 +101,142 @@ def build(n):
     return ids, pairs, histories, results, children, t0, t0 + timedelta(microseconds=10 * 3 * n)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--json")
-    a = ap.parse_args()
+READS = {
+    "get_invocation",
+    "get_history",
+    "get_result",
+    "get_child_invocations",
+    "iter_invocations_in_timerange",
+    "iter_history_in_timerange",
+}
+
+BACKENDS = {
+    "pynenc-sqlite": lambda d: {"state_backend_cls": "SQLiteStateBackend", "sqlite_db_path": os.path.join(d, "state.db")},
+    "pynenc-mem": lambda d: {"state_backend_cls": "MemStateBackend"},
+    "taskstate-sqlite": lambda d: {
+        "state_backend_cls": "TaskstateStateBackend",
+        "taskstate_url": "sqlite://" + os.path.join(d, "state.db"),
+    },
+    "taskstate-memory": lambda d: {"state_backend_cls": "TaskstateStateBackend", "taskstate_url": "memory://"},
+}
+
+# taskstate op/s divided by pynenc's, per pair of backends.
+PAIRS = [("taskstate-sqlite", "pynenc-sqlite"), ("taskstate-memory", "pynenc-mem")]
+
+
+def available_backends():
+    names = ["pynenc-sqlite", "pynenc-mem"]
+    try:
+        import pynenc_taskstate  # noqa: F401
+    except ImportError:
+        print("(pynenc-taskstate is not installed: only pynenc's own backends run)")
+        return names
+    return names + ["taskstate-sqlite", "taskstate-memory"]
+
+
+def run_once(name, data, round_no, min_time):
+    """One round of every op on a fresh store of backend `name`; returns
+    {op: (ops_per_s, n, valid)}."""
+    ids, pairs, histories, results, children, t0, t_end = data
+    n = len(ids)
     d = tempfile.mkdtemp()
     app = Pynenc(
         config_values={
-            "app_id": "pynenc_bench",
-            "state_backend_cls": "SQLiteStateBackend",
-            "sqlite_db_path": os.path.join(d, "state.db"),
+            "app_id": f"pynenc_bench_{name}_{round_no}_{uuid.uuid4().hex[:6]}",
             "disable_client_data_store": True,
+            **BACKENDS[name](d),
         }
     )
     sb = app.state_backend
-    ids, pairs, histories, results, children, t0, t_end = build(a.n)
-    n = a.n
-    out = []
+    out = {}
 
     def timed(op, count, body, check):
-        start = time.perf_counter()
-        got = [body(i) for i in range(count)]
-        secs = time.perf_counter() - start
-        ok = check(got)
-        out.append({"engine": "pynenc-sqlite", "op": op, "n": count, "threads": 1, "seconds": secs,
-                    "ops_per_s": count / secs, "validation": "ok" if ok else "FAILED"})
+        passes, got, start = 0, None, time.perf_counter()
+        while True:
+            got = [body(i) for i in range(count)]
+            passes += 1
+            secs = time.perf_counter() - start
+            if op not in READS or secs >= min_time:
+                break
+        ops = count * passes
+        if op == "iter_invocations_in_timerange":
+            ops = n * passes
+        if op == "iter_history_in_timerange":
+            ops = 3 * n * passes
+        out[op] = (ops / secs, ops, bool(check(got)))
 
     timed("upsert_invocations", n, lambda i: sb._upsert_invocations([pairs[i]]), lambda g: True)
     timed("add_histories", 3 * n, lambda r: sb._add_histories([histories[r].invocation_id], histories[r]), lambda g: True)
     timed("set_result", n, lambda i: sb._set_result(ids[i], results[i]), lambda g: True)
     timed("get_invocation", n, lambda i: sb._get_invocation(ids[i]),
-          lambda g: all(p[0].invocation_id == pairs[i][0].invocation_id and p[1].serialized_arguments == pairs[i][1].serialized_arguments for i, p in enumerate(g)))
+          lambda g: all(p[0].invocation_id == pairs[i][0].invocation_id and p[0].workflow == pairs[i][0].workflow
+                        and p[1].serialized_arguments == pairs[i][1].serialized_arguments for i, p in enumerate(g)))
     timed("get_history", n, lambda i: sb._get_history(ids[i]),
-          lambda g: all([h.status_record.status for h in hs] == [InvocationStatus.REGISTERED, InvocationStatus.PENDING, InvocationStatus.RUNNING] for hs in g))
+          lambda g: all([h.status_record.status for h in hs] == [InvocationStatus.REGISTERED, InvocationStatus.PENDING, InvocationStatus.RUNNING]
+                        and hs[0].timestamp == histories[3 * i].timestamp for i, hs in enumerate(g)))
     timed("get_result", n, lambda i: sb._get_result(ids[i]), lambda g: g == results)
     timed("get_child_invocations", n, lambda i: sorted(sb.get_child_invocations(ids[i])), lambda g: g == [sorted(c) for c in children])
     timed("iter_invocations_in_timerange", 1, lambda _: [x for b in sb.iter_invocations_in_timerange(t0, t_end, 100) for x in b],
           lambda g: sorted(g[0]) == sorted(ids))
     timed("iter_history_in_timerange", 1, lambda _: [x for b in sb.iter_history_in_timerange(t0, t_end, 100) for x in b],
           lambda g: len(g[0]) == 3 * n)
-    for r in out:
-        if r["op"] == "iter_invocations_in_timerange":
-            r["n"], r["ops_per_s"] = n, n / r["seconds"]
-        if r["op"] == "iter_history_in_timerange":
-            r["n"], r["ops_per_s"] = 3 * n, 3 * n / r["seconds"]
-    print(f"pynenc 0.1.0 SQLiteStateBackend, N={n}")
-    for r in out:
-        print(f"{r['op']:<32}{r['n']:>8}{r['ops_per_s']:>14,.0f} op/s  {r['validation']}")
+    return out
+
+
+def spread(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; backends interleaved in each")
+    ap.add_argument("--min-time", type=float, default=0.2, help="seconds a read loop lasts at least")
+    ap.add_argument("--backends", help="comma-separated subset of: " + ", ".join(BACKENDS))
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    if a.n < 50 or a.repeat < 1:
+        ap.error("--n must be at least 50 and --repeat at least 1")
+    names = a.backends.split(",") if a.backends else available_backends()
+    data = build(a.n)
+    samples = []  # one entry per (round, backend, op)
+    for r in range(a.repeat):
+        # Rotate the order each round so no backend always runs first.
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            for op, (ops_s, n, ok) in run_once(name, data, r, a.min_time).items():
+                samples.append({"round": r, "engine": name, "op": op, "n": n, "ops_per_s": ops_s,
+                                "validation": "ok" if ok else "FAILED"})
+    ops = list(dict.fromkeys(s["op"] for s in samples))
+    by = {(s["round"], s["engine"], s["op"]): s for s in samples}
+    print(f"pynenc 0.1.0 state-backend methods, N={a.n}, {a.repeat} rounds, backends interleaved; "
+          f"median op/s (min-max)")
+    header = f"{'operation':<31}" + "".join(f"{n:>30}" for n in names)
+    print(header)
+    for op in ops:
+        cells = []
+        for name in names:
+            med, lo, hi = spread([by[(r, name, op)]["ops_per_s"] for r in range(a.repeat)])
+            bad = any(by[(r, name, op)]["validation"] != "ok" for r in range(a.repeat))
+            cells.append(f"{med:>12,.0f} ({lo:,.0f}-{hi:,.0f})" + ("!" if bad else " "))
+        print(f"{op:<31}" + "".join(f"{c:>30}" for c in cells))
+    ratios = []
+    for ours, theirs in PAIRS:
+        if ours not in names or theirs not in names:
+            continue
+        print(f"\nratio {ours} / {theirs}: median of per-round ratios (min-max)")
+        for op in ops:
+            per_round = [by[(r, ours, op)]["ops_per_s"] / by[(r, theirs, op)]["ops_per_s"] for r in range(a.repeat)]
+            med, lo, hi = spread(per_round)
+            ratios.append({"pair": f"{ours}/{theirs}", "op": op, "median": med, "min": lo, "max": hi})
+            print(f"  {op:<31}{med:>8.2f}  ({lo:.2f}-{hi:.2f})")
+    failed = [s for s in samples if s["validation"] != "ok"]
+    if failed:
+        print(f"\nVALIDATION FAILED for {len(failed)} samples (marked !)")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"results": out}, f, indent=2)
+            json.dump({"n": a.n, "repeat": a.repeat, "samples": samples, "ratios": ratios}, f, indent=2)
+    raise SystemExit(1 if failed else 0)
 
 
 if __name__ == "__main__":

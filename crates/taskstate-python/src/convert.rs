@@ -7,10 +7,10 @@
 //! `object.__setattr__` once per field). Timestamps cross as Python's
 //! `isoformat()` text, which keeps the UTC offset exactly (SPEC §2).
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyType};
-use pyo3::intern;
 use taskstate::{
     CallDTO, CallId, InvocationDTO, InvocationHistory, InvocationId, InvocationStatus,
     InvocationStatusRecord, RunnerContext, RunnerId, SerializedArguments, TaskId, Timestamp,
@@ -33,12 +33,22 @@ pub struct Types {
     runner_context: Py<PyType>,
     /// `InvocationStatus` members in `taskstate::InvocationStatus::ALL` order.
     statuses: Vec<Py<PyAny>>,
+    /// TaskId objects by key: a frozen dataclass, so one instance per task
+    /// serves every invocation of it (building one costs more than the
+    /// lookup). Cleared when it grows past `TASK_CACHE_MAX`.
+    task_ids: Py<PyDict>,
 }
+
+const TASK_CACHE_MAX: usize = 4096;
 
 static TYPES: PyOnceLock<Types> = PyOnceLock::new();
 
 fn class(py: Python<'_>, module: &str, name: &str) -> PyResult<Py<PyType>> {
-    Ok(py.import(module)?.getattr(name)?.cast_into::<PyType>()?.unbind())
+    Ok(py
+        .import(module)?
+        .getattr(name)?
+        .cast_into::<PyType>()?
+        .unbind())
 }
 
 impl Types {
@@ -74,6 +84,7 @@ impl Types {
                 )?,
                 runner_context: class(py, "pynenc.runner.runner_context", "RunnerContext")?,
                 statuses,
+                task_ids: PyDict::new(py).unbind(),
             })
         })
     }
@@ -100,19 +111,31 @@ impl Types {
         self.fromisoformat.bind(py).call1((t.to_string(),))
     }
 
-    /// A pynenc `TaskId`.
+    /// A pynenc `TaskId` (one shared instance per key).
     pub fn task_id<'py>(&self, py: Python<'py>, t: &TaskId) -> PyResult<Bound<'py, PyAny>> {
-        self.build(
+        let cache = self.task_ids.bind(py);
+        if let Some(found) = cache.get_item(t.key())? {
+            return Ok(found);
+        }
+        let obj = self.build(
             py,
             &self.task_id,
             &[
-                (intern!(py, "module"), PyString::new(py, t.module()).into_any()),
+                (
+                    intern!(py, "module"),
+                    PyString::new(py, t.module()).into_any(),
+                ),
                 (
                     intern!(py, "func_name"),
                     PyString::new(py, t.func_name()).into_any(),
                 ),
             ],
-        )
+        )?;
+        if cache.len() >= TASK_CACHE_MAX {
+            cache.clear();
+        }
+        cache.set_item(t.key(), &obj)?;
+        Ok(obj)
     }
 
     fn call_id<'py>(&self, py: Python<'py>, c: &CallId) -> PyResult<Bound<'py, PyAny>> {
@@ -206,6 +229,13 @@ impl Types {
             .position(|s| *s == h.status_record.status)
             .and_then(|i| self.statuses.get(i))
             .ok_or_else(|| invalid(py, format!("unknown status {}", h.status_record.status)))?;
+        // Both instants are usually the same (datetimes are immutable: share).
+        let status_time = self.datetime(py, &h.status_record.timestamp)?;
+        let record_time = if h.timestamp == h.status_record.timestamp {
+            status_time.clone()
+        } else {
+            self.datetime(py, &h.timestamp)?
+        };
         let record = self.build(
             py,
             &self.status_record,
@@ -218,10 +248,7 @@ impl Types {
                         None => py.None().into_bound(py),
                     },
                 ),
-                (
-                    intern!(py, "timestamp"),
-                    self.datetime(py, &h.status_record.timestamp)?,
-                ),
+                (intern!(py, "timestamp"), status_time.clone()),
             ],
         )?;
         self.build(
@@ -229,7 +256,7 @@ impl Types {
             &self.history,
             &[
                 (intern!(py, "invocation_id"), id_obj(py, &h.invocation_id)),
-                (intern!(py, "_timestamp"), self.datetime(py, &h.timestamp)?),
+                (intern!(py, "_timestamp"), record_time),
                 (intern!(py, "status_record"), record),
                 (
                     intern!(py, "runner_context_id"),
@@ -405,7 +432,9 @@ pub fn history_from(obj: &Bound<'_, PyAny>) -> PyResult<InvocationHistory> {
     let record = attr(obj, intern!(py, "status_record"))?;
     let status = attr(&record, intern!(py, "status"))?;
     let status = status.cast::<PyString>()?.to_str()?;
-    let status: InvocationStatus = status.parse().map_err(|e: taskstate::KeyError| invalid(py, e.to_string()))?;
+    let status: InvocationStatus = status
+        .parse()
+        .map_err(|e: taskstate::KeyError| invalid(py, e.to_string()))?;
     Ok(InvocationHistory {
         invocation_id: InvocationId::new(string(obj, intern!(py, "invocation_id"))?),
         timestamp: timestamp_from(&attr(obj, intern!(py, "_timestamp"))?)?,

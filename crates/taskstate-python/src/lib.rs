@@ -210,7 +210,9 @@ impl Store {
     ) -> PyResult<(Bound<'py, PyList>, Option<String>)> {
         let range = range_of(start, end)?;
         let (cursor, size) = page_args(py, cursor, page_size)?;
-        let page = self.run(py, |b| b.history_in_timerange(&range, cursor.as_ref(), size))?;
+        let page = self.run(py, |b| {
+            b.history_in_timerange(&range, cursor.as_ref(), size)
+        })?;
         Ok((
             Types::get(py)?.list(py, &page.items, Types::history)?,
             page.next.map(|c| c.token().to_owned()),
@@ -227,7 +229,11 @@ impl Store {
     }
 
     /// An invocation's serialized result; `NotFoundError` (a `KeyError`).
-    fn get_result<'py>(&self, py: Python<'py>, invocation_id: &str) -> PyResult<Bound<'py, PyString>> {
+    fn get_result<'py>(
+        &self,
+        py: Python<'py>,
+        invocation_id: &str,
+    ) -> PyResult<Bound<'py, PyString>> {
         let id = InvocationId::new(invocation_id);
         let v = self.run(py, |b| b.get_result(&id))?;
         Ok(PyString::new(py, &v))
@@ -315,7 +321,11 @@ impl Store {
         key: &str,
         value: &str,
     ) -> PyResult<()> {
-        let (w, k, v) = (InvocationId::new(workflow_id), key.to_owned(), value.to_owned());
+        let (w, k, v) = (
+            InvocationId::new(workflow_id),
+            key.to_owned(),
+            value.to_owned(),
+        );
         self.run(py, |b| b.set_workflow_data(&w, &k, &v))
     }
 

@@ -103,7 +103,9 @@ def taskstate_url(request: FixtureRequest, temp_sqlite_db_path: str) -> Generato
 
 def taskstate_app(url: str, app_id: str | None = None, **extra: object) -> Pynenc:
     """A pynenc app whose state backend is taskstate at ``url``."""
-    components = MEM_COMPONENTS if url.startswith("memory:") else SQLITE_COMPONENTS
+    # Other components on SQLite only where there is a file to share.
+    on_file = url.startswith("sqlite://") or "sqlite_db_path" in extra
+    components = SQLITE_COMPONENTS if on_file else MEM_COMPONENTS
     config: dict[str, object] = {
         "app_id": app_id or f"taskstate_test_{uuid.uuid4().hex[:12]}",
         **components,

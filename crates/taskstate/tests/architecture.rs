@@ -72,6 +72,11 @@ fn dependency_invariants_hold() {
         ["taskstate-core"],
         "the suite depends on no engine"
     );
+    assert_eq!(
+        deps["taskstate-python"],
+        ["taskstate"],
+        "the Python extension reaches the engines through the facade only"
+    );
     for (pkg, d) in &deps {
         if pkg != "taskstate" && pkg != "taskstate-benches" {
             for e in ENGINES {

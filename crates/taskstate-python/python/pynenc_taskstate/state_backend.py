@@ -13,6 +13,7 @@ pynenc's own ``SQLiteStateBackend``, so both can share one file.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterator
 from datetime import datetime
@@ -36,10 +37,27 @@ if TYPE_CHECKING:
     from pynenc.runner.runner_context import RunnerContext
     from pynenc.workflow import WorkflowIdentity
 
-# Live memory:// stores of this process, so the static discover_app_infos
-# finds the apps registered in them (a memory store is private to its
-# backend instance, as pynenc's MemStateBackend is).
-_MEMORY_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+# memory:// stores of this process, one per app id. pynenc keeps one app per
+# app id per process, but builds its state backend lazily without a lock:
+# two threads touching ``app.state_backend`` first can build two backends.
+# With a durable store both see the same state; with memory they must share
+# the store too, or one thread's writes vanish for the other (seen in
+# pynenc's combination suite: "The invocation wasn't stored").
+_MEMORY_STORES: weakref.WeakValueDictionary[str, Store] = weakref.WeakValueDictionary()
+_MEMORY_LOCK = threading.Lock()
+
+
+def open_store(url: str, app_id: str) -> Store:
+    """The store at ``url``; for ``memory://`` this process's store of
+    ``app_id`` (made on first use)."""
+    if not url.startswith("memory:"):
+        return Store(url)
+    with _MEMORY_LOCK:
+        store = _MEMORY_STORES.get(app_id)
+        if store is None:
+            store = Store(url)
+            _MEMORY_STORES[app_id] = store
+        return store
 
 
 def resolve_url(conf: ConfigStateBackendTaskstate) -> str:
@@ -67,7 +85,8 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
     """
     A pynenc state backend stored by taskstate's Rust engines.
 
-    ``memory://`` keeps the state in this process (like ``MemStateBackend``);
+    ``memory://`` keeps the state in this process, one store per app id
+    (like ``MemStateBackend``);
     ``sqlite://PATH`` in pynenc's own SQLite file format, safe across threads
     and processes; ``postgres://…`` on a PostgreSQL server for workers on
     many hosts.
@@ -76,9 +95,7 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
     def __init__(self, app: Pynenc) -> None:
         super().__init__(app)
         self.url = resolve_url(self.conf)
-        self._store = Store(self.url)
-        if self._store.engine == "memory":
-            _MEMORY_STORES.add(self._store)
+        self._store = open_store(self.url, app.app_id)
         # The hot read paths skip a Python frame: the native methods already
         # take and return pynenc's own objects and raise the exceptions
         # pynenc expects.
@@ -120,7 +137,7 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
 
         self.__dict__.update(state)
         self.invocation_threads = defaultdict(list)
-        self._store = Store(self.url)
+        self._store = open_store(self.url, self.app.app_id)
         self._get_history = self._store.get_history
         self._get_result = self._store.get_result
         self._get_exception = self._store.get_exception
@@ -251,7 +268,7 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
         (the environment and config file), or, for ``memory://``, in every
         live memory store of this process."""
         url = resolve_url(ConfigStateBackendTaskstate())
-        stores = list(_MEMORY_STORES) if url.startswith("memory:") else [Store(url)]
+        stores = list(_MEMORY_STORES.values()) if url.startswith("memory:") else [Store(url)]
         apps: dict[str, AppInfo] = {}
         for store in stores:
             for app_id, info_json in store.discover_app_infos():
