@@ -169,6 +169,8 @@ macro_rules! __with_cases {
             keys_rows_page_in_order,
             keys_bad_key_refuses_the_whole_batch,
             keys_purge_removes_keyed_rows,
+            keys_stored_time_key_orders_and_identifies,
+            keys_non_finite_time_key_is_invalid,
         }
     };
 }

@@ -12,7 +12,7 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 use taskstate_core::{
     AppInfo, CallDTO, Cursor, Error, ErrorKind, HistoryRow, InvocationDTO, InvocationHistory,
     InvocationId, InvocationStatus, InvocationStatusRecord, Page, RunnerContext, RunnerId,
-    SerializedArguments, StateBackend, TaskId, TimeRange, Timestamp, WorkflowIdentity,
+    SerializedArguments, StateBackend, TaskId, TimeKey, TimeRange, Timestamp, WorkflowIdentity,
 };
 
 use crate::model::Model;
@@ -91,6 +91,9 @@ impl InvSpec {
 pub struct HistSpec {
     /// The key the row is stored under when not the record's own id (SPEC §3).
     key: Option<usize>,
+    /// A stored time key other than the record's instant (a naive pynenc
+    /// timestamp), as a time index.
+    stored_at: Option<u8>,
     inv: usize,
     t: u8,
     shifted: bool,
@@ -113,28 +116,41 @@ impl HistSpec {
         }
     }
 
-    fn row(&self) -> (InvocationId, InvocationHistory) {
+    fn row(&self) -> Row {
         let rec = self.build();
-        (self.key.map_or_else(|| rec.invocation_id.clone(), inv), rec)
+        (
+            self.key.map_or_else(|| rec.invocation_id.clone(), inv),
+            rec,
+            self.time_key(),
+        )
+    }
+
+    fn time_key(&self) -> Option<TimeKey> {
+        self.stored_at.map(|t| ts(t, false).key())
     }
 }
 
 /// Rows of a batch: each spec's row, then (for `AddUnderKeys`) one record
 /// under several keys, as the reference's `_add_histories(ids, record)`.
-fn rows_of(specs: &[HistSpec]) -> Vec<(InvocationId, InvocationHistory)> {
+/// A history row: key, record, stored time key (none: the record's instant).
+type Row = (InvocationId, InvocationHistory, Option<TimeKey>);
+
+fn rows_of(specs: &[HistSpec]) -> Vec<Row> {
     specs.iter().map(HistSpec::row).collect()
 }
 
-fn rows_under(spec: &HistSpec, keys: &[usize]) -> Vec<(InvocationId, InvocationHistory)> {
+fn rows_under(spec: &HistSpec, keys: &[usize]) -> Vec<Row> {
     let rec = spec.build();
-    keys.iter().map(|k| (inv(*k), rec.clone())).collect()
+    keys.iter()
+        .map(|k| (inv(*k), rec.clone(), spec.time_key()))
+        .collect()
 }
 
-fn engine_rows(
-    b: &dyn StateBackend,
-    rows: &[(InvocationId, InvocationHistory)],
-) -> taskstate_core::Result<()> {
-    let borrowed: Vec<HistoryRow<'_>> = rows.iter().map(|(k, r)| HistoryRow::under(k, r)).collect();
+fn engine_rows(b: &dyn StateBackend, rows: &[Row]) -> taskstate_core::Result<()> {
+    let borrowed: Vec<HistoryRow<'_>> = rows
+        .iter()
+        .map(|(k, r, t)| HistoryRow::under(k, r).at_time_key(*t))
+        .collect();
     b.add_history_rows(&borrowed)
 }
 
@@ -479,20 +495,26 @@ fn op_strategy() -> BoxedStrategy<Op> {
     let hist_spec = (
         // 1 in 4 rows is stored under another invocation's key (SPEC §3).
         prop::option::weighted(0.25, i()),
+        // 1 in 8 rows is stored at another time key (SPEC §3, pynenc's
+        // naive timestamps).
+        prop::option::weighted(0.125, 0..6u8),
         i(),
         0..6u8,
         any::<bool>(),
         0..STATUSES.len(),
         0..RUNNERS.len(),
     )
-        .prop_map(|(key, inv, t, shifted, status, runner)| HistSpec {
-            key,
-            inv,
-            t,
-            shifted,
-            status,
-            runner,
-        })
+        .prop_map(
+            |(key, stored_at, inv, t, shifted, status, runner)| HistSpec {
+                key,
+                stored_at,
+                inv,
+                t,
+                shifted,
+                status,
+                runner,
+            },
+        )
         .boxed();
     let chain =
         prop::sample::subsequence((0..RUNNERS.len()).collect::<Vec<_>>(), 1..=3).prop_shuffle();

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use taskstate_core::{
     AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, RunnerContext,
-    RunnerId, TaskId, TimeRange, WorkflowIdentity, check_history, check_invocation_pair,
+    RunnerId, TaskId, TimeKey, TimeRange, WorkflowIdentity, check_history, check_invocation_pair,
     check_runner_context, check_workflow,
 };
 
@@ -17,8 +17,8 @@ use taskstate_core::{
 #[derive(Clone, Debug, Default)]
 pub struct Model {
     invocations: BTreeMap<InvocationId, (InvocationDTO, CallDTO)>,
-    /// Every history row (key, record), in insertion order.
-    history: Vec<(InvocationId, InvocationHistory)>,
+    /// Every history row (key, record, time key), in insertion order.
+    history: Vec<(InvocationId, InvocationHistory, TimeKey)>,
     results: BTreeMap<InvocationId, String>,
     exceptions: BTreeMap<InvocationId, String>,
     runs: BTreeMap<InvocationId, WorkflowIdentity>,
@@ -71,40 +71,48 @@ impl Model {
             .collect()
     }
 
-    /// Rows (key, record): SPEC §3 keys, identity (key, instant, status).
-    pub fn add_history_rows(&mut self, rows: &[(InvocationId, InvocationHistory)]) -> R<()> {
-        for (k, r) in rows {
+    /// Rows (key, record, stored time key or none): SPEC §3 keys; identity
+    /// is (key, time key, status), the time key the record's instant unless
+    /// given.
+    pub fn add_history_rows(
+        &mut self,
+        rows: &[(InvocationId, InvocationHistory, Option<TimeKey>)],
+    ) -> R<()> {
+        for (k, r, t) in rows {
             if k.as_str().is_empty() {
                 return Err(Error::invalid("history key must not be empty"));
             }
+            if t.is_some_and(|t| !t.seconds().is_finite()) {
+                return Err(Error::invalid("time key must be finite"));
+            }
             check_history(r)?;
         }
-        for (k, r) in rows {
-            let ident = |key: &InvocationId, h: &InvocationHistory| {
-                (key.clone(), h.timestamp.key(), h.status_record.status)
-            };
+        for (k, r, t) in rows {
+            let t = t.unwrap_or_else(|| r.timestamp.key());
+            let ident = (k.clone(), t, r.status_record.status);
             // Same identity: the old row goes, the new one is appended.
-            self.history.retain(|(hk, h)| ident(hk, h) != ident(k, r));
-            self.history.push((k.clone(), r.clone()));
+            self.history
+                .retain(|(hk, h, ht)| (hk.clone(), *ht, h.status_record.status) != ident);
+            self.history.push((k.clone(), r.clone(), t));
         }
         Ok(())
     }
 
-    /// Records of the rows matching `keep`, ordered by (instant key,
-    /// insertion order).
+    /// Records of the rows matching `keep`, ordered by (time key, insertion
+    /// order).
     fn sorted_history(
         &self,
-        keep: impl Fn(&InvocationId, &InvocationHistory) -> bool,
+        keep: impl Fn(&InvocationId, TimeKey) -> bool,
     ) -> Vec<InvocationHistory> {
         let mut v: Vec<_> = self
             .history
             .iter()
-            .filter(|(k, h)| keep(k, h))
-            .map(|(_, h)| h.clone())
+            .filter(|(k, _, t)| keep(k, *t))
+            .map(|(_, h, t)| (*t, h.clone()))
             .collect();
         // A stable sort keeps insertion order among equal keys.
-        v.sort_by_key(|h| h.timestamp.key());
-        v
+        v.sort_by_key(|(t, _)| *t);
+        v.into_iter().map(|(_, h)| h).collect()
     }
 
     pub fn get_history(&self, id: &InvocationId) -> Vec<InvocationHistory> {
@@ -112,15 +120,15 @@ impl Model {
     }
 
     pub fn history_in_range(&self, range: &TimeRange) -> Vec<InvocationHistory> {
-        self.sorted_history(|_, h| range.contains(&h.timestamp))
+        self.sorted_history(|_, t| range.contains_key(t))
     }
 
     pub fn ids_in_range(&self, range: &TimeRange) -> Vec<InvocationId> {
         let ids: BTreeSet<InvocationId> = self
             .history
             .iter()
-            .filter(|(_, h)| range.contains(&h.timestamp))
-            .map(|(k, _)| k.clone())
+            .filter(|(_, _, t)| range.contains_key(*t))
+            .map(|(k, _, _)| k.clone())
             .collect();
         ids.into_iter().collect()
     }

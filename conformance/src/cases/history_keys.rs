@@ -128,3 +128,68 @@ pub fn keys_purge_removes_keyed_rows(b: &dyn StateBackend) {
     assert!(b.get_history(&k2).unwrap().is_empty());
     assert!(all_ids(b, TimeRange::all(), 10).concat().is_empty());
 }
+
+/// A row stored at an explicit time key (pynenc's REAL of a naive
+/// `_timestamp`) is ordered, ranged and identified by that key, reads back
+/// with it, and keeps its record's own timestamp text.
+pub fn keys_stored_time_key_orders_and_identifies(b: &dyn StateBackend) {
+    use taskstate_core::TimeKey;
+    let (k,) = (id("inv"),);
+    // The record says t=1 s (UTC), but was stored at t=3 s (as pynenc does
+    // for a naive timestamp written two hours east of UTC, say).
+    let shifted = hist("inv", S::Registered, at(1));
+    let plain = hist("inv", S::Running, at(2));
+    let key3 = TimeKey::from_seconds(at(3).key().seconds());
+    b.add_history_rows(&[
+        HistoryRow::under(&k, &shifted).at_time_key(Some(key3)),
+        HistoryRow::under(&k, &plain),
+    ])
+    .unwrap();
+    // Ordered by the stored key: the shifted record comes last.
+    assert_eq!(b.get_history(&k).unwrap(), [plain.clone(), shifted.clone()]);
+    let rows = b.get_history_rows(&k).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].time_key, at(2).key());
+    assert_eq!(rows[0].explicit_time_key(), None);
+    assert_eq!(rows[1].time_key, key3);
+    assert_eq!(rows[1].explicit_time_key(), Some(key3));
+    assert_eq!(rows[1].record, shifted);
+    // Ranges select by the stored key, not the record's text.
+    let at1 = TimeRange::new(at(1), at(1));
+    assert!(all_history(b, at1, 10).concat().is_empty());
+    let at3 = TimeRange::new(at(3), at(3));
+    assert_eq!(
+        all_history(b, at3, 10).concat(),
+        std::slice::from_ref(&shifted)
+    );
+    assert_eq!(all_ids(b, at3, 10).concat(), std::slice::from_ref(&k));
+    // Identity uses the stored key: the same record at its own instant is
+    // another row; at the stored key again it replaces.
+    b.add_history_rows(&[HistoryRow::under(&k, &shifted)])
+        .unwrap();
+    assert_eq!(b.get_history(&k).unwrap().len(), 3);
+    let mut again = shifted.clone();
+    again.runner_context_id = taskstate_core::RunnerId::new("again");
+    b.add_history_rows(&[HistoryRow::under(&k, &again).at_time_key(Some(key3))])
+        .unwrap();
+    let rows = b.get_history_rows(&k).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2].record, again);
+    assert_eq!(rows[2].time_key, key3);
+}
+
+/// A non-finite time key is invalid input; nothing is stored.
+pub fn keys_non_finite_time_key_is_invalid(b: &dyn StateBackend) {
+    use taskstate_core::TimeKey;
+    let r = hist("inv", S::Running, at(1));
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let e = b
+            .add_history_rows(&[
+                HistoryRow::own(&r),
+                HistoryRow::own(&r).at_time_key(Some(TimeKey::from_seconds(bad))),
+            ])
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    }
+    assert!(b.get_history(&id("inv")).unwrap().is_empty());
+}

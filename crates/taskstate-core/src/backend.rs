@@ -73,8 +73,14 @@ impl Cursor {
 /// The key is normally the record's own invocation id
 /// ([`HistoryRow::own`]); the reference's batch write stores one record
 /// under every id of a batch, so a row's key may differ
-/// ([`HistoryRow::under`]). Identity (SPEC §4 rule 3) is (key, instant,
+/// ([`HistoryRow::under`]). Identity (SPEC §4 rule 3) is (key, time key,
 /// status).
+///
+/// The row's *time key* orders and identifies it: normally its record's
+/// instant ([`Timestamp::key`]). pynenc 0.1.0 stores `_timestamp.timestamp()`,
+/// which for a naive `_timestamp` is the writer's local time, not the UTC
+/// instant the JSON reads as; such a row keeps the key it was stored with
+/// ([`HistoryRow::at_time_key`]), so its order survives export and copy.
 ///
 /// ```
 /// use taskstate_core::*;
@@ -91,6 +97,8 @@ pub struct HistoryRow<'a> {
     pub key: &'a InvocationId,
     /// The record, stored as given.
     pub record: &'a InvocationHistory,
+    /// The stored time key when it is not the record's instant.
+    pub time_key: Option<TimeKey>,
 }
 
 impl<'a> HistoryRow<'a> {
@@ -100,23 +108,59 @@ impl<'a> HistoryRow<'a> {
         Self {
             key: &record.invocation_id,
             record,
+            time_key: None,
         }
     }
 
     /// The record under `key`.
     #[must_use]
     pub fn under(key: &'a InvocationId, record: &'a InvocationHistory) -> Self {
-        Self { key, record }
+        Self {
+            key,
+            record,
+            time_key: None,
+        }
     }
 
-    /// The row's identity (SPEC §4 rule 3): key, instant key and status.
+    /// The same row stored at time key `key` instead of its record's
+    /// instant (see the type's docs); `None` keeps the record's instant.
+    #[must_use]
+    pub fn at_time_key(self, key: Option<TimeKey>) -> Self {
+        Self {
+            time_key: key,
+            ..self
+        }
+    }
+
+    /// The time key the row is stored (ordered, identified) at.
+    #[must_use]
+    pub fn time_key(&self) -> TimeKey {
+        self.time_key.unwrap_or_else(|| self.record.timestamp.key())
+    }
+
+    /// The row's identity (SPEC §4 rule 3): key, time key and status.
     #[must_use]
     pub fn identity(&self) -> (&'a InvocationId, TimeKey, InvocationStatus) {
-        (
-            self.key,
-            self.record.timestamp.key(),
-            self.record.status_record.status,
-        )
+        (self.key, self.time_key(), self.record.status_record.status)
+    }
+}
+
+/// A stored history row as read back: the record and its time key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredHistory {
+    /// The record, as stored.
+    pub record: InvocationHistory,
+    /// The time key the row is ordered by (see [`HistoryRow`]); equals
+    /// `record.timestamp.key()` unless it was stored otherwise.
+    pub time_key: TimeKey,
+}
+
+impl StoredHistory {
+    /// The time key when it differs from the record's instant, else `None`
+    /// (what an export writes, and [`HistoryRow::at_time_key`] takes).
+    #[must_use]
+    pub fn explicit_time_key(&self) -> Option<TimeKey> {
+        (self.time_key != self.record.timestamp.key()).then_some(self.time_key)
     }
 }
 
@@ -280,10 +324,19 @@ pub trait StateBackend: Send + Sync {
         self.add_history_rows(&rows)
     }
 
-    /// The history rows stored under key `id`, by (timestamp, insertion
-    /// order); empty if none. Each record reads back as stored: its own
-    /// `invocation_id` may differ from `id` (SPEC §3).
-    fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>>;
+    /// The history rows stored under key `id` with their time keys, by
+    /// (time key, insertion order); empty if none. Each record reads back as
+    /// stored: its own `invocation_id` may differ from `id` (SPEC §3).
+    fn get_history_rows(&self, id: &InvocationId) -> Result<Vec<StoredHistory>>;
+
+    /// The records of [`StateBackend::get_history_rows`], in its order.
+    fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {
+        Ok(self
+            .get_history_rows(id)?
+            .into_iter()
+            .map(|r| r.record)
+            .collect())
+    }
 
     /// One page of the distinct keys (invocation ids) with a history row in
     /// `range` (inclusive), ascending, after `after`.
@@ -533,6 +586,15 @@ pub fn check_history(h: &InvocationHistory) -> Result<()> {
 /// the record's own rules ([`check_history`]).
 pub fn check_history_row(row: &HistoryRow<'_>) -> Result<()> {
     non_empty("history key", row.key.as_str())?;
+    if let Some(k) = row.time_key
+        && !k.seconds().is_finite()
+    {
+        return Err(Error::invalid(format!(
+            "history of {:?}: time key {} is not finite",
+            row.key.as_str(),
+            k.seconds()
+        )));
+    }
     check_history(row.record)
 }
 

@@ -33,10 +33,11 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use taskstate_core::{
     AppInfo, CallDTO, Cursor, Entity, Error, HistoryRow, InvocationDTO, InvocationHistory,
-    InvocationId, InvocationStatus, Page, Result, RunnerContext, RunnerId, StateBackend, TaskId,
-    TimeKey, TimeRange, WorkflowIdentity, check_app_info, check_history_row, check_invocation_id,
-    check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
-    check_workflow, check_workflow_data, resolve_runner_chain, runner_id_matches,
+    InvocationId, InvocationStatus, Page, Result, RunnerContext, RunnerId, StateBackend,
+    StoredHistory, TaskId, TimeKey, TimeRange, WorkflowIdentity, check_app_info, check_history_row,
+    check_invocation_id, check_invocation_pair, check_page_size, check_runner_context,
+    check_sub_invocation, check_workflow, check_workflow_data, resolve_runner_chain,
+    runner_id_matches,
 };
 
 type Pair = Arc<(InvocationDTO, CallDTO)>;
@@ -235,6 +236,21 @@ impl StateBackend for MemoryBackend {
             h.add(r);
         }
         Ok(())
+    }
+
+    fn get_history_rows(&self, id: &InvocationId) -> Result<Vec<StoredHistory>> {
+        let h = self.history.read();
+        Ok(h.per_invocation
+            .get(id)
+            .map(|l| {
+                l.iter()
+                    .map(|((time_key, _), r)| StoredHistory {
+                        record: (**r).clone(),
+                        time_key: *time_key,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {

@@ -346,7 +346,7 @@ impl Statements {
                  workflow_type_key = EXCLUDED.workflow_type_key, parent_workflow_id = EXCLUDED.parent_workflow_id"
             ),
             get_history: format!(
-                "SELECT history_json, invocation_id FROM {his} WHERE invocation_id = $1 ORDER BY ts_key, seq"
+                "SELECT history_json, invocation_id, ts_key FROM {his} WHERE invocation_id = $1 ORDER BY ts_key, seq"
             ),
             history_first: format!(
                 "SELECT ts_key, seq, history_json, invocation_id FROM {his} \
@@ -996,7 +996,7 @@ impl StateBackend for PostgresBackend {
             .map(|r| {
                 (
                     r.key.as_str(),
-                    r.record.timestamp.key().seconds(),
+                    r.time_key().seconds(),
                     r.record.timestamp.micros(),
                     r.record.status_record.status.as_str(),
                     r.record.to_json(),
@@ -1033,6 +1033,28 @@ impl StateBackend for PostgresBackend {
                 &[&ids, &keys, &micros, &statuses, &jsons],
             )
             .map(drop)
+        })
+    }
+
+    fn get_history_rows(&self, id: &InvocationId) -> Result<Vec<taskstate_core::StoredHistory>> {
+        self.read("get history", false, |tx| {
+            self.q(tx, &self.sql.get_history, &[&id.as_str()])?
+                .iter()
+                .map(|r| {
+                    let record = self.decode_history(r, 0, 1)?;
+                    let time_key = r
+                        .try_get::<_, f64>(2)
+                        .ok()
+                        .filter(|k| k.is_finite())
+                        .ok_or_else(|| {
+                            self.corrupt("history", id.as_str(), "ts_key is not a finite number")
+                        })?;
+                    Ok(taskstate_core::StoredHistory {
+                        record,
+                        time_key: taskstate_core::TimeKey::from_seconds(time_key),
+                    })
+                })
+                .collect()
         })
     }
 

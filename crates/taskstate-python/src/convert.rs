@@ -13,8 +13,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyType};
 use taskstate::{
     CallDTO, CallId, InvocationDTO, InvocationHistory, InvocationId, InvocationStatus,
-    InvocationStatusRecord, RunnerContext, RunnerId, SerializedArguments, TaskId, Timestamp,
-    WorkflowIdentity,
+    InvocationStatusRecord, RunnerContext, RunnerId, SerializedArguments, TaskId, TimeKey,
+    Timestamp, WorkflowIdentity,
 };
 
 use crate::errors::invalid;
@@ -426,8 +426,37 @@ pub fn timestamp_from(dt: &Bound<'_, PyAny>) -> PyResult<Timestamp> {
     Timestamp::parse(text).map_err(|e| invalid(py, e.to_string()))
 }
 
-/// A pynenc `InvocationHistory`.
-pub fn history_from(obj: &Bound<'_, PyAny>) -> PyResult<InvocationHistory> {
+fn is_naive(dt: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(dt.getattr(intern!(dt.py(), "tzinfo"))?.is_none())
+}
+
+/// A range bound: an aware datetime as its instant; a naive one as the
+/// local time pynenc's SQLite backend reads it as (`.timestamp()`).
+pub fn bound_from(dt: &Bound<'_, PyAny>) -> PyResult<Timestamp> {
+    if is_naive(dt)? {
+        timestamp_from(&dt.call_method0(intern!(dt.py(), "astimezone"))?)
+    } else {
+        timestamp_from(dt)
+    }
+}
+
+/// A pynenc `InvocationHistory` and the time key pynenc's SQLite backend
+/// stores it at when that is not its instant: `_timestamp.timestamp()` of a
+/// naive `_timestamp` is the writer's local time (SPEC §3, stored time keys).
+pub fn history_from(obj: &Bound<'_, PyAny>) -> PyResult<(InvocationHistory, Option<TimeKey>)> {
+    let py = obj.py();
+    let stamp = attr(obj, intern!(py, "_timestamp"))?;
+    let record = record_from(obj, &stamp)?;
+    let key = if is_naive(&stamp)? {
+        let local: f64 = stamp.call_method0(intern!(py, "timestamp"))?.extract()?;
+        Some(TimeKey::from_seconds(local)).filter(|k| *k != record.timestamp.key())
+    } else {
+        None
+    };
+    Ok((record, key))
+}
+
+fn record_from(obj: &Bound<'_, PyAny>, stamp: &Bound<'_, PyAny>) -> PyResult<InvocationHistory> {
     let py = obj.py();
     let record = attr(obj, intern!(py, "status_record"))?;
     let status = attr(&record, intern!(py, "status"))?;
@@ -437,7 +466,7 @@ pub fn history_from(obj: &Bound<'_, PyAny>) -> PyResult<InvocationHistory> {
         .map_err(|e: taskstate::KeyError| invalid(py, e.to_string()))?;
     Ok(InvocationHistory {
         invocation_id: InvocationId::new(string(obj, intern!(py, "invocation_id"))?),
-        timestamp: timestamp_from(&attr(obj, intern!(py, "_timestamp"))?)?,
+        timestamp: timestamp_from(stamp)?,
         status_record: InvocationStatusRecord {
             status,
             runner_id: opt_string(&record, intern!(py, "runner_id"))?.map(RunnerId::new),

@@ -47,8 +47,8 @@ impl Store {
 
 fn range_of(start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>) -> PyResult<TimeRange> {
     Ok(TimeRange::new(
-        convert::timestamp_from(start)?,
-        convert::timestamp_from(end)?,
+        convert::bound_from(start)?,
+        convert::bound_from(end)?,
     ))
 }
 
@@ -157,11 +157,13 @@ impl Store {
         invocation_ids: Vec<String>,
         history: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let record = convert::history_from(history)?;
+        let (record, time_key) = convert::history_from(history)?;
         let keys: Vec<InvocationId> = invocation_ids.into_iter().map(InvocationId::new).collect();
         self.run(py, |b| {
-            let rows: Vec<HistoryRow<'_>> =
-                keys.iter().map(|k| HistoryRow::under(k, &record)).collect();
+            let rows: Vec<HistoryRow<'_>> = keys
+                .iter()
+                .map(|k| HistoryRow::under(k, &record).at_time_key(time_key))
+                .collect();
             b.add_history_rows(&rows)
         })
     }

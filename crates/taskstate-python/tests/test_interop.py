@@ -270,3 +270,65 @@ def test_same_process_sharing_keeps_the_file_intact(tmp_path: Any) -> None:
     for key in [f"ours-{k}" for k in range(7)] + [f"theirs-{k}" for k in range(7)]:
         assert len(ours.get_history(key)) == len(theirs.get_history(key)) > 40
     integrity_ok(path)
+
+
+NAIVE_SCRIPT = """
+import json, os, sqlite3, sys, time
+os.environ["TZ"] = "Etc/GMT-2"  # two hours east of UTC
+time.tzset()
+from datetime import datetime, timezone
+from pynenc import Pynenc
+from pynenc.invocation.status import InvocationStatus, InvocationStatusRecord
+from pynenc.state_backend.base_state_backend import InvocationHistory
+
+def rec(status, ts):
+    h = InvocationHistory(invocation_id="n", runner_context_id="r",
+        status_record=InvocationStatusRecord(status=status, runner_id="r", timestamp=ts))
+    h._timestamp = ts
+    return h
+
+out = {}
+for cls in ["SQLiteStateBackend", "TaskstateStateBackend"]:
+    path = os.path.join(sys.argv[1], cls + ".db")
+    sb = Pynenc(config_values={"app_id": "naive_" + cls, "state_backend_cls": cls,
+        "sqlite_db_path": path, "taskstate_url": "sqlite://" + path}).state_backend
+    # Naive 12:00 is 10:00 UTC here; the aware record is at 10:30 UTC.
+    sb._add_histories(["n", "m"], rec(InvocationStatus.PENDING, datetime(2025, 1, 15, 12, 0, 0, 123456)))
+    sb._add_histories(["n"], rec(InvocationStatus.RUNNING, datetime(2025, 1, 15, 10, 30, tzinfo=timezone.utc)))
+    with sqlite3.connect(path) as c:
+        rows = c.execute("SELECT invocation_id, history_timestamp, history_status, history_json"
+                         " FROM state_backend_history ORDER BY rowid").fetchall()
+    lo, hi = datetime(2025, 1, 15, 11, 59), datetime(2025, 1, 15, 12, 1)  # naive bounds: local
+    ranged = [h.status_record.status.value for b in sb.iter_history_in_timerange(lo, hi) for h in b]
+    out[cls] = {"rows": rows, "order": [h.status_record.status.value for h in sb.get_history("n")],
+                "ranged": ranged}
+print(json.dumps(out))
+"""
+
+
+def test_naive_timestamps_are_stored_as_pynenc_stores_them(tmp_path: Any) -> None:
+    """pynenc writes ``_timestamp.timestamp()``: for a naive timestamp, the
+    writer's LOCAL time. Off UTC, taskstate writes the very same REAL (and
+    JSON) pynenc does, so both order and range the history alike."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", NAIVE_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    theirs, ours = out["SQLiteStateBackend"], out["TaskstateStateBackend"]
+    # Keys, REALs and statuses are the same to the bit. The JSON reads back
+    # the same through pynenc; its text differs only in that taskstate
+    # writes a naive timestamp back with "+00:00" (SPEC §2: naive is UTC).
+    assert [r[:3] for r in ours["rows"]] == [r[:3] for r in theirs["rows"]]
+    assert [history_view(InvocationHistory.from_json(r[3])) for r in ours["rows"]] == [
+        history_view(InvocationHistory.from_json(r[3])) for r in theirs["rows"]
+    ]
+    assert ours["rows"][2][3] == theirs["rows"][2][3], "aware timestamps: identical text"
+    # 12:00 naive at UTC+2 is 10:00 UTC: before the 10:30 UTC record.
+    assert theirs["order"] == ["pending", "running"] == ours["order"]
+    assert ours["rows"][0][1] == datetime(2025, 1, 15, 10, 0, 0, 123456, tzinfo=UTC).timestamp()
+    assert ours["ranged"] == theirs["ranged"] == ["pending", "pending"]

@@ -259,3 +259,35 @@ def test_two_backends_of_one_app_share_its_memory_store() -> None:
     other = taskstate_app("memory://").state_backend
     with pytest.raises(KeyError):
         other._get_result("x")
+
+
+def test_url_from_a_config_file(tmp_path: Any) -> None:
+    """The URL set in a pynenc YAML config file."""
+    from pynenc import Pynenc
+
+    db = tmp_path / "from_file.db"
+    cfg = tmp_path / "pynenc.yaml"
+    cfg.write_text(f"state_backend_cls: TaskstateStateBackend\ntaskstate_url: sqlite://{db}\n")
+    app = Pynenc(config_values={"app_id": "file_switch"}, config_filepath=str(cfg))
+    assert isinstance(app.state_backend, TaskstateStateBackend)
+    assert app.state_backend.url == f"sqlite://{db}"
+    assert db.exists()
+
+
+def test_the_plugin_entry_point_is_declared() -> None:
+    """pynenc imports every ``pynenc.plugins`` module in every process it
+    starts: that is how process runners' children find the class by name."""
+    import importlib.metadata
+
+    eps = importlib.metadata.entry_points(group="pynenc.plugins")
+    assert "pynenc_taskstate.state_backend" in {ep.value for ep in eps}
+
+
+def test_every_abstract_method_is_implemented() -> None:
+    from pynenc.state_backend.base_state_backend import BaseStateBackend
+
+    abstract = BaseStateBackend.__abstractmethods__
+    assert len(abstract) == 28
+    assert TaskstateStateBackend.__abstractmethods__ == frozenset()
+    for name in abstract:
+        assert name in TaskstateStateBackend.__dict__, name

@@ -622,12 +622,45 @@ impl StateBackend for SqliteBackend {
             };
             encoded.push(HistoryRow {
                 id: r.key.as_str().to_owned(),
-                ts: r.record.timestamp.key().seconds(),
+                ts: r.time_key().seconds(),
                 status: r.record.status_record.status.as_str(),
                 json,
             });
         }
         self.write(encoding, WriteOp::Histories(encoded))
+    }
+
+    fn get_history_rows(&self, id: &InvocationId) -> Result<Vec<taskstate_core::StoredHistory>> {
+        let ctx = &self.ctx;
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(sql::GET_HISTORY_ROWS)
+                .map_err(|e| sql_err(ctx, "prepare", e))?;
+            let mut rows = st
+                .query([id.as_str()])
+                .map_err(|e| sql_err(ctx, "query", e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
+                let record = decode_history(ctx, row, 0, 1)?;
+                let time_key = match row.get_ref(2) {
+                    Ok(ValueRef::Real(s)) if s.is_finite() => s,
+                    Ok(ValueRef::Integer(i)) => i as f64,
+                    _ => {
+                        return Err(corrupt(
+                            ctx,
+                            T_HIST,
+                            id.as_str(),
+                            "history_timestamp is not a finite number",
+                        ));
+                    }
+                };
+                out.push(taskstate_core::StoredHistory {
+                    record,
+                    time_key: taskstate_core::TimeKey::from_seconds(time_key),
+                });
+            }
+            Ok(out)
+        })
     }
 
     fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {

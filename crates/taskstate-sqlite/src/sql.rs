@@ -24,6 +24,10 @@ pub const GET_INVOCATION: &str = "SELECT call_id_key, serialized_arguments, pare
 pub const GET_HISTORY: &str = "SELECT history_json, invocation_id FROM state_backend_history \
      WHERE invocation_id = ?1 ORDER BY history_timestamp, rowid";
 
+/// Read one invocation's history rows with their stored time keys.
+pub const GET_HISTORY_ROWS: &str = "SELECT history_json, invocation_id, history_timestamp \
+     FROM state_backend_history WHERE invocation_id = ?1 ORDER BY history_timestamp, rowid";
+
 /// Read a result.
 pub const GET_RESULT: &str =
     "SELECT result_data FROM state_backend_results WHERE invocation_id = ?1";

@@ -147,8 +147,9 @@ pub fn copy(
     Ok(source)
 }
 
-/// Copies the history rows stored under `keys`, each under its key (SPEC §3:
-/// a row's key may differ from its record's own invocation id).
+/// Copies the history rows stored under `keys`, each under its key and at
+/// its stored time key (SPEC §3: both may differ from the record's own id
+/// and instant).
 fn copy_history(
     from: &dyn StateBackend,
     to: &dyn StateBackend,
@@ -156,12 +157,15 @@ fn copy_history(
 ) -> Result<()> {
     let hist = keys
         .iter()
-        .map(|id| from.get_history(id))
+        .map(|id| from.get_history_rows(id))
         .collect::<Result<Vec<_>>>()?;
     let rows: Vec<HistoryRow<'_>> = keys
         .iter()
         .zip(&hist)
-        .flat_map(|(id, h)| h.iter().map(move |r| HistoryRow::under(id, r)))
+        .flat_map(|(id, h)| {
+            h.iter()
+                .map(move |r| HistoryRow::under(id, &r.record).at_time_key(r.explicit_time_key()))
+        })
         .collect();
     to.add_history_rows(&rows)
 }

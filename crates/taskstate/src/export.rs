@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Error, HistoryRow, InvocationDTO, InvocationHistory, InvocationId,
-    Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TimeRange,
-    WorkflowIdentity,
+    Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, StoredHistory, TimeKey,
+    TimeRange, WorkflowIdentity,
 };
 
 /// The `format` field of documents this version writes and reads.
@@ -66,6 +66,21 @@ pub fn runner_value(c: &RunnerContext) -> Value {
     })
 }
 
+/// The optional field of an exported history entry that carries the row's
+/// stored time key (seconds since the epoch, a JSON number) where it differs
+/// from the instant of the entry's `_timestamp` (see `docs/export-format.md`).
+pub const TIME_KEY_FIELD: &str = "taskstate_time_key";
+
+/// An exported history entry: the record's JSON object, plus
+/// [`TIME_KEY_FIELD`] when the row was stored at another time key.
+fn history_value(row: &StoredHistory) -> Value {
+    let mut v = row.record.to_value();
+    if let (Some(k), Value::Object(m)) = (row.explicit_time_key(), &mut v) {
+        m.insert(TIME_KEY_FIELD.into(), json!(k.seconds()));
+    }
+    v
+}
+
 /// Every invocation id with history, stored or not, ascending.
 pub fn history_ids(b: &dyn StateBackend) -> Result<Vec<InvocationId>> {
     let mut ids = Vec::new();
@@ -82,11 +97,7 @@ pub fn export(b: &dyn StateBackend, progress: &mut Progress<'_>) -> Result<Value
     let mut invocations = Vec::with_capacity(ids.len());
     for (n, id) in ids.iter().enumerate() {
         let (inv, call) = b.get_invocation(id)?;
-        let history: Vec<Value> = b
-            .get_history(id)?
-            .iter()
-            .map(InvocationHistory::to_value)
-            .collect();
+        let history: Vec<Value> = b.get_history_rows(id)?.iter().map(history_value).collect();
         let args: Map<String, Value> = call
             .serialized_arguments
             .iter()
@@ -115,11 +126,7 @@ pub fn export(b: &dyn StateBackend, progress: &mut Progress<'_>) -> Result<Value
     let mut orphans: BTreeMap<InvocationId, Map<String, Value>> = BTreeMap::new();
     for id in history_ids(b)? {
         if !stored.contains(&id) {
-            let h: Vec<Value> = b
-                .get_history(&id)?
-                .iter()
-                .map(InvocationHistory::to_value)
-                .collect();
+            let h: Vec<Value> = b.get_history_rows(&id)?.iter().map(history_value).collect();
             orphans
                 .entry(id)
                 .or_default()
@@ -248,24 +255,53 @@ fn workflow_from(v: &Value, at: &str) -> Result<WorkflowIdentity> {
     })
 }
 
-fn histories_from(v: &Value, at: &str) -> Result<Vec<InvocationHistory>> {
+/// A history entry read from a document: the record and the stored time
+/// key it carries, if any.
+type HistoryIn = (InvocationHistory, Option<TimeKey>);
+
+fn history_from(r: &Value, at: &str) -> Result<HistoryIn> {
+    let mut r = r.clone();
+    let key = match r.as_object_mut().and_then(|m| m.remove(TIME_KEY_FIELD)) {
+        None => None,
+        Some(k) => match k.as_f64() {
+            Some(s) if s.is_finite() => Some(TimeKey::from_seconds(s)),
+            _ => {
+                return Err(bad(format!(
+                    "{at}: {TIME_KEY_FIELD} {k} is not a finite number"
+                )));
+            }
+        },
+    };
+    let record = InvocationHistory::from_value(r).map_err(|e| bad(format!("{at}: {e}")))?;
+    Ok((record, key))
+}
+
+fn histories_from(v: &Value, at: &str) -> Result<Vec<HistoryIn>> {
     match v.get("history") {
         None => Ok(Vec::new()),
         Some(h) => h
             .as_array()
             .ok_or_else(|| bad(format!("{at}: history is not an array")))?
             .iter()
-            .map(|r| {
-                InvocationHistory::from_value(r.clone()).map_err(|e| bad(format!("{at}: {e}")))
-            })
+            .map(|r| history_from(r, at))
             .collect(),
     }
+}
+
+/// The rows of `entries` under `key`, each at its carried time key.
+fn rows_under<'a>(
+    key: &'a InvocationId,
+    entries: &'a [HistoryIn],
+) -> impl Iterator<Item = HistoryRow<'a>> {
+    entries
+        .iter()
+        .map(move |(r, t)| HistoryRow::under(key, r).at_time_key(*t))
 }
 
 /// Parsed invocation entry: the pair, its history, result and exception.
 type InvocationEntry = (
     (InvocationDTO, CallDTO),
-    Vec<InvocationHistory>,
+    Vec<HistoryIn>,
     Option<String>,
     Option<String>,
 );
@@ -426,9 +462,7 @@ pub fn import(b: &dyn StateBackend, doc: &Value, merge: bool) -> Result<ImportSu
         // own invocation_id says (§3 history keys).
         let hist: Vec<HistoryRow<'_>> = chunk
             .iter()
-            .flat_map(|((inv, _), h, ..)| {
-                h.iter().map(|r| HistoryRow::under(&inv.invocation_id, r))
-            })
+            .flat_map(|((inv, _), h, ..)| rows_under(&inv.invocation_id, h))
             .collect();
         b.add_history_rows(&hist)?;
         summary.history += hist.len();
@@ -442,7 +476,7 @@ pub fn import(b: &dyn StateBackend, doc: &Value, merge: bool) -> Result<ImportSu
         }
     }
     for (id, hist, result, exception) in &orphans {
-        let rows: Vec<HistoryRow<'_>> = hist.iter().map(|r| HistoryRow::under(id, r)).collect();
+        let rows: Vec<HistoryRow<'_>> = rows_under(id, hist).collect();
         b.add_history_rows(&rows)?;
         summary.history += hist.len();
         if let Some(r) = result {

@@ -302,6 +302,26 @@ fn multi_key_store(b: &dyn StateBackend) {
     .unwrap();
     b.add_history_rows(&[HistoryRow::under(&k2, &running)])
         .unwrap();
+    // A naive-timestamp row as pynenc wrote it east of UTC: its REAL is two
+    // hours after the instant its JSON reads as, so it sorts last.
+    let naive = record(InvocationStatus::Success, t.add_micros(1));
+    let stored_at = taskstate::TimeKey::from_seconds(naive.timestamp.key().seconds() + 7200.0);
+    b.add_history_rows(&[HistoryRow::under(&a, &naive).at_time_key(Some(stored_at))])
+        .unwrap();
+}
+
+/// The statuses and stored time keys of every history row under `key`.
+fn history_keys(b: &dyn StateBackend, key: &str) -> Vec<(String, f64)> {
+    b.get_history_rows(&taskstate::InvocationId::new(key))
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.record.status_record.status.to_string(),
+                r.time_key.seconds(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -310,6 +330,15 @@ fn multi_key_history_survives_export_import_and_copy() {
     multi_key_store(src.as_ref());
     let first = export::export(src.as_ref(), &mut no_progress()).unwrap();
     // Every row is listed under its key, with the JSON it was stored with.
+    // The naive row sorts last under "a", by its stored key, which the
+    // document carries.
+    let a_hist = first["invocations"][0]["history"].as_array().unwrap();
+    assert_eq!(a_hist.len(), 2);
+    assert_eq!(a_hist[1]["status_record"]["status"], "success");
+    assert!(a_hist[1]["taskstate_time_key"].is_f64());
+    assert!(a_hist[0].get("taskstate_time_key").is_none());
+    let want_a = history_keys(src.as_ref(), "a");
+    assert_eq!(want_a[1].0, "success");
     let b_hist = &first["invocations"][1]["history"];
     assert_eq!(first["invocations"][1]["invocation_id"], "b");
     assert_eq!(b_hist.as_array().unwrap().len(), 2);
@@ -325,9 +354,10 @@ fn multi_key_history_survives_export_import_and_copy() {
     ] {
         let b = open(&target).unwrap();
         let summary = export::import(b.as_ref(), &first, false).unwrap();
-        assert_eq!(summary.history, 4, "{target}");
+        assert_eq!(summary.history, 5, "{target}");
         let again = export::export(b.as_ref(), &mut no_progress()).unwrap();
         assert_eq!(again, first, "export → import → export on {target}");
+        assert_eq!(history_keys(b.as_ref(), "a"), want_a, "{target}");
     }
     let to = open(&format!(
         "sqlite://{}",
@@ -335,9 +365,31 @@ fn multi_key_history_survives_export_import_and_copy() {
     ))
     .unwrap();
     let counts = copy::copy(src.as_ref(), to.as_ref(), 1, false, &mut no_progress()).unwrap();
-    assert_eq!(counts.history, 4);
+    assert_eq!(counts.history, 5);
     assert_eq!(
         export::export(to.as_ref(), &mut no_progress()).unwrap(),
         first
+    );
+    assert_eq!(history_keys(to.as_ref(), "a"), want_a);
+    // To PostgreSQL and back to SQLite: every key and every order kept.
+    let Some((pg, _guard)) = taskstate_postgres::testing::fresh_backend("ts_keys") else {
+        return;
+    };
+    copy::copy(to.as_ref(), &pg, 2, false, &mut no_progress()).unwrap();
+    assert_eq!(export::export(&pg, &mut no_progress()).unwrap(), first);
+    assert_eq!(history_keys(&pg, "a"), want_a);
+    let back = open(&format!(
+        "sqlite://{}",
+        dir.path().join("back.db").display()
+    ))
+    .unwrap();
+    copy::copy(&pg, back.as_ref(), 3, false, &mut no_progress()).unwrap();
+    assert_eq!(
+        export::export(back.as_ref(), &mut no_progress()).unwrap(),
+        first
+    );
+    assert_eq!(
+        history_keys(back.as_ref(), "b"),
+        history_keys(src.as_ref(), "b")
     );
 }
