@@ -1058,15 +1058,6 @@ impl StateBackend for PostgresBackend {
         })
     }
 
-    fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {
-        self.read("get history", false, |tx| {
-            self.q(tx, &self.sql.get_history, &[&id.as_str()])?
-                .iter()
-                .map(|r| self.decode_history(r, 0, 1))
-                .collect()
-        })
-    }
-
     fn invocation_ids_in_timerange(
         &self,
         range: &TimeRange,

@@ -15,7 +15,7 @@ mod errors;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use taskstate::{
-    Cursor, Error, HistoryRow, InvocationId, RunnerId, StateBackend, TimeRange, Timestamp,
+    Cursor, Error, HistoryRow, InvocationId, Page, RunnerId, StateBackend, TimeRange, Timestamp,
 };
 
 use convert::Types;
@@ -43,6 +43,38 @@ impl Store {
         let backend = self.backend.as_ref();
         py.detach(|| f(backend)).map_err(|e| errors::to_py(py, e))
     }
+
+    /// One page of a time-range query: bounds and cursor from Python, the
+    /// engine call with the GIL released.
+    fn page<T: Send>(
+        &self,
+        py: Python<'_>,
+        start: &Bound<'_, PyAny>,
+        end: &Bound<'_, PyAny>,
+        cursor: Option<&str>,
+        page_size: usize,
+        fetch: impl FnOnce(
+            &dyn StateBackend,
+            &TimeRange,
+            Option<&Cursor>,
+            usize,
+        ) -> Result<Page<T>, Error>
+        + Send,
+    ) -> PyResult<Page<T>> {
+        let range = range_of(start, end)?;
+        let (cursor, size) = page_args(py, cursor, page_size)?;
+        self.run(py, |b| fetch(b, &range, cursor.as_ref(), size))
+    }
+}
+
+/// A page as Python sees it: the items and the next cursor's token.
+type PageOut<'py> = (Bound<'py, PyList>, Option<String>);
+
+fn paged<'py, T>(
+    page: Page<T>,
+    items: impl FnOnce(&[T]) -> PyResult<Bound<'py, PyList>>,
+) -> PyResult<PageOut<'py>> {
+    Ok((items(&page.items)?, page.next.map(|c| c.token().to_owned())))
 }
 
 fn range_of(start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>) -> PyResult<TimeRange> {
@@ -188,16 +220,11 @@ impl Store {
         end: &Bound<'py, PyAny>,
         cursor: Option<&str>,
         page_size: usize,
-    ) -> PyResult<(Bound<'py, PyList>, Option<String>)> {
-        let range = range_of(start, end)?;
-        let (cursor, size) = page_args(py, cursor, page_size)?;
-        let page = self.run(py, |b| {
-            b.invocation_ids_in_timerange(&range, cursor.as_ref(), size)
+    ) -> PyResult<PageOut<'py>> {
+        let page = self.page(py, start, end, cursor, page_size, |b, r, c, n| {
+            b.invocation_ids_in_timerange(r, c, n)
         })?;
-        Ok((
-            convert::id_list(py, &page.items)?,
-            page.next.map(|c| c.token().to_owned()),
-        ))
+        paged(page, |items| convert::id_list(py, items))
     }
 
     /// One page of history rows in [start, end]: `(records, next_cursor)`.
@@ -209,16 +236,13 @@ impl Store {
         end: &Bound<'py, PyAny>,
         cursor: Option<&str>,
         page_size: usize,
-    ) -> PyResult<(Bound<'py, PyList>, Option<String>)> {
-        let range = range_of(start, end)?;
-        let (cursor, size) = page_args(py, cursor, page_size)?;
-        let page = self.run(py, |b| {
-            b.history_in_timerange(&range, cursor.as_ref(), size)
+    ) -> PyResult<PageOut<'py>> {
+        let page = self.page(py, start, end, cursor, page_size, |b, r, c, n| {
+            b.history_in_timerange(r, c, n)
         })?;
-        Ok((
-            Types::get(py)?.list(py, &page.items, Types::history)?,
-            page.next.map(|c| c.token().to_owned()),
-        ))
+        paged(page, |items| {
+            Types::get(py)?.list(py, items, Types::history)
+        })
     }
 
     // ---- results and exceptions ----------------------------------------

@@ -59,6 +59,34 @@ SQLITE_COMPONENTS = {
 }
 
 
+# pynenc combination tests that fail the same way with pynenc's OWN
+# SQLiteStateBackend on this machine kind (2 cores). They stay in the run,
+# marked xfail, not strict: they are races in pynenc's test, so they pass
+# some of the time with either backend.
+#
+# test_recover_running_invocations[SQLite Process Pickle] sleeps 1 s and
+# then expects the ProcessRunner's recovery service to have marked a stuck
+# invocation RUNNING_RECOVERY; on 2 cores the runner often has not got that
+# far. Measured here, pynenc's own SQLiteStateBackend: failed in the full
+# combination run, and 5 of 8 runs alone; TaskstateStateBackend: failed in
+# the full run, 4 of 8 alone; always with the same assertion.
+KNOWN_PYNENC_FAILURES = {
+    "test_recover_running_invocations[Taskstate-SQLite Process Pickle]": (
+        "a race in pynenc's test (sleep 1 s, then expect RUNNING_RECOVERY from "
+        "a ProcessRunner on 2 cores); fails the same way with pynenc's own "
+        "SQLiteStateBackend: AssertionError RUNNING_RECOVERY not in "
+        "[REGISTERED, PENDING, RUNNING]"
+    ),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        reason = KNOWN_PYNENC_FAILURES.get(item.name)
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=False, raises=AssertionError))
+
+
 def postgres_base_url() -> str | None:
     """The PostgreSQL URL the tests use, or None (those cases are skipped)."""
     return os.environ.get(POSTGRES_ENV) or None

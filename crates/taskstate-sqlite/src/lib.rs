@@ -634,7 +634,7 @@ impl StateBackend for SqliteBackend {
         let ctx = &self.ctx;
         self.read(|c| {
             let mut st = c
-                .prepare_cached(sql::GET_HISTORY_ROWS)
+                .prepare_cached(sql::GET_HISTORY)
                 .map_err(|e| sql_err(ctx, "prepare", e))?;
             let mut rows = st
                 .query([id.as_str()])
@@ -658,23 +658,6 @@ impl StateBackend for SqliteBackend {
                     record,
                     time_key: taskstate_core::TimeKey::from_seconds(time_key),
                 });
-            }
-            Ok(out)
-        })
-    }
-
-    fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {
-        let ctx = &self.ctx;
-        self.read(|c| {
-            let mut st = c
-                .prepare_cached(sql::GET_HISTORY)
-                .map_err(|e| sql_err(ctx, "prepare", e))?;
-            let mut rows = st
-                .query([id.as_str()])
-                .map_err(|e| sql_err(ctx, "query", e))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
-                out.push(decode_history(ctx, row, 0, 1)?);
             }
             Ok(out)
         })

@@ -20,12 +20,8 @@ pub const GET_INVOCATION: &str = "SELECT call_id_key, serialized_arguments, pare
      workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_invocations \
      WHERE invocation_id = ?1";
 
-/// Read one invocation's history in order.
-pub const GET_HISTORY: &str = "SELECT history_json, invocation_id FROM state_backend_history \
-     WHERE invocation_id = ?1 ORDER BY history_timestamp, rowid";
-
-/// Read one invocation's history rows with their stored time keys.
-pub const GET_HISTORY_ROWS: &str = "SELECT history_json, invocation_id, history_timestamp \
+/// Read one key's history rows in order, with their stored time keys.
+pub const GET_HISTORY: &str = "SELECT history_json, invocation_id, history_timestamp \
      FROM state_backend_history WHERE invocation_id = ?1 ORDER BY history_timestamp, rowid";
 
 /// Read a result.
