@@ -29,20 +29,10 @@ from pynenc_taskstate import Store
 CHILD_TASKS = textwrap.dedent(
     """
     import os, time
-    from pynenc import Pynenc
+    from test_runner_killed import app_for
 
     path, app_id = os.environ["KILL_TEST_DB"], os.environ["KILL_TEST_APP"]
-    app = Pynenc(config_values={
-        "app_id": app_id,
-        "orchestrator_cls": "SQLiteOrchestrator",
-        "broker_cls": "SQLiteBroker",
-        "client_data_store_cls": "SQLiteClientDataStore",
-        "trigger_cls": "SQLiteTrigger",
-        "runner_cls": "ThreadRunner",
-        "state_backend_cls": "TaskstateStateBackend",
-        "sqlite_db_path": path,
-        "taskstate_url": "sqlite://" + path,
-    })
+    app = app_for(path, app_id, "TaskstateStateBackend")
 
     @app.task
     def sleepy(seconds: float) -> bool:
@@ -90,7 +80,8 @@ def test_runner_killed_mid_task(tmp_path: Any) -> None:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "KILL_TEST_DB": path, "KILL_TEST_APP": app_id}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), tests_dir, env.get("PYTHONPATH")]))
     child = subprocess.Popen(
         [sys.executable, str(script)],
         env=env,
