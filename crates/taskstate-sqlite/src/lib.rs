@@ -280,6 +280,15 @@ fn open_file(
             source: None,
         });
     }
+    // SQLite takes the busy timeout as a C int of milliseconds (rusqlite
+    // panics past it): refuse a longer one as input, not a crash.
+    if i32::try_from(options.busy_timeout.as_millis()).is_err() {
+        return Err(Error::invalid(format!(
+            "busy timeout of {} ms is longer than SQLite's limit of {} ms",
+            options.busy_timeout.as_millis(),
+            i32::MAX
+        )));
+    }
     schema::ensure_parent_dir(path)?;
     let uri = file_uri(path);
     let settings = ConnSettings {

@@ -1,6 +1,7 @@
 //! The `taskstate` command-line tool: benchmark engines, export, import,
-//! copy and inspect stores. Every failure is one line on stderr and a
-//! non-zero exit status.
+//! copy and inspect stores. Every failure is one line on stderr: exit
+//! status 1, or 2 for a usage error. Output never panics: a closed pipe
+//! ends the command quietly, any other write error is a failure line.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -30,11 +31,11 @@ enum Command {
         /// Engine URL to measure (repeatable); default: memory:// and a SQLite file in a temp dir.
         #[arg(long = "engine", value_name = "URL")]
         engines: Vec<String>,
-        /// Number of invocations.
-        #[arg(long, default_value_t = 2000)]
+        /// Number of invocations (1 to 2,000,000: the workload is built in memory).
+        #[arg(long, default_value_t = 2000, value_parser = bounded::<1, 2_000_000>)]
         n: usize,
-        /// Also run the write operations with T threads sharing one engine.
-        #[arg(long, default_value_t = 1)]
+        /// Also run the write operations with T threads (1 to 256) sharing one engine.
+        #[arg(long, default_value_t = 1, value_parser = bounded::<1, 256>)]
         threads: usize,
         /// Write the results as JSON to PATH.
         #[arg(long, value_name = "PATH")]
@@ -67,8 +68,8 @@ enum Command {
         from: String,
         /// Destination URL (empty unless --merge).
         to: String,
-        /// Invocations per batch.
-        #[arg(long, default_value_t = 500)]
+        /// Invocations per batch (1 to 100,000).
+        #[arg(long, default_value_t = 500, value_parser = bounded::<1, 100_000>)]
         batch: usize,
         /// Allow copying into a store that already holds data.
         #[arg(long)]
@@ -84,16 +85,95 @@ enum Command {
         /// Show one workflow's tree.
         #[arg(long, value_name = "ID")]
         workflow: Option<String>,
-        /// How many recent invocations to list.
-        #[arg(long, default_value_t = 10)]
+        /// How many recent invocations to list (0 to 100,000).
+        #[arg(long, default_value_t = 10, value_parser = bounded::<0, 100_000>)]
         recent: usize,
     },
 }
 
-type CliResult = Result<(), String>;
+/// Help and version print as clap prints them; any other usage error is one
+/// line on stderr and exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("bad usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let _ = writeln!(
+        std::io::stderr(),
+        "taskstate: usage: {first} (see taskstate --help)"
+    );
+    ExitCode::from(USAGE)
+}
+
+/// A whole number in `LO..=HI`, or a one-line usage error (exit status 2).
+fn bounded<const LO: usize, const HI: usize>(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    if (LO..=HI).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} is out of range {LO}..={HI}"))
+    }
+}
+
+/// Why a command failed.
+enum Failure {
+    /// A one-line message for stderr (exit status 1).
+    Message(String),
+    /// stdout was closed by its reader (`taskstate inspect … | head -1`):
+    /// end quietly, as Unix tools do.
+    BrokenPipe,
+}
+
+impl From<String> for Failure {
+    fn from(m: String) -> Self {
+        Failure::Message(m)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(m: &str) -> Self {
+        Failure::Message(m.to_owned())
+    }
+}
+
+/// An I/O error writing `what` as a failure (a closed pipe ends quietly).
+fn io_failure(what: &str, e: &std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::BrokenPipe
+    } else {
+        Failure::Message(format!("writing {what}: {e}"))
+    }
+}
+
+/// Writes `text` to stdout, flushed; never panics (`println!` does on a
+/// closed pipe or a full disk).
+fn emit(text: &str) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| io_failure("stdout", &e))
+}
+
+type CliResult = Result<(), Failure>;
+
+/// Exit status of a usage error (a bad option or argument).
+const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let result = match cli.command {
         Command::Bench {
             engines,
@@ -118,9 +198,10 @@ fn main() -> ExitCode {
         } => cmd_inspect(&url, invocation, workflow, recent),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("taskstate: error: {e}");
+        Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Failure::Message(e)) => {
+            // stderr itself may be closed: nothing more to say then.
+            let _ = writeln!(std::io::stderr(), "taskstate: error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -454,15 +535,16 @@ fn cmd_bench(
     bar.finish_and_clear();
 
     let meta = machine_meta(n, threads, seed);
-    let mut stdout = std::io::stdout().lock();
+    let mut table = Vec::new();
     let _ = writeln!(
-        stdout,
+        table,
         "taskstate bench: N={n}, threads={threads}, {} build, {} cores, {}",
         meta["build"].as_str().unwrap_or("?"),
         meta["cores"],
         meta["cpu"].as_str().unwrap_or("unknown cpu")
     );
-    print_table(&measured, &mut stdout).map_err(|e| format!("writing the table: {e}"))?;
+    print_table(&measured, &mut table).map_err(|e| format!("writing the table: {e}"))?;
+    emit(&String::from_utf8_lossy(&table))?;
     if let Some(path) = json_path {
         let results: Vec<_> = measured
             .iter()
@@ -473,7 +555,7 @@ fn cmd_bench(
             path,
             &serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
         )?;
-        let _ = writeln!(stdout, "results written to {}", path.display());
+        emit(&format!("results written to {}\n", path.display()))?;
     }
     let failed: Vec<String> = measured
         .iter()
@@ -484,7 +566,7 @@ fn cmd_bench(
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(format!("validation failed: {}", failed.join("; ")))
+        Err(format!("validation failed: {}", failed.join("; ")).into())
     }
 }
 
@@ -494,10 +576,11 @@ fn cmd_bench(
 /// leaves a truncated file behind.
 fn write_atomically(path: &Path, text: &str) -> CliResult {
     let tmp = path.with_extension("tmp-taskstate");
-    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        // Nothing half-written stays behind (a full disk, a vanished dir).
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+        Failure::Message(format!("cannot write {}: {e}", path.display()))
     })
 }
 
@@ -514,10 +597,7 @@ fn cmd_export(url: &str, output: Option<&Path>) -> CliResult {
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
     match output {
         Some(p) => write_atomically(p, &text),
-        None => std::io::stdout()
-            .lock()
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("writing stdout: {e}")),
+        None => emit(&text),
     }
 }
 
@@ -528,11 +608,10 @@ fn cmd_import(url: &str, file: &Path, merge: bool) -> CliResult {
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
     let b = open_url(url)?;
     let summary = export::import(b.as_ref(), &doc, merge).map_err(|e| format!("{url}: {e}"))?;
-    println!(
-        "imported {} invocations and {} history records into {url}",
+    emit(&format!(
+        "imported {} invocations and {} history records into {url}\n",
         summary.invocations, summary.history
-    );
-    Ok(())
+    ))
 }
 
 fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {
@@ -552,8 +631,8 @@ fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {
     )
     .map_err(|e| format!("copy {from} -> {to}: {e}"))?;
     bar.finish_and_clear();
-    println!(
-        "copied {from} -> {to}{}",
+    let mut report = format!(
+        "copied {from} -> {to}{}\n",
         if merge {
             " (merged)"
         } else {
@@ -561,9 +640,9 @@ fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {
         }
     );
     for (name, n) in counts.rows() {
-        println!("  {name:<26} {n:>12}");
+        report.push_str(&format!("  {name:<26} {n:>12}\n"));
     }
-    Ok(())
+    emit(&report)
 }
 
 fn cmd_inspect(
@@ -580,6 +659,5 @@ fn cmd_inspect(
         (None, None) => inspect::summary(b.as_ref(), recent),
     }
     .map_err(|e| format!("{url}: {e}"))?;
-    print!("{report}");
-    Ok(())
+    emit(&report)
 }
