@@ -89,6 +89,16 @@ pub fn at(secs: i64) -> Timestamp {
     base().add_micros(secs * 1_000_000)
 }
 
+/// A history record at `ts` whose status was also set at `ts` (for
+/// timestamps at the edge of what the reference reads, where `hist`'s
+/// status time 250 µs earlier would fall outside it).
+#[must_use]
+pub fn hist_at(inv: &str, status: InvocationStatus, ts: Timestamp) -> InvocationHistory {
+    let mut h = hist(inv, status, ts);
+    h.status_record.timestamp = ts;
+    h
+}
+
 /// A history record of `inv` with `status` at `ts`, written by runner `r-1`.
 #[must_use]
 pub fn hist(inv: &str, status: InvocationStatus, ts: Timestamp) -> InvocationHistory {

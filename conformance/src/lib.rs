@@ -151,6 +151,7 @@ macro_rules! __with_cases {
             input_call_id_mismatch_is_invalid,
             input_runner_chain_with_repeated_id_is_invalid,
             input_ids_longer_than_the_limit_are_invalid,
+            input_timestamps_the_reference_cannot_read_are_invalid,
             batch_upsert_is_atomic,
             batch_history_is_atomic,
             batch_upsert_later_entry_wins,

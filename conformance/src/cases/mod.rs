@@ -797,22 +797,22 @@ pub fn rule5_page_size_zero_and_bad_cursor_are_invalid(b: &dyn StateBackend) {
 
 pub fn rule5_far_past_and_future_timestamps(b: &dyn StateBackend) {
     let recs = [
-        hist(
+        hist_at(
             "inv",
             S::Success,
             "9999-12-31T23:59:59.999999+00:00".parse().unwrap(),
         ),
-        hist(
+        hist_at(
             "inv",
             S::Registered,
             "0001-01-01T00:00:00+00:00".parse().unwrap(),
         ),
-        hist(
+        hist_at(
             "inv",
             S::Pending,
             "1969-12-31T23:59:59.999999-05:00".parse().unwrap(),
         ),
-        hist(
+        hist_at(
             "inv",
             S::Running,
             "2106-02-07T06:28:16.000001+00:00".parse().unwrap(),
@@ -1365,3 +1365,52 @@ pub fn engine_is_send_sync_and_names_itself(b: &dyn StateBackend) {
 
 mod history_keys;
 pub use history_keys::*;
+
+/// SPEC §6: a timestamp whose date, in UTC or in its own offset, is outside
+/// years 1–9999 cannot be read back by the reference (Python's `datetime`):
+/// invalid input, in either of a record's two timestamps; the batch stores
+/// nothing. The edges themselves are stored.
+pub fn input_timestamps_the_reference_cannot_read_are_invalid(b: &dyn StateBackend) {
+    let bad = [
+        "0000-06-01T00:00:00+00:00",
+        "0001-01-01T00:30:00+01:00", // year 0 in UTC
+        "9999-12-31T23:30:00-01:00", // year 10000 in UTC
+        "10000-01-01T00:00:00+00:00",
+    ];
+    for text in bad {
+        let Ok(t) = Timestamp::parse(text) else {
+            continue; // not even representable: refused before any engine
+        };
+        let mut in_record = hist("inv", S::Running, at(1));
+        in_record.timestamp = t;
+        let mut in_status = hist("inv", S::Pending, at(2));
+        in_status.status_record.timestamp = t;
+        for r in [in_record, in_status] {
+            let e = b
+                .add_histories(&[hist("ok", S::Registered, at(1)), r])
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{text}: {e}");
+        }
+    }
+    assert!(b.get_history(&id("ok")).unwrap().is_empty());
+    assert!(b.get_history(&id("inv")).unwrap().is_empty());
+    let edges = [
+        hist_at(
+            "edge",
+            S::Registered,
+            "0001-01-01T00:00:00+00:00".parse().unwrap(),
+        ),
+        hist_at(
+            "edge",
+            S::Pending,
+            "0001-01-01T02:00:00+01:00".parse().unwrap(),
+        ),
+        hist_at(
+            "edge",
+            S::Running,
+            "9999-12-31T23:59:59.999999+00:00".parse().unwrap(),
+        ),
+    ];
+    b.add_histories(&edges).unwrap();
+    assert_eq!(b.get_history(&id("edge")).unwrap().len(), 3);
+}

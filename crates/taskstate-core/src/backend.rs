@@ -572,10 +572,38 @@ pub fn check_workflow(wf: &WorkflowIdentity) -> Result<()> {
     Ok(())
 }
 
+/// What the reference can read back (SPEC §6): a timestamp whose date, in
+/// UTC or in its own offset, falls in years 1–9999 (Python's `datetime`
+/// holds nothing else; pynenc 0.1.0 fails reading "year 0 is out of range").
+///
+/// ```
+/// use taskstate_core::{Timestamp, check_timestamp};
+/// let ok: Timestamp = "0001-01-01T00:00:00+00:00".parse().unwrap();
+/// assert!(check_timestamp("t", &ok).is_ok());
+/// // 00:30 at +01:00 on 1 January of year 1 is still year 0 in UTC.
+/// let early: Timestamp = "0001-01-01T00:30:00+01:00".parse().unwrap();
+/// assert!(check_timestamp("t", &early).is_err());
+/// ```
+pub fn check_timestamp(what: &str, t: &Timestamp) -> Result<()> {
+    use chrono::Datelike;
+    let years = t
+        .to_chrono()
+        .map(|local| (local.year(), local.naive_utc().year()));
+    match years {
+        Some((local, utc)) if (1..=9999).contains(&local) && (1..=9999).contains(&utc) => Ok(()),
+        _ => Err(Error::invalid(format!(
+            "{what} {t} is outside years 1-9999 (in UTC or its own offset), \
+             which pynenc cannot read back"
+        ))),
+    }
+}
+
 /// Input rules for a history record: non-empty invocation id and, when set,
-/// a non-empty registered-by id.
+/// a non-empty registered-by id; timestamps pynenc can read back.
 pub fn check_history(h: &InvocationHistory) -> Result<()> {
     non_empty("history invocation_id", h.invocation_id.as_str())?;
+    check_timestamp("history _timestamp", &h.timestamp)?;
+    check_timestamp("status record timestamp", &h.status_record.timestamp)?;
     if let Some(r) = &h.registered_by_inv_id {
         non_empty("registered_by_inv_id", r.as_str())?;
     }

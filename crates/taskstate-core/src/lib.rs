@@ -38,7 +38,8 @@ pub use backend::{
     Cursor, DEFAULT_PAGE_SIZE, HistoryRow, MAX_ID_BYTES, Page, Pages, StateBackend, StoredHistory,
     check_app_info, check_history, check_history_row, check_id, check_invocation_id,
     check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
-    check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain, runner_id_matches,
+    check_timestamp, check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain,
+    runner_id_matches,
 };
 pub use dto::{
     AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationStatusRecord, RunnerContext,

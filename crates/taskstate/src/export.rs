@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Error, HistoryRow, InvocationDTO, InvocationHistory, InvocationId,
     Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, StoredHistory, TimeKey,
-    TimeRange, WorkflowIdentity,
+    TimeRange, WorkflowIdentity, check_history_row, check_invocation_pair,
 };
 
 /// The `format` field of documents this version writes and reads.
@@ -446,6 +446,21 @@ pub fn import(b: &dyn StateBackend, doc: &Value, merge: bool) -> Result<ImportSu
         .map(|a| AppInfo::from_value(field(a, "app_info", "app info")?.clone()).map_err(bad))
         .collect::<Result<_>>()?;
     let runners = runners_from(array(doc, "runner_contexts", "document")?)?;
+    // Check every input rule before writing anything, so a document that
+    // breaks one anywhere (an empty or over-long id, a timestamp pynenc
+    // cannot read) leaves the store untouched. Engines check them again.
+    for ((pair, hist, ..), at) in invs.iter().map(|e| (e, &e.0.0.invocation_id)) {
+        check_invocation_pair(&pair.0, &pair.1)
+            .map_err(|e| bad(format!("invocation {at:?}: {e}")))?;
+        for row in rows_under(at, hist) {
+            check_history_row(&row).map_err(|e| bad(format!("history of {at:?}: {e}")))?;
+        }
+    }
+    for (id, hist, ..) in &orphans {
+        for row in rows_under(id, hist) {
+            check_history_row(&row).map_err(|e| bad(format!("history of {id:?}: {e}")))?;
+        }
+    }
 
     let mut summary = ImportSummary::default();
     for a in &apps {

@@ -393,3 +393,21 @@ fn multi_key_history_survives_export_import_and_copy() {
         history_keys(src.as_ref(), "b")
     );
 }
+
+/// A document that breaks an input rule anywhere -- here a timestamp
+/// pynenc cannot read (year 0 in UTC), in the last invocation's history --
+/// is refused before anything is written (SPEC §6, §9).
+#[test]
+fn a_document_breaking_a_rule_anywhere_is_refused_before_writing() {
+    let (_d, url) = fixture_url();
+    let src = open(&url).unwrap();
+    let mut doc = export::export(src.as_ref(), &mut no_progress()).unwrap();
+    let invs = doc["invocations"].as_array_mut().unwrap();
+    let last = invs.last_mut().unwrap();
+    last["history"][0]["_timestamp"] = "0001-01-01T00:30:00+01:00".into();
+    let b = open("memory://").unwrap();
+    let e = export::import(b.as_ref(), &doc, false).unwrap_err();
+    assert!(e.to_string().contains("years 1-9999"), "{e}");
+    assert!(export::is_empty(b.as_ref()).unwrap(), "nothing was written");
+    assert_eq!(copy::counts(b.as_ref()).unwrap(), copy::Counts::default());
+}
