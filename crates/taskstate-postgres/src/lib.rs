@@ -73,6 +73,9 @@ pub struct PostgresOptions {
     pub max_connections: u32,
     /// How long a call waits for a free connection (default 30 s).
     pub connect_timeout: Duration,
+    /// Open for reading only (SPEC §6, reading never writes): the schema
+    /// must exist at a version this engine reads; no DDL is run.
+    pub read_only: bool,
 }
 
 impl Default for PostgresOptions {
@@ -81,6 +84,7 @@ impl Default for PostgresOptions {
             schema: "taskstate".into(),
             max_connections: 16,
             connect_timeout: Duration::from_secs(30),
+            read_only: false,
         }
     }
 }
@@ -549,7 +553,11 @@ impl PostgresBackend {
             schema: options.schema.clone(),
             location,
         };
-        backend.migrate()?;
+        if options.read_only {
+            backend.check_schema()?;
+        } else {
+            backend.migrate()?;
+        }
         Ok(backend)
     }
 
@@ -648,6 +656,59 @@ impl PostgresBackend {
 
     fn q(&self, db: &mut Db<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         db.query(sql, params).map_err(|e| self.pg_err("query", e))
+    }
+
+    /// For a read-only open: the schema exists at a version this engine
+    /// reads. Runs one query and no DDL.
+    fn check_schema(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .client
+            .query(
+                "SELECT to_regclass(format('%I.taskstate_schema', $1::text)) IS NOT NULL",
+                &[&self.schema],
+            )
+            .map_err(|e| self.pg_err("read schema", e))?;
+        let exists = rows
+            .first()
+            .and_then(|r| r.try_get::<_, bool>(0).ok())
+            .unwrap_or(false);
+        if !exists {
+            return Err(Error::invalid(format!(
+                "no such store: {} has no taskstate tables",
+                self.location
+            )));
+        }
+        let rows = conn
+            .client
+            .query(
+                &format!(
+                    "SELECT max(version) FROM \"{}\".taskstate_schema",
+                    self.schema
+                ),
+                &[],
+            )
+            .map_err(|e| self.pg_err("read schema version", e))?;
+        let version = rows
+            .first()
+            .and_then(|r| r.try_get::<_, Option<i64>>(0).ok())
+            .flatten()
+            .unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(Error::Incompatible {
+                location: self.location.clone(),
+                reason: format!(
+                    "schema version {version} is newer than this taskstate-postgres knows ({SCHEMA_VERSION}); upgrade taskstate"
+                ),
+            });
+        }
+        if version < 1 {
+            return Err(Error::invalid(format!(
+                "no such store: {} was never migrated",
+                self.location
+            )));
+        }
+        Ok(())
     }
 
     fn migrate(&self) -> Result<()> {

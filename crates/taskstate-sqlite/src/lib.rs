@@ -85,6 +85,10 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Idle read connections kept open (default 8).
     pub max_idle_readers: usize,
+    /// Open for reading only (SPEC §6, reading never writes): the file must
+    /// exist and hold the reference tables; nothing is created, migrated or
+    /// switched to WAL, every connection is read-only, and writes fail.
+    pub read_only: bool,
 }
 
 impl Default for SqliteOptions {
@@ -93,6 +97,7 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(60),
             max_idle_readers: 8,
+            read_only: false,
         }
     }
 }
@@ -159,6 +164,7 @@ impl SqliteBackend {
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(5),
             statement_cache: STATEMENT_CACHE,
+            read_only: false,
         };
         let mut conn = schema::open_connection(":memory:", &settings, &ctx)?;
         schema::prepare_schema(&mut conn, true, settings.busy_timeout, &ctx)?;
@@ -289,13 +295,25 @@ fn open_file(
             i32::MAX
         )));
     }
-    schema::ensure_parent_dir(path)?;
     let uri = file_uri(path);
     let settings = ConnSettings {
         synchronous: options.synchronous,
         busy_timeout: options.busy_timeout,
         statement_cache: STATEMENT_CACHE,
+        read_only: options.read_only,
     };
+    if options.read_only {
+        if !path.is_file() {
+            return Err(Error::invalid(format!(
+                "no such store: {} does not exist",
+                ctx.path
+            )));
+        }
+        let conn = schema::open_connection(&uri, &settings, &ctx)?;
+        schema::check_read_only(&conn, &ctx)?;
+        return Ok((conn, ctx, uri, settings));
+    }
+    schema::ensure_parent_dir(path)?;
     let mut conn = schema::open_connection(&uri, &settings, &ctx)?;
     schema::prepare_schema(&mut conn, false, options.busy_timeout, &ctx)?;
     Ok((conn, ctx, uri, settings))

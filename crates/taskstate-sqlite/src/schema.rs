@@ -130,15 +130,23 @@ pub struct ConnSettings {
     pub synchronous: Synchronous,
     pub busy_timeout: Duration,
     pub statement_cache: usize,
+    /// Open read-only (no create, `query_only`).
+    pub read_only: bool,
 }
 
 /// Opens one connection with our pragmas. `uri` may be a path or a
 /// `file:` URI. Nothing is written here.
 pub fn open_connection(uri: &str, settings: &ConnSettings, ctx: &Ctx) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = if settings.read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
     let conn = Connection::open_with_flags(uri, flags).map_err(|e| sql_err(ctx, "open", e))?;
     conn.busy_timeout(settings.busy_timeout)
         .map_err(|e| sql_err(ctx, "set busy timeout", e))?;
@@ -148,7 +156,41 @@ pub fn open_connection(uri: &str, settings: &ConnSettings, ctx: &Ctx) -> Result<
         settings.synchronous.pragma()
     ))
     .map_err(|e| sql_err(ctx, "set pragmas", e))?;
+    if settings.read_only {
+        conn.execute_batch("PRAGMA query_only = 1")
+            .map_err(|e| sql_err(ctx, "set query_only", e))?;
+    }
     Ok(conn)
+}
+
+/// For a read-only open: the version is one this engine reads, and the
+/// file holds the reference tables (written by taskstate or by pynenc).
+/// Reads only.
+pub fn check_read_only(conn: &Connection, ctx: &Ctx) -> Result<()> {
+    refuse_newer(user_version(conn, ctx)?, ctx)?;
+    let mut st = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .map_err(|e| sql_err(ctx, "read the schema", e))?;
+    let names = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| sql_err(ctx, "read the schema", e))?;
+    let missing: Vec<&str> = TABLES
+        .iter()
+        .copied()
+        .filter(|t| !names.iter().any(|n| n == t))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Incompatible {
+            location: ctx.path.clone(),
+            reason: format!(
+                "not a taskstate or pynenc store (no {} table)",
+                missing.join(", ")
+            ),
+        })
+    }
 }
 
 /// Reads the schema version; fails with `Incompatible` on a file that is

@@ -408,3 +408,51 @@ fn a_failing_write_fails_alone_while_others_share_its_commits() {
         assert_eq!(b.get_result(&id).unwrap(), "fine");
     }
 }
+
+fn read_only() -> SqliteOptions {
+    SqliteOptions {
+        read_only: true,
+        ..SqliteOptions::default()
+    }
+}
+
+/// SPEC §6: a read-only open creates nothing, migrates nothing, reads
+/// everything, and refuses writes with an error (the file is unchanged).
+#[test]
+fn read_only_open_reads_and_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope").join("state.db");
+    let err = SqliteBackend::open_with(&missing, &read_only()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("no such store"), "{err}");
+    assert!(!dir.path().join("nope").exists());
+
+    // An empty SQLite file (no reference tables) is not a store.
+    let empty = dir.path().join("empty.db");
+    rusqlite::Connection::open(&empty)
+        .unwrap()
+        .execute_batch("CREATE TABLE other (x)")
+        .unwrap();
+    let err = SqliteBackend::open_with(&empty, &read_only()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible, "{err}");
+    assert!(
+        err.to_string().contains("not a taskstate or pynenc store"),
+        "{err}"
+    );
+
+    let path = dir.path().join("state.db");
+    {
+        let b = SqliteBackend::open(&path).unwrap();
+        b.set_result(&InvocationId::new("a"), "1").unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let b = SqliteBackend::open_with(&path, &read_only()).unwrap();
+    assert_eq!(b.get_result(&InvocationId::new("a")).unwrap(), "1");
+    let err = b.set_result(&InvocationId::new("b"), "2").unwrap_err();
+    assert!(
+        err.to_string().contains("readonly") || err.to_string().contains("read-only"),
+        "{err}"
+    );
+    drop(b);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}

@@ -38,7 +38,7 @@ pub mod inspect;
 mod url;
 
 pub use taskstate_core::*;
-pub use url::{EngineUrl, UrlError, open, parse_url};
+pub use url::{EngineUrl, UrlError, open, open_read_only, parse_url};
 
 // The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]

@@ -211,6 +211,28 @@ fn open_url(url: &str) -> Result<Box<dyn StateBackend>, String> {
     open(url).map_err(|e| format!("{url}: {e}"))
 }
 
+/// Opens a store the command only reads: read-only, never created or
+/// migrated (SPEC §6).
+fn open_for_reading(url: &str) -> Result<Box<dyn StateBackend>, String> {
+    taskstate::open_read_only(url).map_err(|e| format!("{url}: {e}"))
+}
+
+/// Refuses an export file that is the SQLite store being exported: the
+/// rename at the end would replace the database with its JSON.
+fn refuse_own_source(url: &str, output: &Path) -> CliResult {
+    if let Ok(taskstate::EngineUrl::Sqlite { path, .. }) = taskstate::parse_url(url)
+        && let (Ok(a), Ok(b)) = (std::fs::canonicalize(&path), std::fs::canonicalize(output))
+        && a == b
+    {
+        return Err(format!(
+            "refusing to write the export over its own source {}",
+            output.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// A progress bar on stderr when it is a terminal, else nothing.
 fn progress_bar(len: Option<u64>) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -585,7 +607,10 @@ fn write_atomically(path: &Path, text: &str) -> CliResult {
 }
 
 fn cmd_export(url: &str, output: Option<&Path>) -> CliResult {
-    let b = open_url(url)?;
+    if let Some(out) = output {
+        refuse_own_source(url, out)?;
+    }
+    let b = open_for_reading(url)?;
     let bar = progress_bar(Some(0));
     let doc = export::export(b.as_ref(), &mut |phase, done, total| {
         bar.set_length(total);
@@ -615,7 +640,7 @@ fn cmd_import(url: &str, file: &Path, merge: bool) -> CliResult {
 }
 
 fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {
-    let src = open_url(from)?;
+    let src = open_for_reading(from)?;
     let dst = open_url(to)?;
     let bar = progress_bar(Some(0));
     let counts = copy::copy(
@@ -651,7 +676,7 @@ fn cmd_inspect(
     workflow: Option<String>,
     recent: usize,
 ) -> CliResult {
-    let b = open_url(url)?;
+    let b = open_for_reading(url)?;
     let report = match (invocation, workflow) {
         (Some(_), Some(_)) => return Err("give --invocation or --workflow, not both".into()),
         (Some(id), None) => inspect::invocation(b.as_ref(), &InvocationId::new(id)),

@@ -196,22 +196,47 @@ pub fn parse_url(url: &str) -> Result<EngineUrl, UrlError> {
 ///
 /// An unknown scheme, or one whose feature is off, is an error that says so.
 pub fn open(url: &str) -> Result<Box<dyn StateBackend>, UrlError> {
+    open_mode(url, false)
+}
+
+/// Opens the store at `url` for reading only (SPEC §6, reading never
+/// writes): a SQLite file must exist and is opened read-only, without
+/// creating, migrating or switching it to WAL; a PostgreSQL schema must
+/// exist and no DDL runs. A missing store is an error that says "no such
+/// store". Writes through the returned engine fail. `memory://` opens an
+/// empty store, as [`open`] does.
+///
+/// ```
+/// let e = taskstate::open_read_only("sqlite:///nonexistent/dir/state.db").unwrap_err();
+/// assert!(e.to_string().contains("no such store"));
+/// assert!(!std::path::Path::new("/nonexistent/dir").exists());
+/// ```
+pub fn open_read_only(url: &str) -> Result<Box<dyn StateBackend>, UrlError> {
+    open_mode(url, true)
+}
+
+fn open_mode(url: &str, read_only: bool) -> Result<Box<dyn StateBackend>, UrlError> {
     match parse_url(url)? {
         EngineUrl::Memory => open_memory(),
         EngineUrl::Sqlite {
             path,
             full_sync,
             busy_timeout_ms,
-        } => open_sqlite(&path, full_sync, busy_timeout_ms),
-        EngineUrl::Postgres { url, schema } => open_postgres(&url, &schema),
+        } => open_sqlite(&path, full_sync, busy_timeout_ms, read_only),
+        EngineUrl::Postgres { url, schema } => open_postgres(&url, &schema, read_only),
     }
 }
 
 #[cfg(feature = "postgres")]
-fn open_postgres(url: &str, schema: &str) -> Result<Box<dyn StateBackend>, UrlError> {
+fn open_postgres(
+    url: &str,
+    schema: &str,
+    read_only: bool,
+) -> Result<Box<dyn StateBackend>, UrlError> {
     use taskstate_postgres::{PostgresBackend, PostgresOptions};
     let options = PostgresOptions {
         schema: schema.to_owned(),
+        read_only,
         ..PostgresOptions::default()
     };
     PostgresBackend::connect(url, &options)
@@ -220,7 +245,7 @@ fn open_postgres(url: &str, schema: &str) -> Result<Box<dyn StateBackend>, UrlEr
 }
 
 #[cfg(not(feature = "postgres"))]
-fn open_postgres(_: &str, _: &str) -> Result<Box<dyn StateBackend>, UrlError> {
+fn open_postgres(_: &str, _: &str, _: bool) -> Result<Box<dyn StateBackend>, UrlError> {
     Err(UrlError::FeatureDisabled {
         scheme: "postgres".into(),
         feature: "postgres",
@@ -245,6 +270,7 @@ fn open_sqlite(
     path: &str,
     full_sync: bool,
     busy_timeout_ms: Option<u64>,
+    read_only: bool,
 ) -> Result<Box<dyn StateBackend>, UrlError> {
     use taskstate_sqlite::{SqliteBackend, SqliteOptions, Synchronous};
     if path == ":memory:" {
@@ -252,7 +278,10 @@ fn open_sqlite(
             .map(|b| Box::new(b) as Box<dyn StateBackend>)
             .map_err(UrlError::Open);
     }
-    let mut opts = SqliteOptions::default();
+    let mut opts = SqliteOptions {
+        read_only,
+        ..SqliteOptions::default()
+    };
     if full_sync {
         opts.synchronous = Synchronous::Full;
     }
@@ -265,7 +294,12 @@ fn open_sqlite(
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn open_sqlite(_: &str, _: bool, _: Option<u64>) -> Result<Box<dyn StateBackend>, UrlError> {
+fn open_sqlite(
+    _: &str,
+    _: bool,
+    _: Option<u64>,
+    _: bool,
+) -> Result<Box<dyn StateBackend>, UrlError> {
     Err(UrlError::FeatureDisabled {
         scheme: "sqlite".into(),
         feature: "sqlite",

@@ -406,3 +406,100 @@ fn an_export_onto_a_full_disk_leaves_nothing_behind() {
     assert!(stderr(&out).contains("No space left"), "{}", stderr(&out));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+fn bytes(p: &std::path::Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+/// SPEC §6: commands that only read (export, inspect, copy's source) open
+/// stores read-only: a missing store is "no such store" and is not
+/// created, a pynenc file is not migrated, a corrupt file is not touched,
+/// and an export never replaces its own source.
+#[test]
+fn reading_commands_never_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("misspelt").join("state.db");
+    let url = format!("sqlite://{}", missing.display());
+    let copy_to = format!("sqlite://{}", dir.path().join("to.db").display());
+    for args in [
+        vec!["export", url.as_str()],
+        vec!["inspect", url.as_str()],
+        vec!["copy", url.as_str(), copy_to.as_str()],
+    ] {
+        let out = taskstate(&args);
+        assert_no_panic(&out, &args.join(" "));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("no such store"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !dir.path().join("misspelt").exists(),
+            "{args:?} created the directory"
+        );
+    }
+
+    // A pynenc-written file (user_version 0, no taskstate indexes) stays so.
+    let (_d, db) = fixture_copy();
+    let before = bytes(&db);
+    let url = format!("sqlite://{}", db.display());
+    for args in [vec!["inspect", url.as_str()], vec!["export", url.as_str()]] {
+        let out = taskstate(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(bytes(&db), before, "the database file was written");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 0, "a read migrated the pynenc file");
+    let ours: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'taskstate_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ours, 0, "a read added taskstate indexes");
+    drop(conn);
+
+    // export -o onto its own source is refused; the database survives.
+    let out = taskstate(&["export", url.as_str(), "-o", db.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("its own source"), "{}", stderr(&out));
+    assert_eq!(bytes(&db), before);
+
+    // A file that is not a database is reported, and left as it was.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"this is not a database, just some bytes..").unwrap();
+    let out = taskstate(&["export", &format!("sqlite://{}", junk.display())]);
+    assert_no_panic(&out, "export junk");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(bytes(&junk), b"this is not a database, just some bytes..");
+}
+
+/// A misspelt PostgreSQL schema is "no such store", and no DDL runs.
+#[test]
+fn reading_a_missing_postgres_schema_creates_nothing() {
+    let Ok(base) = std::env::var("TASKSTATE_POSTGRES_URL") else {
+        eprintln!("skipped: set TASKSTATE_POSTGRES_URL");
+        return;
+    };
+    let schema = format!("ts_misspelt_{}", std::process::id());
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}schema={schema}");
+    let out = taskstate(&["inspect", url.as_str()]);
+    assert_no_panic(&out, "inspect missing schema");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no such store"), "{}", stderr(&out));
+    let mut client = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+            &[&schema],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "a read created the schema");
+}
