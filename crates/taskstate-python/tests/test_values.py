@@ -291,3 +291,17 @@ def test_every_abstract_method_is_implemented() -> None:
     assert TaskstateStateBackend.__abstractmethods__ == frozenset()
     for name in abstract:
         assert name in TaskstateStateBackend.__dict__, name
+
+
+def test_a_pickled_backend_reopens_its_store(tmp_path: Any) -> None:
+    """Process runners pickle the app; the backend reopens its store by URL
+    in the child (a store is a live connection, not state to copy)."""
+    import pickle
+
+    sb = backend(f"sqlite://{tmp_path / 'p.db'}")
+    sb._set_result("x", "1")
+    clone = pickle.loads(pickle.dumps(sb))
+    assert clone._store is not sb._store
+    assert clone._get_result("x") == "1"
+    clone._set_result("y", "2")
+    assert sb._get_result("y") == "2"

@@ -309,9 +309,26 @@ fn open_file(
                 ctx.path
             )));
         }
-        let conn = schema::open_connection(&uri, &settings, &ctx)?;
-        schema::check_read_only(&conn, &ctx)?;
-        return Ok((conn, ctx, uri, settings));
+        let open_ro = |uri: &str| {
+            let conn = schema::open_connection(uri, &settings, &ctx)?;
+            schema::check_read_only(&conn, &ctx)?;
+            Ok::<_, Error>(conn)
+        };
+        return match open_ro(&uri) {
+            Ok(conn) => Ok((conn, ctx, uri, settings)),
+            // A WAL file needs its index (-shm) even to be read; on
+            // read-only media SQLite cannot create it and says "unable to
+            // open". Nobody can write a file there, so reading it as
+            // immutable is safe (and the only way to read it at all).
+            Err(first) if first.to_string().contains("unable to open") => {
+                let immutable = format!("{uri}?immutable=1");
+                match open_ro(&immutable) {
+                    Ok(conn) => Ok((conn, ctx, immutable, settings)),
+                    Err(_) => Err(first),
+                }
+            }
+            Err(e) => Err(e),
+        };
     }
     schema::ensure_parent_dir(path)?;
     let mut conn = schema::open_connection(&uri, &settings, &ctx)?;

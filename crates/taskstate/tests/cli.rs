@@ -503,3 +503,38 @@ fn reading_a_missing_postgres_schema_creates_nothing() {
         .get(0);
     assert_eq!(n, 0, "a read created the schema");
 }
+
+/// A pynenc file (WAL mode) on a read-only mount is exported and inspected:
+/// SQLite cannot create its WAL index there, so the read-only open falls
+/// back to reading it as immutable. Needs root for the read-only bind
+/// mount (CI runs as root); elsewhere it says so and returns.
+#[test]
+fn a_store_on_a_read_only_mount_can_be_read() {
+    let (src, db) = fixture_copy();
+    let mnt = tempfile::tempdir().unwrap();
+    let mount = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let (s, m) = (src.path().to_str().unwrap(), mnt.path().to_str().unwrap());
+    if !mount(&["--bind", s, m]) {
+        eprintln!("skipped: a read-only mount needs root");
+        return;
+    }
+    let ro = mount(&["-o", "remount,ro,bind", m]);
+    let url = format!(
+        "sqlite://{}",
+        mnt.path().join(db.file_name().unwrap()).display()
+    );
+    let inspect = taskstate(&["inspect", url.as_str()]);
+    let export = taskstate(&["export", url.as_str()]);
+    let _ = Command::new("umount").arg(m).status();
+    assert!(ro, "remount read-only failed");
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("invocations"));
+    assert!(export.status.success(), "{}", stderr(&export));
+    let doc: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
+    assert_eq!(doc["invocations"].as_array().unwrap().len(), 12);
+}

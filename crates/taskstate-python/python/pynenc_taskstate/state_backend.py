@@ -95,17 +95,25 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
     def __init__(self, app: Pynenc) -> None:
         super().__init__(app)
         self.url = resolve_url(self.conf)
-        self._store = open_store(self.url, app.app_id)
-        # The hot read paths skip a Python frame: the native methods already
-        # take and return pynenc's own objects and raise the exceptions
-        # pynenc expects.
-        self._get_history = self._store.get_history  # type: ignore[method-assign]
-        self._get_result = self._store.get_result  # type: ignore[method-assign]
-        self._get_exception = self._store.get_exception  # type: ignore[method-assign]
-        self._set_result = self._store.set_result  # type: ignore[method-assign]
-        self._set_exception = self._store.set_exception  # type: ignore[method-assign]
-        self._add_histories = self._store.add_histories  # type: ignore[method-assign]
-        self._upsert_invocations = self._store.upsert_invocations  # type: ignore[method-assign]
+        self._open()
+
+    # The hot paths skip a Python frame: the native methods already take and
+    # return pynenc's own objects and raise the exceptions pynenc expects.
+    _FAST_PATHS = (
+        "get_history",
+        "get_result",
+        "get_exception",
+        "set_result",
+        "set_exception",
+        "add_histories",
+        "upsert_invocations",
+    )
+
+    def _open(self) -> None:
+        """Opens the store at ``self.url`` and binds the fast paths to it."""
+        self._store = open_store(self.url, self.app.app_id)
+        for name in self._FAST_PATHS:
+            setattr(self, "_" + name, getattr(self._store, name))
 
     @cached_property
     def conf(self) -> ConfigStateBackendTaskstate:  # type: ignore[override]
@@ -118,16 +126,7 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
         # A store is a live connection: process runners pickle the app and
         # reopen the store by URL in the child.
         state = self.__dict__.copy()
-        for name in (
-            "_store",
-            "_get_history",
-            "_get_result",
-            "_get_exception",
-            "_set_result",
-            "_set_exception",
-            "_add_histories",
-            "_upsert_invocations",
-        ):
+        for name in ("_store", *("_" + n for n in self._FAST_PATHS)):
             state.pop(name, None)
         state["invocation_threads"] = {}
         return state
@@ -137,14 +136,7 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
 
         self.__dict__.update(state)
         self.invocation_threads = defaultdict(list)
-        self._store = open_store(self.url, self.app.app_id)
-        self._get_history = self._store.get_history
-        self._get_result = self._store.get_result
-        self._get_exception = self._store.get_exception
-        self._set_result = self._store.set_result
-        self._set_exception = self._store.set_exception
-        self._add_histories = self._store.add_histories
-        self._upsert_invocations = self._store.upsert_invocations
+        self._open()
 
     # ---- maintenance -------------------------------------------------------
 
