@@ -7,8 +7,12 @@
 //!   there afterwards, history in order.
 //! - `sigkill_loses_no_acknowledged_write`: a writer process reports each
 //!   acknowledged operation through a pipe and is killed with SIGKILL at a
-//!   random moment, 24 times; after each kill the file opens, passes
-//!   `PRAGMA integrity_check`, and holds every acknowledged operation.
+//!   random moment, 100 times (`TASKSTATE_CRASH_KILLS` sets another count,
+//!   e.g. 1000 locally). Its operations cycle through single and batch
+//!   upserts, history records (one record under two keys in a batch),
+//!   results and exceptions. After each kill the file opens, passes
+//!   `PRAGMA integrity_check` and holds that round's acknowledged
+//!   operations; at the end it holds every one.
 //!
 //! Usage as cargo runs it: `processes [FILTER] [--exact] [--list]`.
 
@@ -22,12 +26,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use taskstate_conformance::data::{child, hist};
 use taskstate_conformance::processes::{self, Outcome};
-use taskstate_core::{InvocationId, InvocationStatus as S, StateBackend, Timestamp};
+use taskstate_core::{HistoryRow, InvocationId, InvocationStatus as S, StateBackend, Timestamp};
 use taskstate_sqlite::SqliteBackend;
 
 const WRITERS: usize = 4;
 const ITERATIONS: usize = 250;
-const KILLS: usize = 24;
+/// Kills per run unless `TASKSTATE_CRASH_KILLS` says otherwise.
+const KILLS: usize = 100;
 
 fn main() -> ExitCode {
     processes::main(
@@ -65,28 +70,65 @@ fn crasher_child(db: &Path, round: &str) -> Result<(), String> {
     let b = SqliteBackend::open(db).map_err(e("open"))?;
     let base = Timestamp::from_micros(1_736_942_400_000_000);
     let mut out = std::io::stdout().lock();
+    let mut report = |lines: &[String]| -> Result<(), String> {
+        for l in lines {
+            writeln!(out, "{l}").map_err(e("report"))?;
+        }
+        out.flush().map_err(e("report"))
+    };
     for i in 0.. {
         let inv = format!("k{round}-{i}");
         b.upsert_invocations(&[child(&inv, "m.task", None, &inv)])
             .map_err(e("upsert"))?;
-        writeln!(out, "inv {inv}")
-            .and_then(|()| out.flush())
-            .map_err(e("report"))?;
+        report(&[format!("inv {inv}")])?;
         b.add_histories(&[hist(&inv, S::Registered, base.add_micros(i))])
             .map_err(e("history"))?;
-        writeln!(out, "hist {inv}")
-            .and_then(|()| out.flush())
-            .map_err(e("report"))?;
+        report(&[format!("hist {inv}")])?;
         b.set_result(
             &InvocationId::new(inv.as_str()),
             &format!("result of {inv}"),
         )
         .map_err(e("result"))?;
-        writeln!(out, "res {inv}")
-            .and_then(|()| out.flush())
-            .map_err(e("report"))?;
+        report(&[format!("res {inv}")])?;
+        if i % 3 == 0 {
+            // A batch upsert of three, acknowledged together.
+            let ids: Vec<String> = (0..3).map(|j| format!("b{round}-{i}-{j}")).collect();
+            let batch: Vec<_> = ids.iter().map(|id| child(id, "m.task", None, id)).collect();
+            b.upsert_invocations(&batch).map_err(e("batch upsert"))?;
+            report(&ids.iter().map(|id| format!("inv {id}")).collect::<Vec<_>>())?;
+            // One record under two keys (SPEC §3), in one batch.
+            let keys = [
+                InvocationId::new(format!("ka{round}-{i}")),
+                InvocationId::new(format!("kb{round}-{i}")),
+            ];
+            let rec = hist(&inv, S::Pending, base.add_micros(i));
+            let rows: Vec<HistoryRow<'_>> =
+                keys.iter().map(|k| HistoryRow::under(k, &rec)).collect();
+            b.add_history_rows(&rows).map_err(e("keyed history"))?;
+            report(&keys.iter().map(|k| format!("hist {k}")).collect::<Vec<_>>())?;
+            b.set_exception(
+                &InvocationId::new(inv.as_str()),
+                &format!("exception of {inv}"),
+            )
+            .map_err(e("exception"))?;
+            report(&[format!("exc {inv}")])?;
+        }
     }
     Ok(())
+}
+
+/// Whether an acknowledged operation is in the store.
+fn present(b: &SqliteBackend, op: &str, id: &str) -> Result<bool, String> {
+    let inv = InvocationId::new(id);
+    Ok(match op {
+        "inv" => b.get_invocation(&inv).is_ok(),
+        "hist" => b.get_history(&inv).map_err(e("history"))?.len() == 1,
+        "res" => b.get_result(&inv).ok().as_deref() == Some(format!("result of {id}").as_str()),
+        "exc" => {
+            b.get_exception(&inv).ok().as_deref() == Some(format!("exception of {id}").as_str())
+        }
+        other => return Err(format!("unknown op {other}")),
+    })
 }
 
 fn four_processes_write_without_loss() -> Outcome {
@@ -128,14 +170,19 @@ fn sigkill_loses_no_acknowledged_write() -> Outcome {
                 .map_or(1, |d| d.as_nanos() as u64)
                 | 1
         });
-    println!("crash test seed: {seed} (set TASKSTATE_CRASH_SEED to repeat)");
+    let kills = std::env::var("TASKSTATE_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(KILLS);
+    println!("crash test seed: {seed} (set TASKSTATE_CRASH_SEED to repeat), {kills} kills");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().map_err(e("tempdir"))?;
     let db = dir.path().join("crash.db");
     let db_str = db.to_string_lossy().into_owned();
     let mut acked: Vec<(String, String)> = Vec::new();
-    for round in 0..KILLS {
-        let target = 1 + (rng.next() % 400) as usize;
+    for round in 0..kills {
+        let checked = acked.len();
+        let target = 1 + (rng.next() % 150) as usize;
         let mut c =
             processes::spawn_self(&["crasher", &db_str, &round.to_string()], Stdio::piped())?;
         let stdout = c.stdout.take().ok_or("no child stdout")?;
@@ -168,23 +215,21 @@ fn sigkill_loses_no_acknowledged_write() -> Outcome {
         if check != ["ok"] {
             return Err(format!("integrity check after kill {round}: {check:?}"));
         }
-        for (op, id) in &acked {
-            let inv = InvocationId::new(id.as_str());
-            let present = match op.as_str() {
-                "inv" => b.get_invocation(&inv).is_ok(),
-                "hist" => b.get_history(&inv).map_err(e("history"))?.len() == 1,
-                "res" => {
-                    b.get_result(&inv).ok().as_deref() == Some(format!("result of {id}").as_str())
-                }
-                other => return Err(format!("unknown op {other}")),
-            };
-            if !present {
+        // This round's acknowledged operations; all of them at the end.
+        for (op, id) in &acked[checked..] {
+            if !present(&b, op, id)? {
                 return Err(format!("acknowledged {op} of {id} lost after kill {round}"));
             }
         }
     }
+    let b = SqliteBackend::open(&db).map_err(e("final open"))?;
+    for (op, id) in &acked {
+        if !present(&b, op, id)? {
+            return Err(format!("acknowledged {op} of {id} lost by the end"));
+        }
+    }
     Ok(format!(
-        "{KILLS} kills, {} acknowledged operations, 0 lost",
+        "{kills} kills, {} acknowledged operations, 0 lost",
         acked.len()
     ))
 }
