@@ -365,17 +365,6 @@ impl InvocationHistory {
         // Our own writer's output always parses.
         serde_json::from_str(&self.to_json()).unwrap_or(Value::Null)
     }
-
-    /// The identity of this record (SPEC §4 rule 3): invocation, instant key
-    /// and status. Storing a record with the same identity replaces it.
-    #[must_use]
-    pub fn identity(&self) -> (&InvocationId, crate::TimeKey, InvocationStatus) {
-        (
-            &self.invocation_id,
-            self.timestamp.key(),
-            self.status_record.status,
-        )
-    }
 }
 
 /// The stored history JSON, decoded without building a `Value` tree

@@ -253,14 +253,6 @@ impl StateBackend for MemoryBackend {
             .unwrap_or_default())
     }
 
-    fn get_history(&self, id: &InvocationId) -> Result<Vec<InvocationHistory>> {
-        let h = self.history.read();
-        Ok(h.per_invocation
-            .get(id)
-            .map(|l| l.values().map(|r| (**r).clone()).collect())
-            .unwrap_or_default())
-    }
-
     fn invocation_ids_in_timerange(
         &self,
         range: &TimeRange,

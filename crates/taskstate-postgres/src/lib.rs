@@ -658,6 +658,19 @@ impl PostgresBackend {
         db.query(sql, params).map_err(|e| self.pg_err("query", e))
     }
 
+    /// `Incompatible` for a schema version newer than this engine knows.
+    fn refuse_newer(&self, version: i64) -> Result<()> {
+        if version > SCHEMA_VERSION {
+            return Err(Error::Incompatible {
+                location: self.location.clone(),
+                reason: format!(
+                    "schema version {version} is newer than this taskstate-postgres knows ({SCHEMA_VERSION}); upgrade taskstate"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// For a read-only open: the schema exists at a version this engine
     /// reads. Runs one query and no DDL.
     fn check_schema(&self) -> Result<()> {
@@ -694,14 +707,7 @@ impl PostgresBackend {
             .and_then(|r| r.try_get::<_, Option<i64>>(0).ok())
             .flatten()
             .unwrap_or(0);
-        if version > SCHEMA_VERSION {
-            return Err(Error::Incompatible {
-                location: self.location.clone(),
-                reason: format!(
-                    "schema version {version} is newer than this taskstate-postgres knows ({SCHEMA_VERSION}); upgrade taskstate"
-                ),
-            });
-        }
+        self.refuse_newer(version)?;
         if version < 1 {
             return Err(Error::invalid(format!(
                 "no such store: {} was never migrated",
@@ -714,7 +720,6 @@ impl PostgresBackend {
     fn migrate(&self) -> Result<()> {
         let s = format!("\"{}\"", self.schema);
         let lock_key = schema_lock_key(&self.schema);
-        let location = self.location.clone();
         let mut conn = self.conn()?;
         let mut tx = conn
             .client
@@ -747,12 +752,7 @@ impl PostgresBackend {
             Ok(None)
         })();
         match run {
-            Ok(Some(newer)) => Err(Error::Incompatible {
-                location,
-                reason: format!(
-                    "schema version {newer} is newer than this taskstate-postgres knows ({SCHEMA_VERSION}); upgrade taskstate"
-                ),
-            }),
+            Ok(Some(newer)) => self.refuse_newer(newer),
             Ok(None) => tx.commit().map_err(|e| self.pg_err("commit migration", e)),
             Err(e) => Err(self.pg_err("migrate schema", e)),
         }

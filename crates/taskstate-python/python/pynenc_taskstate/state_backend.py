@@ -81,6 +81,18 @@ def resolve_url(conf: ConfigStateBackendTaskstate) -> str:
     )
 
 
+def _pages(fetch: Any, start: datetime, end: datetime, batch_size: int) -> Iterator[list[Any]]:
+    """Every non-empty page of a keyset-paged native query, following its
+    cursor until there is none."""
+    cursor = None
+    while True:
+        items, cursor = fetch(start, end, cursor, batch_size)
+        if items:
+            yield items
+        if cursor is None:
+            return
+
+
 class TaskstateStateBackend(BaseStateBackend[Params, Result]):
     """
     A pynenc state backend stored by taskstate's Rust engines.
@@ -179,13 +191,7 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
         end_time: datetime,
         batch_size: int = 100,
     ) -> Iterator[list[InvocationId]]:
-        cursor = None
-        while True:
-            ids, cursor = self._store.invocation_ids_page(start_time, end_time, cursor, batch_size)
-            if ids:
-                yield ids
-            if cursor is None:
-                return
+        return _pages(self._store.invocation_ids_page, start_time, end_time, batch_size)
 
     def iter_history_in_timerange(
         self,
@@ -193,13 +199,7 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
         end_time: datetime,
         batch_size: int = 100,
     ) -> Iterator[list[InvocationHistory]]:
-        cursor = None
-        while True:
-            records, cursor = self._store.history_page(start_time, end_time, cursor, batch_size)
-            if records:
-                yield records
-            if cursor is None:
-                return
+        return _pages(self._store.history_page, start_time, end_time, batch_size)
 
     # ---- results and exceptions ------------------------------------------
 
