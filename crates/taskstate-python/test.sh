@@ -19,9 +19,12 @@ if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv"
 fi
 # pynenc's tests (shipped in its wheel as pynenc_tests) need psutil,
-# pytest-asyncio and pytest-timeout from its [tests] extra.
+# pytest-asyncio and pytest-timeout from its [tests] extra;
+# pytest-rerunfailures gives its timing-raced combination tests one rerun
+# (see tests/conftest.py).
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "pynenc==0.1.0" "pytest>=8" "maturin>=1.7,<2" psutil pytest-asyncio pytest-timeout
+    "pynenc==0.1.0" "pytest>=8" "maturin>=1.7,<2" psutil pytest-asyncio pytest-timeout \
+    pytest-rerunfailures
 
 # Release build: pynenc's combination suite has timing assertions.
 (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \

@@ -80,11 +80,23 @@ KNOWN_PYNENC_FAILURES = {
 }
 
 
+# pynenc's end-to-end combination tests start real runners and check what
+# they did after fixed sleeps; on 2 cores a few of them lose such a race now
+# and then (in clean CI runs: test_runner_kills_and_reroutes_running_
+# invocation_on_stop[SQLite PersistentProcess] once in eight full runs,
+# test_recover_pending_invocations[SQLite MultiThread] once under load).
+# Each combination test gets ONE rerun (pytest-rerunfailures), which the
+# summary line reports as "rerun": a regression fails twice.
+COMBINATION_RERUNS = 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         reason = KNOWN_PYNENC_FAILURES.get(item.name)
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=False, raises=AssertionError))
+        elif item.module is not None and item.module.__name__.endswith("test_pynenc_combinations"):
+            item.add_marker(pytest.mark.flaky(reruns=COMBINATION_RERUNS))
 
 
 def postgres_base_url() -> str | None:
