@@ -172,6 +172,14 @@ macro_rules! __with_cases {
             keys_purge_removes_keyed_rows,
             keys_stored_time_key_orders_and_identifies,
             keys_non_finite_time_key_is_invalid,
+            bulk_snapshot_pages_every_kind_in_order,
+            bulk_history_replacement_takes_the_latest_position,
+            bulk_keyed_ranges_and_children,
+            bulk_write_rows_reads_back_through_point_operations,
+            bulk_write_rows_is_atomic,
+            bulk_write_rows_later_row_wins,
+            bulk_snapshot_is_one_instant,
+            bulk_bad_page_requests_are_invalid,
         }
     };
 }

@@ -1363,7 +1363,9 @@ pub fn engine_is_send_sync_and_names_itself(b: &dyn StateBackend) {
     assert_eq!(msg, "invocation not found: \"zz\"");
 }
 
+mod bulk;
 mod history_keys;
+pub use bulk::*;
 pub use history_keys::*;
 
 /// SPEC §6: a timestamp whose date, in UTC or in its own offset, is outside

@@ -1,6 +1,7 @@
 //! The `StateBackend` trait: the operations every engine provides (SPEC §3)
 //! with the semantics of SPEC §4.
 
+use crate::bulk::{Kind, Row, Snapshot};
 use crate::dto::{
     AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationStatusRecord, RunnerContext,
     WorkflowIdentity,
@@ -416,17 +417,59 @@ pub trait StateBackend: Send + Sync {
     /// case-insensitive), ascending by runner id.
     fn get_matching_runner_contexts(&self, partial: &str) -> Result<Vec<RunnerContext>>;
 
-    // ---- whole-store listing (export, copy, inspect) -----------------
+    // ---- the bulk path (export, import, copy, inspect) ---------------
+
+    /// A consistent, read-only view of the whole store (see [`Snapshot`]):
+    /// every row of every kind, page by page, as of this call.
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>>;
+
+    /// Writes `rows` of any kinds in one transaction: all or nothing. Each
+    /// row is checked and stored as its point operation would store it
+    /// (upserts replace, history rows keep their key and time key and
+    /// replace by identity, sub-invocation links are kept once); within a
+    /// call a later row wins. A runner-context row is stored as given, its
+    /// parent named by id (not followed or checked).
+    fn write_rows(&self, rows: &[Row]) -> Result<()>;
+
+    /// The input rules this engine applies to `row` when writing it: the
+    /// contract's ([`Row::check`]) plus the engine's own (PostgreSQL text
+    /// cannot hold NUL characters). Lets a caller refuse a whole batch of
+    /// input before writing any of it.
+    fn check_row(&self, row: &Row) -> Result<()> {
+        row.check()
+    }
+
+    // ---- whole-store listing (provided, from a snapshot) -------------
 
     /// Ids with a stored result, ascending.
-    fn result_ids(&self) -> Result<Vec<InvocationId>>;
+    fn result_ids(&self) -> Result<Vec<InvocationId>> {
+        all_rows(self, Kind::Result, |r| match r {
+            Row::Result(id, _) => Some(id),
+            _ => None,
+        })
+    }
     /// Ids with a stored exception, ascending.
-    fn exception_ids(&self) -> Result<Vec<InvocationId>>;
+    fn exception_ids(&self) -> Result<Vec<InvocationId>> {
+        all_rows(self, Kind::Exception, |r| match r {
+            Row::Exception(id, _) => Some(id),
+            _ => None,
+        })
+    }
     /// Every (workflow id, sub-invocation id) link, ascending.
-    fn all_workflow_sub_invocations(&self) -> Result<Vec<(InvocationId, InvocationId)>>;
+    fn all_workflow_sub_invocations(&self) -> Result<Vec<(InvocationId, InvocationId)>> {
+        all_rows(self, Kind::SubInvocation, |r| match r {
+            Row::SubInvocation(w, s) => Some((w, s)),
+            _ => None,
+        })
+    }
     /// Every (workflow id, key, value) of workflow data, ascending by
     /// (workflow id, key).
-    fn all_workflow_data(&self) -> Result<Vec<(InvocationId, String, String)>>;
+    fn all_workflow_data(&self) -> Result<Vec<(InvocationId, String, String)>> {
+        all_rows(self, Kind::WorkflowData, |r| match r {
+            Row::WorkflowData(w, k, v) => Some((w, k, v)),
+            _ => None,
+        })
+    }
 
     // ---- maintenance -------------------------------------------------
 
@@ -512,6 +555,26 @@ pub trait StateBackend: Send + Sync {
 impl std::fmt::Debug for dyn StateBackend + '_ {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "StateBackend({})", self.engine_name())
+    }
+}
+
+/// Every row of `kind` in `b`, mapped by `f` (rows it maps to `None` are
+/// skipped), from one snapshot.
+fn all_rows<B: StateBackend + ?Sized, T>(
+    b: &B,
+    kind: Kind,
+    f: impl Fn(Row) -> Option<T>,
+) -> Result<Vec<T>> {
+    let mut snap = b.snapshot()?;
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = snap.page(kind, after.as_ref(), 1000)?;
+        out.extend(page.items.into_iter().filter_map(&f));
+        match page.next {
+            Some(c) => after = Some(c),
+            None => return Ok(out),
+        }
     }
 }
 

@@ -27,6 +27,7 @@
 //! ```
 
 mod backend;
+pub mod bulk;
 mod dto;
 mod error;
 mod ids;
@@ -41,6 +42,7 @@ pub use backend::{
     check_timestamp, check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain,
     runner_id_matches,
 };
+pub use bulk::{KeyRange, Kind, Row, Snapshot};
 pub use dto::{
     AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationStatusRecord, RunnerContext,
     SerializedArguments, WorkflowIdentity, args_id,

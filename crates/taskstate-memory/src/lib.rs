@@ -31,13 +31,15 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+mod bulk;
+
 use taskstate_core::{
     AppInfo, CallDTO, Cursor, Entity, Error, HistoryRow, InvocationDTO, InvocationHistory,
-    InvocationId, InvocationStatus, Page, Result, RunnerContext, RunnerId, StateBackend,
-    StoredHistory, TaskId, TimeKey, TimeRange, WorkflowIdentity, check_app_info, check_history_row,
-    check_invocation_id, check_invocation_pair, check_page_size, check_runner_context,
-    check_sub_invocation, check_workflow, check_workflow_data, resolve_runner_chain,
-    runner_id_matches,
+    InvocationId, InvocationStatus, Page, Result, Row, RunnerContext, RunnerId, Snapshot,
+    StateBackend, StoredHistory, TaskId, TimeKey, TimeRange, WorkflowIdentity, check_app_info,
+    check_history_row, check_invocation_id, check_invocation_pair, check_page_size,
+    check_runner_context, check_sub_invocation, check_workflow, check_workflow_data,
+    resolve_runner_chain, runner_id_matches,
 };
 
 type Pair = Arc<(InvocationDTO, CallDTO)>;
@@ -94,6 +96,9 @@ struct History {
     identity: HashMap<(InvocationId, TimeKey, InvocationStatus), i64>,
     per_invocation: BTreeMap<InvocationId, BTreeMap<HistKey, Arc<InvocationHistory>>>,
     by_time: BTreeMap<HistKey, Arc<InvocationHistory>>,
+    /// Insertion order: sequence number → (key, time key), for the bulk
+    /// path's history pages.
+    by_seq: BTreeMap<i64, (InvocationId, TimeKey)>,
 }
 
 impl History {
@@ -103,6 +108,7 @@ impl History {
         let ident = (id.clone(), key, status);
         if let Some(old_seq) = self.identity.get(&ident).copied() {
             self.by_time.remove(&(key, old_seq));
+            self.by_seq.remove(&old_seq);
             if let Some(list) = self.per_invocation.get_mut(id) {
                 list.remove(&(key, old_seq));
             }
@@ -112,6 +118,7 @@ impl History {
         let rec = Arc::new(record.clone());
         self.identity.insert(ident, seq);
         self.by_time.insert((key, seq), rec.clone());
+        self.by_seq.insert(seq, (id.clone(), key));
         self.per_invocation
             .entry(id.clone())
             .or_default()
@@ -474,32 +481,12 @@ impl StateBackend for MemoryBackend {
             .collect()
     }
 
-    fn result_ids(&self) -> Result<Vec<InvocationId>> {
-        Ok(self.results.read().keys().cloned().collect())
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
+        Ok(Box::new(bulk::MemSnapshot::new(self)))
     }
 
-    fn exception_ids(&self) -> Result<Vec<InvocationId>> {
-        Ok(self.exceptions.read().keys().cloned().collect())
-    }
-
-    fn all_workflow_sub_invocations(&self) -> Result<Vec<(InvocationId, InvocationId)>> {
-        Ok(self
-            .workflows
-            .read()
-            .sub_invocations
-            .iter()
-            .cloned()
-            .collect())
-    }
-
-    fn all_workflow_data(&self) -> Result<Vec<(InvocationId, String, String)>> {
-        Ok(self
-            .workflows
-            .read()
-            .data
-            .iter()
-            .map(|((w, k), v)| (w.clone(), k.clone(), v.clone()))
-            .collect())
+    fn write_rows(&self, rows: &[Row]) -> Result<()> {
+        bulk::write_rows(self, rows)
     }
 
     fn purge(&self) -> Result<()> {

@@ -48,12 +48,15 @@ use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement, Transaction};
 use r2d2::{ManageConnection, Pool, PooledConnection};
+mod bulk;
+
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
-    InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
-    TimeRange, WorkflowIdentity, check_app_info, check_history_row, check_invocation_id,
-    check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
-    check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain, runner_id_matches,
+    InvocationId, Page, Result, Row as BulkRow, RunnerContext, RunnerId, SerializedArguments,
+    Snapshot, StateBackend, TaskId, TimeRange, WorkflowIdentity, check_app_info, check_history_row,
+    check_invocation_id, check_invocation_pair, check_page_size, check_runner_context,
+    check_sub_invocation, check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain,
+    runner_id_matches,
 };
 
 pub mod testing;
@@ -61,7 +64,7 @@ pub mod testing;
 const ENGINE: &str = "postgres";
 
 /// The schema version this engine writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Connection options.
 #[derive(Clone, Debug)]
@@ -253,20 +256,16 @@ pub struct Statements {
     pub set_result: String,
     /// Result of $1.
     pub get_result: String,
-    result_ids: String,
     set_exception: String,
     get_exception: String,
-    exception_ids: String,
     upsert_workflow: String,
     workflow_types: String,
     workflow_runs: String,
     workflow_runs_of: String,
     insert_sub: String,
     subs_of: String,
-    all_subs: String,
     set_data: String,
     get_data: String,
-    all_data: String,
     upsert_app: String,
     get_app: String,
     all_apps: String,
@@ -274,6 +273,8 @@ pub struct Statements {
     get_runner: String,
     runner_ids: String,
     purge: String,
+    /// The bulk path's statements.
+    pub(crate) bulk: bulk::BulkSql,
 }
 
 impl Statements {
@@ -374,13 +375,11 @@ impl Statements {
                  ON CONFLICT (invocation_id) DO UPDATE SET result_data = EXCLUDED.result_data"
             ),
             get_result: format!("SELECT result_data FROM {res} WHERE invocation_id = $1"),
-            result_ids: format!("SELECT invocation_id FROM {res} ORDER BY invocation_id"),
             set_exception: format!(
                 "INSERT INTO {exc} (invocation_id, exception_data) VALUES ($1, $2) \
                  ON CONFLICT (invocation_id) DO UPDATE SET exception_data = EXCLUDED.exception_data"
             ),
             get_exception: format!("SELECT exception_data FROM {exc} WHERE invocation_id = $1"),
-            exception_ids: format!("SELECT invocation_id FROM {exc} ORDER BY invocation_id"),
             upsert_workflow: format!(
                 "INSERT INTO {wf} (workflow_id, workflow_type_key, parent_workflow_id) VALUES ($1, $2, $3) \
                  ON CONFLICT (workflow_id) DO UPDATE SET workflow_type_key = EXCLUDED.workflow_type_key, \
@@ -402,18 +401,12 @@ impl Statements {
             subs_of: format!(
                 "SELECT sub_invocation_id FROM {sub} WHERE parent_workflow_id = $1 ORDER BY sub_invocation_id"
             ),
-            all_subs: format!(
-                "SELECT parent_workflow_id, sub_invocation_id FROM {sub} ORDER BY parent_workflow_id, sub_invocation_id"
-            ),
             set_data: format!(
                 "INSERT INTO {data} (workflow_id, data_key, data_value) VALUES ($1, $2, $3) \
                  ON CONFLICT (workflow_id, data_key) DO UPDATE SET data_value = EXCLUDED.data_value"
             ),
             get_data: format!(
                 "SELECT data_value FROM {data} WHERE workflow_id = $1 AND data_key = $2"
-            ),
-            all_data: format!(
-                "SELECT workflow_id, data_key, data_value FROM {data} ORDER BY workflow_id, data_key"
             ),
             upsert_app: format!(
                 "INSERT INTO {app} (app_id, app_info_json) VALUES ($1, $2) \
@@ -434,6 +427,7 @@ impl Statements {
             purge: format!(
                 "TRUNCATE {inv}, {his}, {res}, {exc}, {wf}, {sub}, {data}, {app}, {run}"
             ),
+            bulk: bulk::BulkSql::new(s),
         }
     }
 }
@@ -503,6 +497,10 @@ CREATE TABLE IF NOT EXISTS {s}.runner_contexts (
     thread_id bigint NOT NULL
 );
 "#;
+
+/// Version 1 → 2: history by insertion order, for the bulk path's pages
+/// (keyset on `seq`; without it every page would sort the whole table).
+const DDL_V2: &str = "CREATE INDEX IF NOT EXISTS history_seq ON {s}.history (seq);";
 
 /// Whether `e` is worth retrying the whole transaction for.
 fn retriable(e: &postgres::Error) -> bool {
@@ -743,6 +741,9 @@ impl PostgresBackend {
             }
             if version < 1 {
                 step(&mut tx, &DDL_V1.replace("{s}", &s))?;
+            }
+            if version < 2 {
+                step(&mut tx, &DDL_V2.replace("{s}", &s))?;
                 step(&mut tx, &format!("DELETE FROM {s}.taskstate_schema"))?;
                 tx.execute(
                     &format!("INSERT INTO {s}.taskstate_schema (version) VALUES ($1)"),
@@ -861,21 +862,119 @@ impl PostgresBackend {
     }
 }
 
-/// Only plain identifiers are accepted as schema names, so splicing them
-/// into SQL (quoted) is safe.
-/// One encoded invocation row (columns in table order).
-type InvRow<'a> = (
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    String,
-    Option<&'a str>,
-    &'a str,
-    &'a str,
-    Option<&'a str>,
+/// An invocation batch as column arrays (table order), of entries sharing
+/// an id only the last (ON CONFLICT cannot touch a row twice in one
+/// statement), sorted by id so concurrent batches lock rows in one order
+/// (no deadlocks between them). `None` for no entries.
+pub(crate) fn invocation_columns<'a>(
+    entries: impl Iterator<Item = (&'a InvocationDTO, &'a CallDTO)>,
+) -> Option<[Vec<Option<String>>; 9]> {
+    let mut latest: std::collections::BTreeMap<&str, (&InvocationDTO, &CallDTO)> =
+        std::collections::BTreeMap::new();
+    for (inv, call) in entries {
+        latest.insert(inv.invocation_id.as_str(), (inv, call));
+    }
+    if latest.is_empty() {
+        return None;
+    }
+    let mut cols: [Vec<Option<String>>; 9] = Default::default();
+    for (inv, call) in latest.values() {
+        let row = [
+            Some(inv.invocation_id.as_str().to_owned()),
+            Some(call.call_id.key().to_owned()),
+            Some(call.call_id.task_id().key().to_owned()),
+            Some(call.call_id.args_id().to_owned()),
+            Some(call.serialized_arguments.to_json()),
+            inv.parent_invocation_id
+                .as_ref()
+                .map(|p| p.as_str().to_owned()),
+            Some(inv.workflow.workflow_id.as_str().to_owned()),
+            Some(inv.workflow.workflow_type.key().to_owned()),
+            inv.workflow
+                .parent_workflow_id
+                .as_ref()
+                .map(|p| p.as_str().to_owned()),
+        ];
+        for (col, v) in cols.iter_mut().zip(row) {
+            col.push(v);
+        }
+    }
+    Some(cols)
+}
+
+/// Runs the batch upsert of [`invocation_columns`].
+pub(crate) fn exec_invocations(
+    db: &mut Db<'_>,
+    sql: &Statements,
+    c: &[Vec<Option<String>>; 9],
+) -> std::result::Result<(), postgres::Error> {
+    db.execute(
+        &sql.upsert_invocation_batch,
+        &[
+            &c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6], &c[7], &c[8],
+        ],
+    )
+    .map(drop)
+}
+
+/// History rows as column arrays (key, time key, µs, status, JSON) in
+/// their order; of rows sharing an identity only the last, at its own
+/// (later) position, which is where it would end up anyway.
+pub(crate) type HistoryColumns = (
+    Vec<String>,
+    Vec<f64>,
+    Vec<i64>,
+    Vec<&'static str>,
+    Vec<String>,
 );
 
+/// See [`HistoryColumns`]; `None` for no rows.
+pub(crate) fn history_columns(rows: &[taskstate_core::HistoryRow<'_>]) -> Option<HistoryColumns> {
+    if rows.is_empty() {
+        return None;
+    }
+    let mut last: HashMap<(&str, u64, &str), usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let (k, t, st) = r.identity();
+        last.insert((k.as_str(), t.seconds().to_bits(), st.as_str()), i);
+    }
+    let mut cols: HistoryColumns = Default::default();
+    // One JSON per record however many keys it is stored under.
+    let mut prev: Option<(&InvocationHistory, String)> = None;
+    for (i, r) in rows.iter().enumerate() {
+        let (k, t, st) = r.identity();
+        if last.get(&(k.as_str(), t.seconds().to_bits(), st.as_str())) != Some(&i) {
+            continue;
+        }
+        let json = match &prev {
+            Some((rec, json)) if std::ptr::eq(*rec, r.record) => json.clone(),
+            _ => {
+                let json = r.record.to_json();
+                prev = Some((r.record, json.clone()));
+                json
+            }
+        };
+        cols.0.push(k.as_str().to_owned());
+        cols.1.push(t.seconds());
+        cols.2.push(r.record.timestamp.micros());
+        cols.3.push(st.as_str());
+        cols.4.push(json);
+    }
+    Some(cols)
+}
+
+/// Runs the batch insert of [`history_columns`].
+pub(crate) fn exec_history(
+    db: &mut Db<'_>,
+    sql: &Statements,
+    c: &HistoryColumns,
+) -> std::result::Result<(), postgres::Error> {
+    db.execute(&sql.insert_history_batch, &[&c.0, &c.1, &c.2, &c.3, &c.4])
+        .map(drop)
+}
+
+/// Only plain identifiers are accepted as schema names, so splicing them
+/// into SQL (quoted) is safe.
 fn check_schema_name(s: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 63
@@ -923,72 +1022,22 @@ impl StateBackend for PostgresBackend {
         for (inv, call) in entries {
             check_invocation_pair(inv, call)?;
         }
-        // Within a batch a later entry wins; ON CONFLICT cannot touch a row
-        // twice in one statement, and sorted keys keep lock order stable
-        // across concurrent batches (no deadlocks between them).
-        let mut latest: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-        for (i, (inv, _)) in entries.iter().enumerate() {
-            latest.insert(inv.invocation_id.as_str(), i);
-        }
-        let rows: Vec<InvRow<'_>> = latest
-            .values()
-            .map(|&i| {
-                let (inv, call) = &entries[i];
-                (
-                    inv.invocation_id.as_str(),
-                    call.call_id.key(),
-                    call.call_id.task_id().key(),
-                    call.call_id.args_id(),
-                    call.serialized_arguments.to_json(),
-                    inv.parent_invocation_id.as_ref().map(InvocationId::as_str),
-                    inv.workflow.workflow_id.as_str(),
-                    inv.workflow.workflow_type.key(),
-                    inv.workflow
-                        .parent_workflow_id
-                        .as_ref()
-                        .map(InvocationId::as_str),
-                )
-            })
-            .collect();
-        if rows.is_empty() {
+        let Some(cols) = invocation_columns(entries.iter().map(|(i, c)| (i, c))) else {
             return Ok(());
-        }
-        if let [r] = &rows[..] {
-            return self.write("upsert invocation", false, |tx| {
-                tx.execute(
-                    &self.sql.upsert_invocation,
-                    &[&r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7, &r.8],
-                )
-                .map(drop)
-            });
-        }
-        // One statement for the batch (one round trip), columns as arrays.
-        fn col<'a>(
-            rows: &'a [InvRow<'a>],
-            f: impl Fn(&'a InvRow<'a>) -> Option<&'a str>,
-        ) -> Vec<Option<&'a str>> {
-            rows.iter().map(f).collect()
-        }
-        let cols = [
-            col(&rows, |r| Some(r.0)),
-            col(&rows, |r| Some(r.1)),
-            col(&rows, |r| Some(r.2)),
-            col(&rows, |r| Some(r.3)),
-            col(&rows, |r| Some(r.4.as_str())),
-            col(&rows, |r| r.5),
-            col(&rows, |r| Some(r.6)),
-            col(&rows, |r| Some(r.7)),
-            col(&rows, |r| r.8),
-        ];
+        };
+        let single = cols[0].len() == 1;
         self.write("upsert invocations", false, |tx| {
-            tx.execute(
-                &self.sql.upsert_invocation_batch,
-                &[
-                    &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6], &cols[7],
-                    &cols[8],
-                ],
-            )
-            .map(drop)
+            if single {
+                // One row: the plain statement (no array round trip).
+                let p: Vec<&Option<String>> = cols.iter().map(|c| &c[0]).collect();
+                return tx
+                    .execute(
+                        &self.sql.upsert_invocation,
+                        &[p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]],
+                    )
+                    .map(drop);
+            }
+            exec_invocations(tx, &self.sql, &cols)
         })
     }
 
@@ -1049,51 +1098,27 @@ impl StateBackend for PostgresBackend {
         for r in records {
             check_history_row(r)?;
         }
-        if records.is_empty() {
+        let Some(cols) = history_columns(records) else {
             return Ok(());
-        }
-        let rows: Vec<_> = records
-            .iter()
-            .map(|r| {
-                (
-                    r.key.as_str(),
-                    r.time_key().seconds(),
-                    r.record.timestamp.micros(),
-                    r.record.status_record.status.as_str(),
-                    r.record.to_json(),
-                )
-            })
-            .collect();
-        if let [r] = &rows[..] {
+        };
+        if let [r] = records {
+            let (key, micros) = (r.time_key().seconds(), r.record.timestamp.micros());
             return self.write("add history", false, |tx| {
-                tx.execute(&self.sql.insert_history, &[&r.0, &r.1, &r.2, &r.3, &r.4])
-                    .map(drop)
+                tx.execute(
+                    &self.sql.insert_history,
+                    &[
+                        &r.key.as_str(),
+                        &key,
+                        &micros,
+                        &r.record.status_record.status.as_str(),
+                        &cols.4[0],
+                    ],
+                )
+                .map(drop)
             });
         }
-        // ON CONFLICT cannot touch a row twice in one statement: of records
-        // with one identity only the last is kept, at its own (later)
-        // position, which is where it would end up anyway.
-        let mut last: HashMap<(&str, u64, &str), usize> = HashMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            last.insert((r.0, r.1.to_bits(), r.3), i);
-        }
-        let kept: Vec<_> = rows
-            .iter()
-            .enumerate()
-            .filter(|(i, r)| last.get(&(r.0, r.1.to_bits(), r.3)) == Some(i))
-            .map(|(_, r)| r)
-            .collect();
-        let ids: Vec<&str> = kept.iter().map(|r| r.0).collect();
-        let keys: Vec<f64> = kept.iter().map(|r| r.1).collect();
-        let micros: Vec<i64> = kept.iter().map(|r| r.2).collect();
-        let statuses: Vec<&str> = kept.iter().map(|r| r.3).collect();
-        let jsons: Vec<&str> = kept.iter().map(|r| r.4.as_str()).collect();
         self.write("add histories", false, |tx| {
-            tx.execute(
-                &self.sql.insert_history_batch,
-                &[&ids, &keys, &micros, &statuses, &jsons],
-            )
-            .map(drop)
+            exec_history(tx, &self.sql, &cols)
         })
     }
 
@@ -1376,37 +1401,12 @@ impl StateBackend for PostgresBackend {
         })
     }
 
-    fn result_ids(&self) -> Result<Vec<InvocationId>> {
-        self.ids(&self.sql.result_ids, &[])
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
+        Ok(Box::new(bulk::PgSnapshot::new(self)?))
     }
 
-    fn exception_ids(&self) -> Result<Vec<InvocationId>> {
-        self.ids(&self.sql.exception_ids, &[])
-    }
-
-    fn all_workflow_sub_invocations(&self) -> Result<Vec<(InvocationId, InvocationId)>> {
-        self.read("all sub-invocations", false, |tx| {
-            Ok(self
-                .q(tx, &self.sql.all_subs, &[])?
-                .iter()
-                .map(|r| {
-                    (
-                        InvocationId::new(r.get::<_, String>(0)),
-                        InvocationId::new(r.get::<_, String>(1)),
-                    )
-                })
-                .collect())
-        })
-    }
-
-    fn all_workflow_data(&self) -> Result<Vec<(InvocationId, String, String)>> {
-        self.read("all workflow data", false, |tx| {
-            Ok(self
-                .q(tx, &self.sql.all_data, &[])?
-                .iter()
-                .map(|r| (InvocationId::new(r.get::<_, String>(0)), r.get(1), r.get(2)))
-                .collect())
-        })
+    fn write_rows(&self, rows: &[BulkRow]) -> Result<()> {
+        bulk::write_rows(self, rows)
     }
 
     fn purge(&self) -> Result<()> {

@@ -55,12 +55,14 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, params};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
-    InvocationId, Page, Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId,
-    TimeRange, WorkflowIdentity, check_app_info, check_history_row, check_invocation_id,
-    check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
-    check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain, runner_id_matches,
+    InvocationId, Page, Result, Row as BulkRow, RunnerContext, RunnerId, SerializedArguments,
+    Snapshot, StateBackend, TaskId, TimeRange, WorkflowIdentity, check_app_info, check_history_row,
+    check_invocation_id, check_invocation_pair, check_page_size, check_runner_context,
+    check_sub_invocation, check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain,
+    runner_id_matches,
 };
 
+mod bulk;
 mod errors;
 mod schema;
 pub mod sql;
@@ -112,6 +114,30 @@ struct Readers {
     uri: String,
     settings: ConnSettings,
     max_idle: usize,
+}
+
+impl Readers {
+    /// An idle read connection, or a new one.
+    fn take(&self, ctx: &Ctx) -> Result<Connection> {
+        if let Some(c) = self.idle.lock().pop() {
+            return Ok(c);
+        }
+        let c = schema::open_connection(&self.uri, &self.settings, ctx)?;
+        c.execute_batch("PRAGMA query_only = 1")
+            .map_err(|e| sql_err(ctx, "open reader", e))?;
+        Ok(c)
+    }
+
+    /// Keeps `conn` for reuse if it is idle (no transaction left open) and
+    /// the pool has room.
+    fn give_back(&self, conn: Connection) {
+        if conn.is_autocommit() {
+            let mut idle = self.idle.lock();
+            if idle.len() < self.max_idle {
+                idle.push(conn);
+            }
+        }
+    }
 }
 
 /// The SQLite engine. `Send + Sync`: share one per process (in an `Arc`)
@@ -210,16 +236,7 @@ impl SqliteBackend {
             // is a snapshot by itself.
             return self.writer.with_conn(|c| f(c));
         };
-        let popped = readers.idle.lock().pop();
-        let mut conn = match popped {
-            Some(c) => c,
-            None => {
-                let c = schema::open_connection(&readers.uri, &readers.settings, &self.ctx)?;
-                c.execute_batch("PRAGMA query_only = 1")
-                    .map_err(|e| sql_err(&self.ctx, "open reader", e))?;
-                c
-            }
-        };
+        let mut conn = readers.take(&self.ctx)?;
         let result = if snapshot {
             (|| {
                 let tx = conn
@@ -232,12 +249,7 @@ impl SqliteBackend {
         } else {
             f(&conn)
         };
-        if conn.is_autocommit() {
-            let mut idle = readers.idle.lock();
-            if idle.len() < readers.max_idle {
-                idle.push(conn);
-            }
-        }
+        readers.give_back(conn);
         result
     }
 
@@ -469,6 +481,71 @@ fn decode_history(
     }
 }
 
+/// An invocation and its call from the columns `call_id_key,
+/// serialized_arguments, parent_invocation_id, workflow_id,
+/// workflow_type_key, parent_workflow_id` starting at column `at`.
+fn decode_invocation(
+    ctx: &Ctx,
+    row: &Row<'_>,
+    id: &InvocationId,
+    at: usize,
+) -> Result<(InvocationDTO, CallDTO)> {
+    let k = id.as_str();
+    let call_id: CallId = text_at(row, at, ctx, T_INV, k)?
+        .parse()
+        .map_err(|e| corrupt(ctx, T_INV, k, e))?;
+    let args = SerializedArguments::from_json(&text_at(row, at + 1, ctx, T_INV, k)?)
+        .map_err(|e| corrupt(ctx, T_INV, k, e))?;
+    let workflow_type: TaskId = text_at(row, at + 4, ctx, T_INV, k)?
+        .parse()
+        .map_err(|e| corrupt(ctx, T_INV, k, e))?;
+    Ok((
+        InvocationDTO {
+            invocation_id: id.clone(),
+            call_id: call_id.clone(),
+            workflow: WorkflowIdentity {
+                workflow_id: InvocationId::new(text_at(row, at + 3, ctx, T_INV, k)?),
+                workflow_type,
+                parent_workflow_id: opt_id_at(row, at + 5, ctx, T_INV, k)?.map(InvocationId::new),
+            },
+            parent_invocation_id: opt_id_at(row, at + 2, ctx, T_INV, k)?.map(InvocationId::new),
+        },
+        CallDTO {
+            call_id,
+            serialized_arguments: args,
+        },
+    ))
+}
+
+/// A stored history row: the record (JSON at `json_col`) and its stored
+/// time key (`history_timestamp` at `ts_col`); `id_col` names a bad row.
+fn decode_stored_history(
+    ctx: &Ctx,
+    row: &Row<'_>,
+    json_col: usize,
+    id_col: usize,
+    ts_col: usize,
+) -> Result<taskstate_core::StoredHistory> {
+    let record = decode_history(ctx, row, json_col, id_col)?;
+    let time_key = match row.get_ref(ts_col) {
+        Ok(ValueRef::Real(s)) if s.is_finite() => s,
+        Ok(ValueRef::Integer(i)) => i as f64,
+        _ => {
+            let key = opt_text_at(row, id_col, ctx, T_HIST, "?")?.unwrap_or_default();
+            return Err(corrupt(
+                ctx,
+                T_HIST,
+                &key,
+                "history_timestamp is not a finite number",
+            ));
+        }
+    };
+    Ok(taskstate_core::StoredHistory {
+        record,
+        time_key: taskstate_core::TimeKey::from_seconds(time_key),
+    })
+}
+
 fn decode_workflow(ctx: &Ctx, row: &Row<'_>) -> Result<WorkflowIdentity> {
     let id = text_at(row, 0, ctx, T_WF, "?")?;
     let ty = text_at(row, 1, ctx, T_WF, &id)?;
@@ -572,31 +649,7 @@ impl StateBackend for SqliteBackend {
             let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? else {
                 return Err(Error::not_found(Entity::Invocation, k));
             };
-            let call_id: CallId = text_at(row, 0, ctx, T_INV, k)?
-                .parse()
-                .map_err(|e| corrupt(ctx, T_INV, k, e))?;
-            let args = SerializedArguments::from_json(&text_at(row, 1, ctx, T_INV, k)?)
-                .map_err(|e| corrupt(ctx, T_INV, k, e))?;
-            let workflow_type: TaskId = text_at(row, 4, ctx, T_INV, k)?
-                .parse()
-                .map_err(|e| corrupt(ctx, T_INV, k, e))?;
-            Ok((
-                InvocationDTO {
-                    invocation_id: id.clone(),
-                    call_id: call_id.clone(),
-                    workflow: WorkflowIdentity {
-                        workflow_id: InvocationId::new(text_at(row, 3, ctx, T_INV, k)?),
-                        workflow_type,
-                        parent_workflow_id: opt_id_at(row, 5, ctx, T_INV, k)?
-                            .map(InvocationId::new),
-                    },
-                    parent_invocation_id: opt_id_at(row, 2, ctx, T_INV, k)?.map(InvocationId::new),
-                },
-                CallDTO {
-                    call_id,
-                    serialized_arguments: args,
-                },
-            ))
+            decode_invocation(ctx, row, id, 0)
         })
     }
 
@@ -685,23 +738,7 @@ impl StateBackend for SqliteBackend {
                 .map_err(|e| sql_err(ctx, "query", e))?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
-                let record = decode_history(ctx, row, 0, 1)?;
-                let time_key = match row.get_ref(2) {
-                    Ok(ValueRef::Real(s)) if s.is_finite() => s,
-                    Ok(ValueRef::Integer(i)) => i as f64,
-                    _ => {
-                        return Err(corrupt(
-                            ctx,
-                            T_HIST,
-                            id.as_str(),
-                            "history_timestamp is not a finite number",
-                        ));
-                    }
-                };
-                out.push(taskstate_core::StoredHistory {
-                    record,
-                    time_key: taskstate_core::TimeKey::from_seconds(time_key),
-                });
+                out.push(decode_stored_history(ctx, row, 0, 1, 2)?);
             }
             Ok(out)
         })
@@ -1046,71 +1083,17 @@ impl StateBackend for SqliteBackend {
         })
     }
 
-    fn result_ids(&self) -> Result<Vec<InvocationId>> {
-        self.read(|c| {
-            ids(
-                &self.ctx,
-                c,
-                "SELECT invocation_id FROM state_backend_results ORDER BY invocation_id",
-                "state_backend_results",
-                [],
-            )
-        })
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>> {
+        Ok(Box::new(bulk::SqliteSnapshot::new(self)?))
     }
 
-    fn exception_ids(&self) -> Result<Vec<InvocationId>> {
-        self.read(|c| {
-            ids(
-                &self.ctx,
-                c,
-                "SELECT invocation_id FROM state_backend_exceptions ORDER BY invocation_id",
-                "state_backend_exceptions",
-                [],
-            )
-        })
-    }
-
-    fn all_workflow_sub_invocations(&self) -> Result<Vec<(InvocationId, InvocationId)>> {
-        let ctx = &self.ctx;
-        const T: &str = "state_backend_workflow_sub_invocations";
-        self.read(|c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT parent_workflow_id, sub_invocation_id FROM state_backend_workflow_sub_invocations \
-                     ORDER BY parent_workflow_id, sub_invocation_id",
-                )
-                .map_err(|e| sql_err(ctx, "prepare", e))?;
-            let mut rows = st.query([]).map_err(|e| sql_err(ctx, "query", e))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
-                let w = text_at(row, 0, ctx, T, "?")?;
-                let s = text_at(row, 1, ctx, T, &w)?;
-                out.push((InvocationId::new(w), InvocationId::new(s)));
-            }
-            Ok(out)
-        })
-    }
-
-    fn all_workflow_data(&self) -> Result<Vec<(InvocationId, String, String)>> {
-        let ctx = &self.ctx;
-        const T: &str = "state_backend_workflow_data";
-        self.read(|c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT workflow_id, data_key, data_value FROM state_backend_workflow_data \
-                     ORDER BY workflow_id, data_key",
-                )
-                .map_err(|e| sql_err(ctx, "prepare", e))?;
-            let mut rows = st.query([]).map_err(|e| sql_err(ctx, "query", e))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
-                let w = text_at(row, 0, ctx, T, "?")?;
-                let k = text_at(row, 1, ctx, T, &w)?;
-                let v = text_at(row, 2, ctx, T, &format!("{w}/{k}"))?;
-                out.push((InvocationId::new(w), k, v));
-            }
-            Ok(out)
-        })
+    fn write_rows(&self, rows: &[BulkRow]) -> Result<()> {
+        let encoding = self.writer.enter();
+        let op = bulk::encode(rows)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write(encoding, op)
     }
 
     fn purge(&self) -> Result<()> {

@@ -88,6 +88,8 @@ pub enum WriteOp {
     },
     Runners(Vec<RunnerRow>),
     Purge,
+    /// Several operations as one (the bulk path's page of rows).
+    Batch(Vec<WriteOp>),
 }
 
 impl WriteOp {
@@ -173,6 +175,11 @@ impl WriteOp {
                         r.hostname,
                         r.thread_id
                     ])?;
+                }
+            }
+            WriteOp::Batch(ops) => {
+                for op in ops {
+                    op.execute(c)?;
                 }
             }
             WriteOp::Purge => {
@@ -306,6 +313,12 @@ impl Writer {
     /// in-memory databases whose reads share it.
     pub fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
         f(&mut self.conn.lock())
+    }
+
+    /// The write connection itself, held until the guard is dropped: the
+    /// snapshot of an in-memory database, whose reads share it.
+    pub fn lock_conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.conn.lock()
     }
 
     /// Marks the calling thread as encoding a write until it is submitted.

@@ -1,75 +1,74 @@
-//! Moving all state from one engine to another, in batches, and counting
-//! what a store holds (to verify a copy).
+//! Moving all state from one engine to another on the bulk path, and
+//! counting what a store holds (to verify a copy).
+//!
+//! A copy reads one snapshot of the source page by page and writes each
+//! page in one transaction, so it holds at most a page in memory whatever
+//! the store's size, and the copy is of one instant even while workers keep
+//! writing to the source.
 
-use std::collections::BTreeSet;
+use taskstate_core::{Error, Kind, Result, StateBackend};
 
-use taskstate_core::{Error, HistoryRow, InvocationId, Result, StateBackend, TimeRange};
+use crate::export::{Progress, is_empty};
 
-use crate::export::{Progress, history_ids, is_empty};
-
-/// How many records of each kind a store holds.
+/// How many rows of each kind a store holds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    /// Invocations.
-    pub invocations: u64,
-    /// History records.
-    pub history: u64,
-    /// Results.
-    pub results: u64,
-    /// Exceptions.
-    pub exceptions: u64,
-    /// Workflow runs.
-    pub workflow_runs: u64,
-    /// Workflow sub-invocation links.
-    pub sub_invocations: u64,
-    /// Workflow data entries.
-    pub workflow_data: u64,
-    /// App infos.
-    pub app_infos: u64,
-    /// Runner contexts.
-    pub runner_contexts: u64,
-}
+pub struct Counts([u64; 9]);
 
 impl Counts {
-    /// (name, count) pairs, for tables.
+    fn slot(kind: Kind) -> usize {
+        Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+    }
+
+    /// Rows of `kind`.
     #[must_use]
-    pub fn rows(&self) -> [(&'static str, u64); 9] {
-        [
-            ("invocations", self.invocations),
-            ("history records", self.history),
-            ("results", self.results),
-            ("exceptions", self.exceptions),
-            ("workflow runs", self.workflow_runs),
-            ("workflow sub-invocations", self.sub_invocations),
-            ("workflow data", self.workflow_data),
-            ("app infos", self.app_infos),
-            ("runner contexts", self.runner_contexts),
-        ]
+    pub fn get(&self, kind: Kind) -> u64 {
+        self.0[Self::slot(kind)]
+    }
+
+    /// Adds `n` rows of `kind`.
+    pub fn add(&mut self, kind: Kind, n: u64) {
+        self.0[Self::slot(kind)] += n;
+    }
+
+    /// (kind name, count) pairs in [`Kind::ALL`] order, for tables.
+    #[must_use]
+    pub fn rows(&self) -> Vec<(&'static str, u64)> {
+        Kind::ALL.iter().map(|k| (k.name(), self.get(*k))).collect()
+    }
+
+    /// The kinds whose counts differ, as `kind: a vs b` parts.
+    fn differences(&self, other: &Counts, a: &str, b: &str) -> Vec<String> {
+        Kind::ALL
+            .iter()
+            .filter(|k| self.get(**k) != other.get(**k))
+            .map(|k| format!("{k}: {a} {}, {b} {}", self.get(*k), other.get(*k)))
+            .collect()
     }
 }
 
-/// Counts everything `b` stores (whole-store scans).
-pub fn counts(b: &dyn StateBackend) -> Result<Counts> {
-    let mut history = 0u64;
-    for page in b.iter_history_in_timerange(TimeRange::all(), 1000) {
-        history += page?.len() as u64;
+/// Counts everything `b` stores, from one snapshot.
+pub fn counts_of(b: &dyn StateBackend) -> Result<Counts> {
+    let mut snap = b.snapshot()?;
+    let mut c = Counts::default();
+    for kind in Kind::ALL {
+        c.add(kind, snap.count(kind)?);
     }
-    Ok(Counts {
-        invocations: b.get_invocation_ids_by_workflow(None, None)?.len() as u64,
-        history,
-        results: b.result_ids()?.len() as u64,
-        exceptions: b.exception_ids()?.len() as u64,
-        workflow_runs: b.get_all_workflow_runs()?.len() as u64,
-        sub_invocations: b.all_workflow_sub_invocations()?.len() as u64,
-        workflow_data: b.all_workflow_data()?.len() as u64,
-        app_infos: b.discover_app_infos()?.len() as u64,
-        runner_contexts: b.get_matching_runner_contexts("")?.len() as u64,
-    })
+    Ok(c)
+}
+
+/// Counts everything `b` stores (see [`counts_of`]).
+pub fn counts(b: &dyn StateBackend) -> Result<Counts> {
+    counts_of(b)
 }
 
 /// Copies everything from `from` into `to` (which must be empty unless
-/// `merge`), `batch` invocations per write, then verifies the counts match
-/// (when `to` started empty). Returns the source's counts.
+/// `merge`), `batch` rows per transaction, from one snapshot of `from`;
+/// then, when `to` started empty, verifies every kind's count. Returns the
+/// source's counts.
+///
+/// A failure part-way leaves whole pages only, and its message names the
+/// kind and how far the copy got; copying again with `merge` completes it
+/// (every write is an upsert).
 pub fn copy(
     from: &dyn StateBackend,
     to: &dyn StateBackend,
@@ -84,88 +83,47 @@ pub fn copy(
             "the destination store is not empty: copy into an empty store, or merge explicitly",
         ));
     }
-    for a in from.discover_app_infos()? {
-        to.store_app_info(&a)?;
+    let mut snap = from.snapshot()?;
+    let mut source = Counts::default();
+    for kind in Kind::ALL {
+        source.add(kind, snap.count(kind)?);
     }
-    for r in from.get_matching_runner_contexts("")? {
-        to.store_runner_context(&r)?;
-    }
-    let ids = from.get_invocation_ids_by_workflow(None, None)?;
-    let total = ids.len() as u64;
-    for (n, chunk) in ids.chunks(batch).enumerate() {
-        let pairs = chunk
-            .iter()
-            .map(|id| from.get_invocation(id))
-            .collect::<Result<Vec<_>>>()?;
-        to.upsert_invocations(&pairs)?;
-        copy_history(from, to, chunk)?;
-        progress(
-            "invocations",
-            ((n * batch + chunk.len()) as u64).min(total),
-            total,
-        );
-    }
-    let stored: BTreeSet<&InvocationId> = ids.iter().collect();
-    let orphans: Vec<InvocationId> = history_ids(from)?
-        .into_iter()
-        .filter(|id| !stored.contains(id))
-        .collect();
-    for chunk in orphans.chunks(batch) {
-        copy_history(from, to, chunk)?;
-    }
-    let results = from.result_ids()?;
-    for (n, id) in results.iter().enumerate() {
-        to.set_result(id, &from.get_result(id)?)?;
-        if n % 1024 == 0 || n + 1 == results.len() {
-            progress("results", n as u64 + 1, results.len() as u64);
+    for kind in Kind::ALL {
+        let total = source.get(kind);
+        let mut done = 0u64;
+        let mut after = None;
+        progress(kind.name(), 0, total);
+        loop {
+            let page = snap.page(kind, after.as_ref(), batch)?;
+            to.write_rows(&page.items).map_err(|e| Error::Storage {
+                message: format!(
+                    "copy stopped in {kind} after {done} of {total} (whole pages only; earlier \
+                     kinds complete): {e}; copy again with --merge to complete it"
+                ),
+                source: Some(Box::new(e)),
+            })?;
+            done += page.items.len() as u64;
+            progress(kind.name(), done, total);
+            match page.next {
+                Some(c) => after = Some(c),
+                None => break,
+            }
         }
     }
-    for id in from.exception_ids()? {
-        to.set_exception(&id, &from.get_exception(&id)?)?;
-    }
-    for w in from.get_all_workflow_runs()? {
-        to.store_workflow_run(&w)?;
-    }
-    for (w, s) in from.all_workflow_sub_invocations()? {
-        to.store_workflow_sub_invocation(&w, &s)?;
-    }
-    for (w, k, v) in from.all_workflow_data()? {
-        to.set_workflow_data(&w, &k, &v)?;
-    }
-    let source = counts(from)?;
+    drop(snap);
     if started_empty {
-        let dest = counts(to)?;
+        let dest = counts_of(to)?;
         if dest != source {
             return Err(Error::Storage {
                 message: format!(
-                    "copy verification failed: source holds {source:?}, destination {dest:?}"
+                    "copy verification failed: {}",
+                    source
+                        .differences(&dest, "source holds", "destination")
+                        .join("; ")
                 ),
                 source: None,
             });
         }
     }
     Ok(source)
-}
-
-/// Copies the history rows stored under `keys`, each under its key and at
-/// its stored time key (SPEC §3: both may differ from the record's own id
-/// and instant).
-fn copy_history(
-    from: &dyn StateBackend,
-    to: &dyn StateBackend,
-    keys: &[InvocationId],
-) -> Result<()> {
-    let hist = keys
-        .iter()
-        .map(|id| from.get_history_rows(id))
-        .collect::<Result<Vec<_>>>()?;
-    let rows: Vec<HistoryRow<'_>> = keys
-        .iter()
-        .zip(&hist)
-        .flat_map(|(id, h)| {
-            h.iter()
-                .map(move |r| HistoryRow::under(id, &r.record).at_time_key(r.explicit_time_key()))
-        })
-        .collect();
-    to.add_history_rows(&rows)
 }

@@ -3,25 +3,36 @@
 //! sections and entries have the shape of the pynenc fixture's
 //! `expected.json`, so an export of a pynenc database compares with it.
 //!
+//! Both directions stream, so a store of any size moves in bounded memory:
+//! [`export_to`] writes the document while it reads one snapshot of the
+//! store page by page, and [`import_from`] parses the document entry by
+//! entry (twice: once to check every input rule, once to write a page of
+//! rows per transaction).
+//!
 //! ```
 //! use taskstate::{export, open, InvocationId, StateBackend};
 //! let a = open("memory://")?;
 //! a.set_result(&InvocationId::new("orphan"), "1")?;
 //! let doc = export::export(a.as_ref(), &mut |_, _, _| {})?;
 //! let b = open("memory://")?;
-//! export::import(b.as_ref(), &doc, false)?;
+//! let report = export::import(b.as_ref(), &doc, false)?;
+//! assert_eq!(report.written.get(taskstate::Kind::Result), 1);
 //! assert_eq!(export::export(b.as_ref(), &mut |_, _, _| {})?, doc);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
 
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 use taskstate_core::{
-    AppInfo, CallDTO, CallId, Error, HistoryRow, InvocationDTO, InvocationHistory, InvocationId,
-    Result, RunnerContext, RunnerId, SerializedArguments, StateBackend, StoredHistory, TimeKey,
-    TimeRange, WorkflowIdentity, check_history_row, check_invocation_pair,
+    AppInfo, CallDTO, CallId, Cursor, Error, InvocationDTO, InvocationHistory, InvocationId,
+    KeyRange, Kind, Result, Row, RunnerContext, RunnerId, SerializedArguments, Snapshot,
+    StateBackend, StoredHistory, TimeKey, WorkflowIdentity,
 };
+
+use crate::copy::{Counts, counts_of};
 
 /// The `format` field of documents this version writes and reads.
 pub const FORMAT: &str = "taskstate-export/1";
@@ -29,12 +40,15 @@ pub const FORMAT: &str = "taskstate-export/1";
 /// Reports progress: (phase, done, total).
 pub type Progress<'a> = dyn FnMut(&str, u64, u64) + 'a;
 
+/// Invocations per page of an export's walk (each with its history,
+/// result, exception and children read in the same key range).
+const EXPORT_PAGE: usize = 1000;
+
+/// Rows per transaction of an import.
+pub const IMPORT_PAGE: usize = 5000;
+
 fn opt_id(id: Option<&InvocationId>) -> Value {
     id.map_or(Value::Null, |i| json!(i.as_str()))
-}
-
-fn ids_value(ids: &[InvocationId]) -> Value {
-    Value::Array(ids.iter().map(|i| json!(i.as_str())).collect())
 }
 
 fn workflow_value(w: &WorkflowIdentity) -> Value {
@@ -45,24 +59,15 @@ fn workflow_value(w: &WorkflowIdentity) -> Value {
     })
 }
 
-fn result_or_null(r: Result<String>) -> Result<Value> {
-    match r {
-        Ok(s) => Ok(Value::String(s)),
-        Err(Error::NotFound { .. }) => Ok(Value::Null),
-        Err(e) => Err(e),
-    }
-}
-
-/// One runner context as its export entry.
-#[must_use]
-pub fn runner_value(c: &RunnerContext) -> Value {
+/// One runner-context row as its export entry.
+fn runner_value(c: &RunnerContext, parent: Option<&RunnerId>) -> Value {
     json!({
         "runner_id": c.runner_id.as_str(),
         "runner_cls": c.runner_cls,
         "pid": c.pid,
         "hostname": c.hostname,
         "thread_id": c.thread_id,
-        "parent_runner_id": c.parent_runner_id().map(RunnerId::as_str),
+        "parent_runner_id": parent.map(RunnerId::as_str),
     })
 }
 
@@ -81,134 +86,389 @@ fn history_value(row: &StoredHistory) -> Value {
     v
 }
 
-/// Every invocation id with history, stored or not, ascending.
-pub fn history_ids(b: &dyn StateBackend) -> Result<Vec<InvocationId>> {
-    let mut ids = Vec::new();
-    for page in b.iter_invocations_in_timerange(TimeRange::all(), 1000) {
-        ids.extend(page?);
+// ---- writing the document ---------------------------------------------
+
+/// A write failure of the document, kept as the source so a caller can
+/// tell a closed pipe from a full disk.
+fn write_err(e: std::io::Error) -> Error {
+    Error::Storage {
+        message: format!("writing the export document: {e}"),
+        source: Some(Box::new(e)),
     }
-    Ok(ids)
 }
 
-/// Builds the export document of everything `b` stores.
+/// Writes the document as `serde_json::to_string_pretty` would write the
+/// whole of it (keys in the order written, two-space indents), one entry
+/// at a time.
+struct DocWriter<W: Write> {
+    out: W,
+    sections: usize,
+    entries: usize,
+    scratch: Vec<u8>,
+}
+
+impl<W: Write> DocWriter<W> {
+    fn new(mut out: W) -> Result<Self> {
+        out.write_all(b"{").map_err(write_err)?;
+        Ok(Self {
+            out,
+            sections: 0,
+            entries: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    fn key(&mut self, name: &str) -> Result<()> {
+        let sep: &[u8] = if self.sections == 0 {
+            b"\n  "
+        } else {
+            b",\n  "
+        };
+        self.sections += 1;
+        self.out.write_all(sep).map_err(write_err)?;
+        serde_json::to_writer(&mut self.out, name).map_err(|e| write_err(e.into()))?;
+        self.out.write_all(b": ").map_err(write_err)
+    }
+
+    /// A section whose value is written whole.
+    fn scalar(&mut self, name: &str, v: &Value) -> Result<()> {
+        self.key(name)?;
+        self.pretty(v, 1)
+    }
+
+    /// Opens a section holding an array (`[`) or object (`{`).
+    fn open(&mut self, name: &str) -> Result<()> {
+        self.key(name)?;
+        self.entries = 0;
+        Ok(())
+    }
+
+    fn entry_prefix(&mut self, open: u8) -> Result<()> {
+        let prefix: &[u8] = if self.entries == 0 {
+            b"\n    "
+        } else {
+            b",\n    "
+        };
+        if self.entries == 0 {
+            self.out.write_all(&[open]).map_err(write_err)?;
+        }
+        self.entries += 1;
+        self.out.write_all(prefix).map_err(write_err)
+    }
+
+    /// One element of an array section.
+    fn element(&mut self, v: &Value) -> Result<()> {
+        self.entry_prefix(b'[')?;
+        self.pretty(v, 2)
+    }
+
+    /// One member of an object section.
+    fn member(&mut self, key: &str, v: &Value) -> Result<()> {
+        self.entry_prefix(b'{')?;
+        serde_json::to_writer(&mut self.out, key).map_err(|e| write_err(e.into()))?;
+        self.out.write_all(b": ").map_err(write_err)?;
+        self.pretty(v, 2)
+    }
+
+    /// Closes a section opened with `open` (`[`/`{`).
+    fn close(&mut self, open: u8) -> Result<()> {
+        let close = if open == b'[' { b']' } else { b'}' };
+        if self.entries == 0 {
+            self.out.write_all(&[open, close]).map_err(write_err)
+        } else {
+            self.out.write_all(b"\n  ").map_err(write_err)?;
+            self.out.write_all(&[close]).map_err(write_err)
+        }
+    }
+
+    /// `v` pretty-printed, its lines after the first indented `depth` levels.
+    fn pretty(&mut self, v: &Value, depth: usize) -> Result<()> {
+        self.scratch.clear();
+        serde_json::to_writer_pretty(&mut self.scratch, v).map_err(|e| write_err(e.into()))?;
+        let indent = "  ".repeat(depth);
+        let mut lines = self.scratch.split(|b| *b == b'\n');
+        if let Some(first) = lines.next() {
+            self.out.write_all(first).map_err(write_err)?;
+        }
+        for line in lines {
+            self.out.write_all(b"\n").map_err(write_err)?;
+            self.out.write_all(indent.as_bytes()).map_err(write_err)?;
+            self.out.write_all(line).map_err(write_err)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<W> {
+        self.out.write_all(b"\n}").map_err(write_err)?;
+        self.out.flush().map_err(write_err)?;
+        Ok(self.out)
+    }
+}
+
+/// Everything stored under one invocation id: the invocation if stored,
+/// its history (in order), result, exception and children.
+#[derive(Default)]
+struct Group {
+    invocation: Option<Box<(InvocationDTO, CallDTO)>>,
+    history: Vec<StoredHistory>,
+    result: Option<String>,
+    exception: Option<String>,
+    children: Vec<InvocationId>,
+}
+
+/// Walks the snapshot by pages of invocations; each page covers the key
+/// range from the previous page's last id (exclusive) to its own last id
+/// (the last page: to the end), so every row keyed by an invocation id
+/// falls in exactly one page. Calls `f` for every key of the range, in
+/// order, with what is stored under it.
+fn walk(
+    snap: &mut dyn Snapshot,
+    mut f: impl FnMut(InvocationId, Group) -> Result<()>,
+) -> Result<()> {
+    let mut after: Option<Cursor> = None;
+    let mut prev_last: Option<InvocationId> = None;
+    loop {
+        let page = snap.page(Kind::Invocation, after.as_ref(), EXPORT_PAGE)?;
+        let last = page.items.last().and_then(Row::invocation_key).cloned();
+        let range = KeyRange {
+            after: prev_last.clone(),
+            upto: if page.next.is_some() {
+                last.clone()
+            } else {
+                None
+            },
+        };
+        let mut groups: BTreeMap<InvocationId, Group> = BTreeMap::new();
+        for row in page.items {
+            if let Row::Invocation(p) = row {
+                let id = p.0.invocation_id.clone();
+                groups.entry(id).or_default().invocation = Some(p);
+            }
+        }
+        for kind in [Kind::History, Kind::Result, Kind::Exception] {
+            for row in snap.keyed(kind, &range)? {
+                match row {
+                    Row::History(k, h) => groups.entry(k).or_default().history.push(h),
+                    Row::Result(k, v) => groups.entry(k).or_default().result = Some(v),
+                    Row::Exception(k, v) => groups.entry(k).or_default().exception = Some(v),
+                    _ => {}
+                }
+            }
+        }
+        for (parent, child) in snap.children(&range)? {
+            if let Some(g) = groups.get_mut(&parent) {
+                if g.invocation.is_some() {
+                    g.children.push(child);
+                }
+            }
+        }
+        for (id, g) in groups {
+            f(id, g)?;
+        }
+        match page.next {
+            Some(c) => {
+                after = Some(c);
+                prev_last = last;
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+fn invocation_value(id: &InvocationId, pair: &(InvocationDTO, CallDTO), g: &Group) -> Value {
+    let (inv, call) = pair;
+    let args: Map<String, Value> = call
+        .serialized_arguments
+        .iter()
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
+    json!({
+        "invocation_id": id.as_str(),
+        "call_id_key": call.call_id.key(),
+        "task_id_key": call.call_id.task_id().key(),
+        "args_id": call.call_id.args_id(),
+        "serialized_arguments": args,
+        "parent_invocation_id": opt_id(inv.parent_invocation_id.as_ref()),
+        "workflow": workflow_value(&inv.workflow),
+        "history": g.history.iter().map(history_value).collect::<Vec<_>>(),
+        "result": g.result.as_deref().map_or(Value::Null, |r| json!(r)),
+        "exception": g.exception.as_deref().map_or(Value::Null, |e| json!(e)),
+        "children": g.children.iter().map(|c| json!(c.as_str())).collect::<Vec<_>>(),
+    })
+}
+
+fn orphan_value(g: &Group) -> Value {
+    let mut m = Map::new();
+    if !g.history.is_empty() {
+        m.insert(
+            "history".into(),
+            Value::Array(g.history.iter().map(history_value).collect()),
+        );
+    }
+    if let Some(r) = &g.result {
+        m.insert("result".into(), json!(r));
+    }
+    if let Some(e) = &g.exception {
+        m.insert("exception".into(), json!(e));
+    }
+    Value::Object(m)
+}
+
+/// Writes every page of `kind` through `f`.
+fn each_row(
+    snap: &mut dyn Snapshot,
+    kind: Kind,
+    mut f: impl FnMut(Row) -> Result<()>,
+) -> Result<()> {
+    let mut after = None;
+    loop {
+        let page = snap.page(kind, after.as_ref(), EXPORT_PAGE)?;
+        for row in page.items {
+            f(row)?;
+        }
+        match page.next {
+            Some(c) => after = Some(c),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Writes the export document of everything `b` stores to `out`, from one
+/// snapshot, in bounded memory. Returns the rows of each kind it holds.
+pub fn export_to<W: Write>(
+    b: &dyn StateBackend,
+    out: W,
+    progress: &mut Progress<'_>,
+) -> Result<(Counts, W)> {
+    let mut snap = b.snapshot()?;
+    let total = snap.count(Kind::Invocation)?;
+    let mut doc = DocWriter::new(out)?;
+    let mut written = Counts::default();
+
+    doc.scalar("format", &json!(FORMAT))?;
+
+    doc.open("invocations")?;
+    let mut done = 0u64;
+    let mut orphans = 0u64;
+    progress("invocations", 0, total);
+    walk(snap.as_mut(), |id, g| {
+        written.add(Kind::History, g.history.len() as u64);
+        written.add(Kind::Result, u64::from(g.result.is_some()));
+        written.add(Kind::Exception, u64::from(g.exception.is_some()));
+        match &g.invocation {
+            Some(pair) => {
+                written.add(Kind::Invocation, 1);
+                doc.element(&invocation_value(&id, pair, &g))?;
+                done += 1;
+                if done % 1024 == 0 || done == total {
+                    progress("invocations", done, total);
+                }
+            }
+            None => orphans += 1,
+        }
+        Ok(())
+    })?;
+    doc.close(b'[')?;
+
+    // Rows under ids that are not stored invocations: a second walk of
+    // the same snapshot, only when the first one met any.
+    doc.open("orphan_invocation_data")?;
+    if orphans > 0 {
+        walk(snap.as_mut(), |id, g| {
+            if g.invocation.is_none() {
+                doc.member(id.as_str(), &orphan_value(&g))?;
+            }
+            Ok(())
+        })?;
+    }
+    doc.close(b'{')?;
+
+    doc.open("workflow_runs")?;
+    each_row(snap.as_mut(), Kind::WorkflowRun, |row| {
+        if let Row::WorkflowRun(w) = row {
+            written.add(Kind::WorkflowRun, 1);
+            doc.element(&workflow_value(&w))?;
+        }
+        Ok(())
+    })?;
+    doc.close(b'[')?;
+
+    // One member per workflow: its links arrive in (workflow, sub) order.
+    doc.open("workflow_sub_invocations")?;
+    let mut current: Option<(InvocationId, Vec<Value>)> = None;
+    each_row(snap.as_mut(), Kind::SubInvocation, |row| {
+        if let Row::SubInvocation(w, s) = row {
+            written.add(Kind::SubInvocation, 1);
+            match &mut current {
+                Some((cw, list)) if *cw == w => list.push(json!(s.as_str())),
+                _ => {
+                    if let Some((cw, list)) = current.replace((w, vec![json!(s.as_str())])) {
+                        doc.member(cw.as_str(), &Value::Array(list))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some((cw, list)) = current {
+        doc.member(cw.as_str(), &Value::Array(list))?;
+    }
+    doc.close(b'{')?;
+    doc.open("workflow_data")?;
+    each_row(snap.as_mut(), Kind::WorkflowData, |row| {
+        if let Row::WorkflowData(w, k, v) = row {
+            written.add(Kind::WorkflowData, 1);
+            doc.element(&json!({"workflow_id": w.as_str(), "key": k, "stored": v}))?;
+        }
+        Ok(())
+    })?;
+    doc.close(b'[')?;
+
+    doc.open("app_infos")?;
+    each_row(snap.as_mut(), Kind::AppInfo, |row| {
+        if let Row::AppInfo(a) = row {
+            written.add(Kind::AppInfo, 1);
+            doc.element(&json!({"app_id": a.app_id, "app_info": a.to_value()}))?;
+        }
+        Ok(())
+    })?;
+    doc.close(b'[')?;
+    doc.open("runner_contexts")?;
+    each_row(snap.as_mut(), Kind::RunnerContext, |row| {
+        if let Row::RunnerContext(c, parent) = row {
+            written.add(Kind::RunnerContext, 1);
+            doc.element(&runner_value(&c, parent.as_ref()))?;
+        }
+        Ok(())
+    })?;
+    doc.close(b'[')?;
+
+    let out = doc.finish()?;
+    Ok((written, out))
+}
+
+/// The export document of everything `b` stores, as a value (built by
+/// [`export_to`]; for documents that fit in memory).
 pub fn export(b: &dyn StateBackend, progress: &mut Progress<'_>) -> Result<Value> {
-    let ids = b.get_invocation_ids_by_workflow(None, None)?;
-    let total = ids.len() as u64;
-    let mut invocations = Vec::with_capacity(ids.len());
-    for (n, id) in ids.iter().enumerate() {
-        let (inv, call) = b.get_invocation(id)?;
-        let history: Vec<Value> = b.get_history_rows(id)?.iter().map(history_value).collect();
-        let args: Map<String, Value> = call
-            .serialized_arguments
-            .iter()
-            .map(|(k, v)| (k.to_owned(), json!(v)))
-            .collect();
-        invocations.push(json!({
-            "invocation_id": id.as_str(),
-            "call_id_key": call.call_id.key(),
-            "task_id_key": call.call_id.task_id().key(),
-            "args_id": call.call_id.args_id(),
-            "serialized_arguments": args,
-            "parent_invocation_id": opt_id(inv.parent_invocation_id.as_ref()),
-            "workflow": workflow_value(&inv.workflow),
-            "history": history,
-            "result": result_or_null(b.get_result(id))?,
-            "exception": result_or_null(b.get_exception(id))?,
-            "children": ids_value(&b.get_child_invocations(id)?),
-        }));
-        if n % 256 == 0 || n + 1 == ids.len() {
-            progress("invocations", n as u64 + 1, total);
-        }
-    }
-
-    // History, results and exceptions of invocations that are not stored.
-    let stored: BTreeSet<&InvocationId> = ids.iter().collect();
-    let mut orphans: BTreeMap<InvocationId, Map<String, Value>> = BTreeMap::new();
-    for id in history_ids(b)? {
-        if !stored.contains(&id) {
-            let h: Vec<Value> = b.get_history_rows(&id)?.iter().map(history_value).collect();
-            orphans
-                .entry(id)
-                .or_default()
-                .insert("history".into(), Value::Array(h));
-        }
-    }
-    for id in b.result_ids()? {
-        if !stored.contains(&id) {
-            let r = b.get_result(&id)?;
-            orphans
-                .entry(id)
-                .or_default()
-                .insert("result".into(), json!(r));
-        }
-    }
-    for id in b.exception_ids()? {
-        if !stored.contains(&id) {
-            let e = b.get_exception(&id)?;
-            orphans
-                .entry(id)
-                .or_default()
-                .insert("exception".into(), json!(e));
-        }
-    }
-    let orphans: Map<String, Value> = orphans
-        .into_iter()
-        .map(|(id, m)| (id.into_string(), Value::Object(m)))
-        .collect();
-
-    let mut subs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (w, s) in b.all_workflow_sub_invocations()? {
-        subs.entry(w.into_string())
-            .or_default()
-            .push(json!(s.as_str()));
-    }
-    let data: Vec<Value> = b
-        .all_workflow_data()?
-        .into_iter()
-        .map(|(w, k, v)| json!({"workflow_id": w.as_str(), "key": k, "stored": v}))
-        .collect();
-    let apps: Vec<Value> = b
-        .discover_app_infos()?
-        .iter()
-        .map(|a| json!({"app_id": a.app_id, "app_info": a.to_value()}))
-        .collect();
-    let runners: Vec<Value> = b
-        .get_matching_runner_contexts("")?
-        .iter()
-        .map(runner_value)
-        .collect();
-    let runs: Vec<Value> = b
-        .get_all_workflow_runs()?
-        .iter()
-        .map(workflow_value)
-        .collect();
-
-    Ok(json!({
-        "format": FORMAT,
-        "invocations": invocations,
-        "orphan_invocation_data": orphans,
-        "workflow_runs": runs,
-        "workflow_sub_invocations": subs,
-        "workflow_data": data,
-        "app_infos": apps,
-        "runner_contexts": runners,
-    }))
+    let (_, bytes) = export_to(b, Vec::new(), progress)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Storage {
+        message: format!("the export document does not parse back: {e}"),
+        source: None,
+    })
 }
 
-/// Whether `b` stores nothing at all.
+/// Whether `b` stores nothing at all (one row of each kind is looked for).
 pub fn is_empty(b: &dyn StateBackend) -> Result<bool> {
-    Ok(b.get_invocation_ids_by_workflow(None, None)?.is_empty()
-        && b.invocation_ids_in_timerange(&TimeRange::all(), None, 1)?
-            .items
-            .is_empty()
-        && b.result_ids()?.is_empty()
-        && b.exception_ids()?.is_empty()
-        && b.get_all_workflow_runs()?.is_empty()
-        && b.all_workflow_sub_invocations()?.is_empty()
-        && b.all_workflow_data()?.is_empty()
-        && b.discover_app_infos()?.is_empty()
-        && b.get_matching_runner_contexts("")?.is_empty())
+    let mut snap = b.snapshot()?;
+    for kind in Kind::ALL {
+        if !snap.page(kind, None, 1)?.items.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
+
+// ---- reading the document ---------------------------------------------
 
 fn bad(what: impl std::fmt::Display) -> Error {
     Error::invalid(format!("export document: {what}"))
@@ -231,12 +491,6 @@ fn opt_str_field(v: &Value, key: &str, at: &str) -> Result<Option<String>> {
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(bad(format!("{at}: {key:?} is not a string or null"))),
     }
-}
-
-fn array<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a Vec<Value>> {
-    field(v, key, at)?
-        .as_array()
-        .ok_or_else(|| bad(format!("{at}: {key:?} is not an array")))
 }
 
 fn object<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a Map<String, Value>> {
@@ -288,16 +542,6 @@ fn histories_from(v: &Value, at: &str) -> Result<Vec<HistoryIn>> {
     }
 }
 
-/// The rows of `entries` under `key`, each at its carried time key.
-fn rows_under<'a>(
-    key: &'a InvocationId,
-    entries: &'a [HistoryIn],
-) -> impl Iterator<Item = HistoryRow<'a>> {
-    entries
-        .iter()
-        .map(move |(r, t)| HistoryRow::under(key, r).at_time_key(*t))
-}
-
 /// Parsed invocation entry: the pair, its history, result and exception.
 type InvocationEntry = (
     (InvocationDTO, CallDTO),
@@ -339,176 +583,438 @@ fn invocation_from(v: &Value) -> Result<InvocationEntry> {
     ))
 }
 
-/// Rebuilds runner contexts with their parent chains from export entries.
-fn runners_from(entries: &[Value]) -> Result<Vec<RunnerContext>> {
-    let mut rows: BTreeMap<String, (RunnerContext, Option<String>)> = BTreeMap::new();
-    for e in entries {
-        let id = str_field(e, "runner_id", "runner context")?;
-        let at = format!("runner context {id:?}");
-        let int = |k: &str| {
-            field(e, k, &at)?
-                .as_i64()
-                .ok_or_else(|| bad(format!("{at}: {k:?} is not an integer")))
-        };
-        let ctx = RunnerContext {
+/// One top-level entry of a document, as the parser meets it.
+enum Entry {
+    Format(Value),
+    Invocation(Value),
+    Orphan(String, Value),
+    WorkflowRun(Value),
+    SubInvocations(String, Value),
+    WorkflowData(Value),
+    AppInfo(Value),
+    Runner(Value),
+}
+
+/// The sections of a document and how their entries come.
+#[derive(Clone, Copy)]
+enum Section {
+    Format,
+    Invocations,
+    Orphans,
+    WorkflowRuns,
+    SubInvocations,
+    WorkflowData,
+    AppInfos,
+    Runners,
+}
+
+impl Section {
+    fn of(key: &str) -> Option<Self> {
+        Some(match key {
+            "format" => Section::Format,
+            "invocations" => Section::Invocations,
+            "orphan_invocation_data" => Section::Orphans,
+            "workflow_runs" => Section::WorkflowRuns,
+            "workflow_sub_invocations" => Section::SubInvocations,
+            "workflow_data" => Section::WorkflowData,
+            "app_infos" => Section::AppInfos,
+            "runner_contexts" => Section::Runners,
+            _ => return None,
+        })
+    }
+}
+
+type Sink<'s> = dyn FnMut(Entry) -> Result<()> + 's;
+
+/// Feeds a document's entries to a sink one at a time (serde
+/// `DeserializeSeed`): only one entry is in memory at once. A sink error
+/// stops the parse and is kept in `failed`.
+struct DocSeed<'a, 's> {
+    sink: &'a mut Sink<'s>,
+    failed: &'a mut Option<Error>,
+}
+
+struct SectionSeed<'a, 's> {
+    section: Section,
+    sink: &'a mut Sink<'s>,
+    failed: &'a mut Option<Error>,
+}
+
+impl SectionSeed<'_, '_> {
+    fn feed<E: serde::de::Error>(&mut self, entry: Entry) -> std::result::Result<(), E> {
+        (self.sink)(entry).map_err(|e| {
+            let msg = e.to_string();
+            *self.failed = Some(e);
+            E::custom(msg)
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DocSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a taskstate export document (a JSON object)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match Section::of(&key) {
+                Some(section) => map.next_value_seed(SectionSeed {
+                    section,
+                    sink: &mut *self.sink,
+                    failed: &mut *self.failed,
+                })?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for SectionSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(
+        mut self,
+        d: D,
+    ) -> std::result::Result<(), D::Error> {
+        match self.section {
+            Section::Format => {
+                let v = Value::deserialize(d)?;
+                self.feed(Entry::Format(v))
+            }
+            Section::Orphans | Section::SubInvocations => d.deserialize_map(self),
+            _ => d.deserialize_seq(self),
+        }
+    }
+}
+
+use serde::Deserialize as _;
+
+impl<'de> Visitor<'de> for SectionSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.section {
+            Section::Orphans | Section::SubInvocations => f.write_str("an object"),
+            _ => f.write_str("an array"),
+        }
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> std::result::Result<(), A::Error> {
+        if matches!(self.section, Section::Orphans | Section::SubInvocations) {
+            return Err(serde::de::Error::custom(
+                "expected an object, found an array",
+            ));
+        }
+        while let Some(v) = seq.next_element::<Value>()? {
+            let entry = match self.section {
+                Section::Invocations => Entry::Invocation(v),
+                Section::WorkflowRuns => Entry::WorkflowRun(v),
+                Section::WorkflowData => Entry::WorkflowData(v),
+                Section::AppInfos => Entry::AppInfo(v),
+                _ => Entry::Runner(v),
+            };
+            self.feed(entry)?;
+        }
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> std::result::Result<(), A::Error> {
+        if !matches!(self.section, Section::Orphans | Section::SubInvocations) {
+            return Err(serde::de::Error::custom(
+                "expected an array, found an object",
+            ));
+        }
+        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+            let entry = match self.section {
+                Section::Orphans => Entry::Orphan(k, v),
+                _ => Entry::SubInvocations(k, v),
+            };
+            self.feed(entry)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses the document from `input`, feeding every entry to `sink`.
+fn parse(input: impl Read, sink: &mut Sink<'_>) -> Result<()> {
+    let mut failed = None;
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(input));
+    let parsed = DocSeed {
+        sink,
+        failed: &mut failed,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match (parsed, failed) {
+        (_, Some(e)) => Err(e),
+        (Err(e), None) => Err(bad(format!("the document is not JSON (or not whole): {e}"))),
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+fn history_rows(key: &InvocationId, entries: Vec<HistoryIn>, out: &mut Vec<Row>) {
+    for (record, t) in entries {
+        let time_key = t.unwrap_or_else(|| record.timestamp.key());
+        out.push(Row::History(
+            key.clone(),
+            StoredHistory { record, time_key },
+        ));
+    }
+}
+
+/// One runner-context entry as its row.
+fn runner_row(e: &Value) -> Result<Row> {
+    let id = str_field(e, "runner_id", "runner context")?;
+    let at = format!("runner context {id:?}");
+    let int = |k: &str| {
+        field(e, k, &at)?
+            .as_i64()
+            .ok_or_else(|| bad(format!("{at}: {k:?} is not an integer")))
+    };
+    Ok(Row::RunnerContext(
+        RunnerContext {
             runner_cls: str_field(e, "runner_cls", &at)?.to_owned(),
             runner_id: RunnerId::new(id),
             parent: None,
             pid: int("pid")?,
             hostname: str_field(e, "hostname", &at)?.to_owned(),
             thread_id: int("thread_id")?,
-        };
-        rows.insert(
-            id.to_owned(),
-            (ctx, opt_str_field(e, "parent_runner_id", &at)?),
-        );
-    }
-    rows.keys()
-        .map(|id| {
-            taskstate_core::resolve_runner_chain(
-                "export document runner_contexts",
-                (rows[id].0.clone(), rows[id].1.clone().map(RunnerId::new)),
-                |p| {
-                    Ok(rows
-                        .get(p.as_str())
-                        .map(|(c, pp)| (c.clone(), pp.clone().map(RunnerId::new))))
-                },
-            )
-        })
-        .collect()
+        },
+        opt_str_field(e, "parent_runner_id", &at)?.map(RunnerId::new),
+    ))
 }
 
-/// What an import wrote.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ImportSummary {
-    /// Invocations upserted.
-    pub invocations: usize,
-    /// History records added.
-    pub history: usize,
-}
-
-/// Writes an export document into `b`. Refuses (changing nothing) a
-/// document of another format or a non-empty store unless `merge`.
-pub fn import(b: &dyn StateBackend, doc: &Value, merge: bool) -> Result<ImportSummary> {
-    match doc.get("format").and_then(Value::as_str) {
-        Some(FORMAT) => {}
-        Some(other) => return Err(bad(format!("format {other:?} is not {FORMAT:?}"))),
-        None => return Err(bad("no \"format\" field: not a taskstate export")),
-    }
-    if !merge && !is_empty(b)? {
-        return Err(Error::invalid(
-            "the target store is not empty: import into an empty store, or merge explicitly",
-        ));
-    }
-    // Parse everything before writing anything.
-    let invs: Vec<InvocationEntry> = array(doc, "invocations", "document")?
-        .iter()
-        .map(invocation_from)
-        .collect::<Result<_>>()?;
-    let mut orphans = Vec::new();
-    for (id, entry) in object(doc, "orphan_invocation_data", "document")? {
-        let at = format!("orphan {id:?}");
-        orphans.push((
-            InvocationId::new(id.as_str()),
-            histories_from(entry, &at)?,
-            opt_str_field(entry, "result", &at)?,
-            opt_str_field(entry, "exception", &at)?,
-        ));
-    }
-    let runs: Vec<WorkflowIdentity> = array(doc, "workflow_runs", "document")?
-        .iter()
-        .map(|w| workflow_from(w, "workflow run"))
-        .collect::<Result<_>>()?;
-    let mut subs = Vec::new();
-    for (w, list) in object(doc, "workflow_sub_invocations", "document")? {
-        let list = list
-            .as_array()
-            .ok_or_else(|| bad(format!("sub-invocations of {w:?} are not an array")))?;
-        for s in list {
-            let s = s
-                .as_str()
-                .ok_or_else(|| bad("a sub-invocation id is not a string"))?;
-            subs.push((InvocationId::new(w.as_str()), InvocationId::new(s)));
-        }
-    }
-    let data: Vec<(InvocationId, String, String)> = array(doc, "workflow_data", "document")?
-        .iter()
-        .map(|d| {
-            Ok((
-                InvocationId::new(str_field(d, "workflow_id", "workflow data")?),
-                str_field(d, "key", "workflow data")?.to_owned(),
-                str_field(d, "stored", "workflow data")?.to_owned(),
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let apps: Vec<AppInfo> = array(doc, "app_infos", "document")?
-        .iter()
-        .map(|a| AppInfo::from_value(field(a, "app_info", "app info")?.clone()).map_err(bad))
-        .collect::<Result<_>>()?;
-    let runners = runners_from(array(doc, "runner_contexts", "document")?)?;
-    // Check every input rule before writing anything, so a document that
-    // breaks one anywhere (an empty or over-long id, a timestamp pynenc
-    // cannot read) leaves the store untouched. Engines check them again.
-    for ((pair, hist, ..), at) in invs.iter().map(|e| (e, &e.0.0.invocation_id)) {
-        check_invocation_pair(&pair.0, &pair.1)
-            .map_err(|e| bad(format!("invocation {at:?}: {e}")))?;
-        for row in rows_under(at, hist) {
-            check_history_row(&row).map_err(|e| bad(format!("history of {at:?}: {e}")))?;
-        }
-    }
-    for (id, hist, ..) in &orphans {
-        for row in rows_under(id, hist) {
-            check_history_row(&row).map_err(|e| bad(format!("history of {id:?}: {e}")))?;
-        }
-    }
-
-    let mut summary = ImportSummary::default();
-    for a in &apps {
-        b.store_app_info(a)?;
-    }
-    for r in &runners {
-        b.store_runner_context(r)?;
-    }
-    for chunk in invs.chunks(500) {
-        let pairs: Vec<_> = chunk.iter().map(|(p, ..)| p.clone()).collect();
-        b.upsert_invocations(&pairs)?;
-        summary.invocations += pairs.len();
-        // SPEC §9: an entry belongs to the list that holds it, whatever its
-        // own invocation_id says (§3 history keys).
-        let hist: Vec<HistoryRow<'_>> = chunk
-            .iter()
-            .flat_map(|((inv, _), h, ..)| rows_under(&inv.invocation_id, h))
-            .collect();
-        b.add_history_rows(&hist)?;
-        summary.history += hist.len();
-        for ((inv, _), _, result, exception) in chunk {
+/// The rows of one entry, appended to `out`. `Format` has none.
+fn entry_rows(entry: Entry, out: &mut Vec<Row>) -> Result<()> {
+    match entry {
+        Entry::Format(v) => match v.as_str() {
+            Some(FORMAT) => {}
+            Some(other) => return Err(bad(format!("format {other:?} is not {FORMAT:?}"))),
+            None => return Err(bad("\"format\" is not a string")),
+        },
+        Entry::Invocation(v) => {
+            let (pair, hist, result, exception) = invocation_from(&v)?;
+            let id = pair.0.invocation_id.clone();
+            out.push(Row::Invocation(Box::new(pair)));
+            // SPEC §9: an entry belongs to the list that holds it, whatever
+            // its own invocation_id says (§3 history keys).
+            history_rows(&id, hist, out);
             if let Some(r) = result {
-                b.set_result(&inv.invocation_id, r)?;
+                out.push(Row::Result(id.clone(), r));
             }
             if let Some(e) = exception {
-                b.set_exception(&inv.invocation_id, e)?;
+                out.push(Row::Exception(id, e));
             }
         }
-    }
-    for (id, hist, result, exception) in &orphans {
-        let rows: Vec<HistoryRow<'_>> = rows_under(id, hist).collect();
-        b.add_history_rows(&rows)?;
-        summary.history += hist.len();
-        if let Some(r) = result {
-            b.set_result(id, r)?;
+        Entry::Orphan(id, v) => {
+            let at = format!("orphan {id:?}");
+            let id = InvocationId::new(id);
+            history_rows(&id, histories_from(&v, &at)?, out);
+            if let Some(r) = opt_str_field(&v, "result", &at)? {
+                out.push(Row::Result(id.clone(), r));
+            }
+            if let Some(e) = opt_str_field(&v, "exception", &at)? {
+                out.push(Row::Exception(id, e));
+            }
         }
-        if let Some(e) = exception {
-            b.set_exception(id, e)?;
+        Entry::WorkflowRun(v) => out.push(Row::WorkflowRun(workflow_from(&v, "workflow run")?)),
+        Entry::SubInvocations(w, v) => {
+            let list = v
+                .as_array()
+                .ok_or_else(|| bad(format!("sub-invocations of {w:?} are not an array")))?;
+            for s in list {
+                let s = s
+                    .as_str()
+                    .ok_or_else(|| bad(format!("a sub-invocation id of {w:?} is not a string")))?;
+                out.push(Row::SubInvocation(
+                    InvocationId::new(w.as_str()),
+                    InvocationId::new(s),
+                ));
+            }
+        }
+        Entry::WorkflowData(d) => out.push(Row::WorkflowData(
+            InvocationId::new(str_field(&d, "workflow_id", "workflow data")?),
+            str_field(&d, "key", "workflow data")?.to_owned(),
+            str_field(&d, "stored", "workflow data")?.to_owned(),
+        )),
+        Entry::AppInfo(a) => out.push(Row::AppInfo(
+            AppInfo::from_value(field(&a, "app_info", "app info")?.clone()).map_err(bad)?,
+        )),
+        Entry::Runner(e) => out.push(runner_row(&e)?),
+    }
+    Ok(())
+}
+
+/// What an import checked and wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Rows of each kind the document holds (and the import wrote).
+    pub written: Counts,
+    /// Rows of each kind the store gained.
+    pub added: Counts,
+}
+
+impl ImportReport {
+    /// Rows written that replaced a row already stored (or written earlier
+    /// by the same document): written − added, over every kind.
+    #[must_use]
+    pub fn replaced(&self) -> u64 {
+        Kind::ALL
+            .iter()
+            .map(|k| self.written.get(*k).saturating_sub(self.added.get(*k)))
+            .sum()
+    }
+}
+
+/// What the checking pass learned of a document.
+#[derive(Default)]
+struct Checked {
+    invocations: u64,
+    format_seen: bool,
+    ids: HashSet<String>,
+    runners: BTreeMap<String, Option<String>>,
+}
+
+/// Checks every input rule of every entry (`b` adds its own, such as
+/// PostgreSQL's refusal of NUL characters) without writing anything.
+fn check_document(b: &dyn StateBackend, input: impl Read) -> Result<Checked> {
+    let mut c = Checked::default();
+    let mut rows = Vec::new();
+    parse(input, &mut |entry| {
+        match &entry {
+            Entry::Format(_) => c.format_seen = true,
+            Entry::Invocation(_) => c.invocations += 1,
+            _ => {}
+        }
+        rows.clear();
+        entry_rows(entry, &mut rows)?;
+        for row in &rows {
+            let at = match row {
+                Row::Invocation(p) => {
+                    let id = p.0.invocation_id.as_str();
+                    if !c.ids.insert(id.to_owned()) {
+                        return Err(bad(format!("invocation {id:?} appears twice")));
+                    }
+                    format!("invocation {id:?}")
+                }
+                Row::RunnerContext(ctx, parent) => {
+                    let id = ctx.runner_id.as_str();
+                    let parent = parent.as_ref().map(|p| p.as_str().to_owned());
+                    if c.runners.insert(id.to_owned(), parent).is_some() {
+                        return Err(bad(format!("runner context {id:?} appears twice")));
+                    }
+                    format!("runner context {id:?}")
+                }
+                other => match other.invocation_key() {
+                    Some(k) => format!("{} of {:?}", other.kind(), k.as_str()),
+                    None => other.kind().to_string(),
+                },
+            };
+            b.check_row(row).map_err(|e| bad(format!("{at}: {e}")))?;
+        }
+        Ok(())
+    })?;
+    if !c.format_seen {
+        return Err(bad("no \"format\" field: not a taskstate export"));
+    }
+    // Every runner chain must resolve within the document (no missing
+    // parent, no cycle), as it will be read back.
+    for id in c.runners.keys() {
+        let mut seen = vec![id.as_str()];
+        let mut next = c.runners.get(id).cloned().flatten();
+        while let Some(p) = next {
+            if seen.contains(&p.as_str()) {
+                return Err(bad(format!(
+                    "runner context {id:?}: its parent chain has a cycle at {p:?}"
+                )));
+            }
+            let Some(grand) = c.runners.get(&p) else {
+                return Err(bad(format!(
+                    "runner context {id:?} names parent {p:?}, which the document does not hold"
+                )));
+            };
+            seen.push(c.runners.get_key_value(&p).map_or("", |(k, _)| k.as_str()));
+            next = grand.clone();
         }
     }
-    for w in &runs {
-        b.store_workflow_run(w)?;
+    Ok(c)
+}
+
+/// Imports the document that `open()` reads (called twice: the document
+/// is checked whole before anything is written, then written a page of
+/// [`IMPORT_PAGE`] rows per transaction). Refuses a non-empty store unless
+/// `merge`. A failure while writing leaves whole pages only and says how
+/// far it got; importing the same document again with `merge` completes it
+/// (every write is an upsert, so the pages already written are rewritten
+/// unchanged).
+pub fn import_from<R: Read>(
+    b: &dyn StateBackend,
+    mut open: impl FnMut() -> Result<R>,
+    merge: bool,
+    progress: &mut Progress<'_>,
+) -> Result<ImportReport> {
+    let checked = check_document(b, open()?)?;
+    drop(checked.ids);
+    let before = if merge {
+        counts_of(b)?
+    } else {
+        if !is_empty(b)? {
+            return Err(Error::invalid(
+                "the target store is not empty: import into an empty store, or merge explicitly",
+            ));
+        }
+        Counts::default()
+    };
+    let total = checked.invocations;
+    let mut written = Counts::default();
+    let mut page: Vec<Row> = Vec::with_capacity(IMPORT_PAGE + 64);
+    let mut pages = 0u64;
+    progress("invocations", 0, total);
+    let mut flush = |page: &mut Vec<Row>, written: &mut Counts| -> Result<()> {
+        if page.is_empty() {
+            return Ok(());
+        }
+        b.write_rows(page).map_err(|e| Error::Storage {
+            message: format!(
+                "import stopped after {pages} whole pages ({} of {total} invocations written; \
+                 nothing of the failed page): {e}; import the same document again with --merge \
+                 to complete it",
+                written.get(Kind::Invocation)
+            ),
+            source: Some(Box::new(e)),
+        })?;
+        pages += 1;
+        for r in page.iter() {
+            written.add(r.kind(), 1);
+        }
+        page.clear();
+        progress("invocations", written.get(Kind::Invocation), total);
+        Ok(())
+    };
+    parse(open()?, &mut |entry| {
+        entry_rows(entry, &mut page)?;
+        if page.len() >= IMPORT_PAGE {
+            flush(&mut page, &mut written)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut page, &mut written)?;
+    let after = counts_of(b)?;
+    let mut added = Counts::default();
+    for k in Kind::ALL {
+        added.add(k, after.get(k).saturating_sub(before.get(k)));
     }
-    for (w, s) in &subs {
-        b.store_workflow_sub_invocation(w, s)?;
-    }
-    for (w, k, v) in &data {
-        b.set_workflow_data(w, k, v)?;
-    }
-    Ok(summary)
+    Ok(ImportReport { written, added })
+}
+
+/// Writes an export document held in memory into `b` (see [`import_from`]).
+pub fn import(b: &dyn StateBackend, doc: &Value, merge: bool) -> Result<ImportReport> {
+    let bytes = serde_json::to_vec(doc).map_err(|e| bad(e.to_string()))?;
+    import_from(b, || Ok(bytes.as_slice()), merge, &mut |_, _, _| {})
 }

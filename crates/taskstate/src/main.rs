@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use taskstate::bench::{self, OPS, OpResult, Workload};
-use taskstate::{InvocationId, StateBackend, copy, export, inspect, open};
+use taskstate::{InvocationId, Kind, StateBackend, copy, export, inspect, open};
 
 #[derive(Parser)]
 #[command(
@@ -573,10 +573,11 @@ fn cmd_bench(
             .flat_map(|m| m.results.iter().map(OpResult::to_json))
             .collect();
         let doc = json!({"meta": meta, "results": results});
-        write_atomically(
-            path,
-            &serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
-        )?;
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        write_atomically(path, |out| {
+            out.write_all(text.as_bytes())
+                .map_err(|e| Failure::Message(format!("cannot write {}: {e}", path.display())))
+        })?;
         emit(&format!("results written to {}\n", path.display()))?;
     }
     let failed: Vec<String> = measured
@@ -594,16 +595,45 @@ fn cmd_bench(
 
 // ---- export / import / copy / inspect ------------------------------------
 
-/// Writes `text` to `path` via a temp file and a rename, so a failure never
-/// leaves a truncated file behind.
-fn write_atomically(path: &Path, text: &str) -> CliResult {
+/// Whether `e` (or a cause of it) is a write to a closed pipe.
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Writes through `write` to `path` via a temp file and a rename, so a
+/// failure never leaves a truncated file behind.
+fn write_atomically<T>(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<T, Failure>,
+) -> Result<T, Failure> {
     let tmp = path.with_extension("tmp-taskstate");
-    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
+    let written = (|| {
+        let file = std::fs::File::create(&tmp)
+            .map_err(|e| Failure::Message(format!("cannot write {}: {e}", path.display())))?;
+        let mut out = std::io::BufWriter::new(file);
+        let v = write(&mut out)?;
+        let file = out.into_inner().map_err(|e| {
+            Failure::Message(format!("cannot write {}: {}", path.display(), e.error()))
+        })?;
+        file.sync_all()
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| Failure::Message(format!("cannot write {}: {e}", path.display())))?;
+        Ok(v)
+    })();
+    if written.is_err() {
         // Nothing half-written stays behind (a full disk, a vanished dir).
         let _ = std::fs::remove_file(&tmp);
-        Failure::Message(format!("cannot write {}: {e}", path.display()))
-    })
+    }
+    written
 }
 
 fn cmd_export(url: &str, output: Option<&Path>) -> CliResult {
@@ -612,31 +642,69 @@ fn cmd_export(url: &str, output: Option<&Path>) -> CliResult {
     }
     let b = open_for_reading(url)?;
     let bar = progress_bar(Some(0));
-    let doc = export::export(b.as_ref(), &mut |phase, done, total| {
+    let mut on_progress = |phase: &str, done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+        bar.set_message(phase.to_owned());
+    };
+    let failed = |e: taskstate::Error| {
+        if is_broken_pipe(&e) {
+            Failure::BrokenPipe
+        } else {
+            Failure::Message(format!("{url}: {e}"))
+        }
+    };
+    match output {
+        Some(p) => write_atomically(p, |out| {
+            export::export_to(b.as_ref(), &mut *out, &mut on_progress)
+                .and_then(|(_, w)| {
+                    w.write_all(b"\n").map_err(|e| taskstate::Error::Storage {
+                        message: format!("writing the export document: {e}"),
+                        source: Some(Box::new(e)),
+                    })
+                })
+                .map_err(failed)
+        })?,
+        None => {
+            let stdout = std::io::stdout().lock();
+            let out = std::io::BufWriter::new(stdout);
+            let (_, mut out) =
+                export::export_to(b.as_ref(), out, &mut on_progress).map_err(failed)?;
+            out.write_all(b"\n")
+                .and_then(|()| out.flush())
+                .map_err(|e| io_failure("stdout", &e))?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn cmd_import(url: &str, file: &Path, merge: bool) -> CliResult {
+    let b = open_url(url)?;
+    let bar = progress_bar(Some(0));
+    let open = || {
+        std::fs::File::open(file)
+            .map_err(|e| taskstate::Error::invalid(format!("cannot read {}: {e}", file.display())))
+    };
+    let report = export::import_from(b.as_ref(), open, merge, &mut |phase, done, total| {
         bar.set_length(total);
         bar.set_position(done);
         bar.set_message(phase.to_owned());
     })
-    .map_err(|e| format!("{url}: {e}"))?;
+    .map_err(|e| format!("import {} into {url}: {e}", file.display()))?;
     bar.finish_and_clear();
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
-    match output {
-        Some(p) => write_atomically(p, &text),
-        None => emit(&text),
+    let w = &report.written;
+    let mut text = format!(
+        "imported {} invocations and {} history records into {url}: {} rows written, {} replaced a row already stored\n",
+        w.get(Kind::Invocation),
+        w.get(Kind::History),
+        w.rows().iter().map(|(_, n)| n).sum::<u64>(),
+        report.replaced(),
+    );
+    for (name, n) in w.rows() {
+        text.push_str(&format!("  {name:<26} {n:>12}\n"));
     }
-}
-
-fn cmd_import(url: &str, file: &Path, merge: bool) -> CliResult {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
-    let b = open_url(url)?;
-    let summary = export::import(b.as_ref(), &doc, merge).map_err(|e| format!("{url}: {e}"))?;
-    emit(&format!(
-        "imported {} invocations and {} history records into {url}\n",
-        summary.invocations, summary.history
-    ))
+    emit(&text)
 }
 
 fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {

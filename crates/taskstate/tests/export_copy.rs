@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use taskstate::{StateBackend, copy, export, open};
+use taskstate::{Kind, StateBackend, copy, export, open};
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pynenc-0.1.0")
@@ -81,8 +81,8 @@ fn export_import_export_is_identical_on_every_engine() {
     ] {
         let b = open(&target).unwrap();
         let summary = export::import(b.as_ref(), &first, false).unwrap();
-        assert_eq!(summary.invocations, 12);
-        assert_eq!(summary.history, 43);
+        assert_eq!(summary.written.get(Kind::Invocation), 12);
+        assert_eq!(summary.written.get(Kind::History), 43);
         let second = export::export(b.as_ref(), &mut no_progress()).unwrap();
         assert_eq!(second, first, "round trip through {target}");
         // Text form too, as the CLI writes it.
@@ -146,15 +146,15 @@ fn copy_sqlite_to_memory_and_back_verifies_counts() {
         },
     )
     .unwrap();
-    assert_eq!(counts.invocations, 12);
-    assert_eq!(counts.history, 43);
-    assert_eq!(counts.results, 4);
-    assert_eq!(counts.exceptions, 2);
-    assert_eq!(counts.workflow_runs, 3);
-    assert_eq!(counts.sub_invocations, 10);
-    assert_eq!(counts.workflow_data, 3);
-    assert_eq!(counts.app_infos, 1);
-    assert_eq!(counts.runner_contexts, 2);
+    assert_eq!(counts.get(Kind::Invocation), 12);
+    assert_eq!(counts.get(Kind::History), 43);
+    assert_eq!(counts.get(Kind::Result), 4);
+    assert_eq!(counts.get(Kind::Exception), 2);
+    assert_eq!(counts.get(Kind::WorkflowRun), 3);
+    assert_eq!(counts.get(Kind::SubInvocation), 10);
+    assert_eq!(counts.get(Kind::WorkflowData), 3);
+    assert_eq!(counts.get(Kind::AppInfo), 1);
+    assert_eq!(counts.get(Kind::RunnerContext), 2);
     assert_eq!(
         phases
             .iter()
@@ -226,8 +226,8 @@ fn copy_fixture_sqlite_to_postgres_and_back() {
     let (_d, url) = fixture_url();
     let src = open(&url).unwrap();
     let counts = copy::copy(src.as_ref(), &pg, 4, false, &mut no_progress()).unwrap();
-    assert_eq!(counts.invocations, 12);
-    assert_eq!(counts.history, 43);
+    assert_eq!(counts.get(Kind::Invocation), 12);
+    assert_eq!(counts.get(Kind::History), 43);
     assert_eq!(copy::counts(&pg).unwrap(), counts);
     let a = export::export(src.as_ref(), &mut no_progress()).unwrap();
     let b = export::export(&pg, &mut no_progress()).unwrap();
@@ -354,7 +354,7 @@ fn multi_key_history_survives_export_import_and_copy() {
     ] {
         let b = open(&target).unwrap();
         let summary = export::import(b.as_ref(), &first, false).unwrap();
-        assert_eq!(summary.history, 5, "{target}");
+        assert_eq!(summary.written.get(Kind::History), 5, "{target}");
         let again = export::export(b.as_ref(), &mut no_progress()).unwrap();
         assert_eq!(again, first, "export → import → export on {target}");
         assert_eq!(history_keys(b.as_ref(), "a"), want_a, "{target}");
@@ -365,7 +365,7 @@ fn multi_key_history_survives_export_import_and_copy() {
     ))
     .unwrap();
     let counts = copy::copy(src.as_ref(), to.as_ref(), 1, false, &mut no_progress()).unwrap();
-    assert_eq!(counts.history, 5);
+    assert_eq!(counts.get(Kind::History), 5);
     assert_eq!(
         export::export(to.as_ref(), &mut no_progress()).unwrap(),
         first

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use taskstate::{InvocationId, StateBackend, copy, export, open};
+use taskstate::{InvocationId, Kind, StateBackend, copy, export, open};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pynenc-0.1.0-keys")
@@ -99,7 +99,7 @@ fn keys_fixture_survives_export_import_export() {
     ] {
         let b = open(&target).unwrap();
         let summary = export::import(b.as_ref(), &first, false).unwrap();
-        assert_eq!(summary.history, 10, "{target}");
+        assert_eq!(summary.written.get(Kind::History), 10, "{target}");
         assert_eq!(
             export::export(b.as_ref(), &mut no_progress()).unwrap(),
             first,
@@ -120,8 +120,8 @@ fn keys_fixture_copies_to_sqlite_postgres_and_back() {
     ))
     .unwrap();
     let counts = copy::copy(src.as_ref(), to.as_ref(), 2, false, &mut no_progress()).unwrap();
-    assert_eq!(counts.invocations, 3);
-    assert_eq!(counts.history, 10);
+    assert_eq!(counts.get(Kind::Invocation), 3);
+    assert_eq!(counts.get(Kind::History), 10);
     assert_eq!(view(to.as_ref()), pynenc_view());
     assert_eq!(
         export::export(to.as_ref(), &mut no_progress()).unwrap(),
@@ -131,7 +131,7 @@ fn keys_fixture_copies_to_sqlite_postgres_and_back() {
         return;
     };
     let counts = copy::copy(to.as_ref(), &pg, 3, false, &mut no_progress()).unwrap();
-    assert_eq!(counts.history, 10);
+    assert_eq!(counts.get(Kind::History), 10);
     assert_eq!(view(&pg), pynenc_view());
     let back = open(&format!(
         "sqlite://{}",

@@ -1,0 +1,618 @@
+//! The bulk path of the PostgreSQL engine.
+//!
+//! A snapshot is one `REPEATABLE READ READ ONLY` transaction on a pooled
+//! connection, held until the snapshot is dropped. Pages are keyset queries
+//! on each table's key (history by `seq`, its insertion order, through the
+//! `history_seq` index of schema version 2). A bulk write is one
+//! transaction with one `INSERT … SELECT FROM UNNEST(…)` statement per kind
+//! present: a page of thousands of rows costs a handful of round trips.
+
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+use postgres::{Row as PgRow, Statement};
+use taskstate_core::bulk::{
+    cursor_after, cursor_arity, cursor_parts, key_cursor, not_keyed, page_of,
+};
+use taskstate_core::{
+    AppInfo, CallDTO, CallId, Cursor, Error, InvocationDTO, InvocationId, KeyRange, Kind, Page,
+    Result, Row, RunnerContext, RunnerId, SerializedArguments, Snapshot, StoredHistory, TaskId,
+    TimeKey, WorkflowIdentity, check_page_size,
+};
+
+use crate::{Conn, PostgresBackend};
+
+/// The bulk path's SQL for one schema.
+pub struct BulkSql {
+    first: HashMap<Kind, String>,
+    after: HashMap<Kind, String>,
+    count: HashMap<Kind, String>,
+    keyed: HashMap<(Kind, bool, bool), String>,
+    children: HashMap<(bool, bool), String>,
+    results: String,
+    exceptions: String,
+    workflows: String,
+    subs: String,
+    data: String,
+    apps: String,
+    runners: String,
+}
+
+/// (columns, table, key columns) of each kind's pages.
+fn layout(kind: Kind) -> (&'static str, &'static str, &'static [&'static str]) {
+    match kind {
+        Kind::Invocation => (
+            "invocation_id, call_id_key, serialized_arguments, parent_invocation_id, \
+             workflow_id, workflow_type_key, parent_workflow_id",
+            "invocations",
+            &["invocation_id"],
+        ),
+        Kind::History => (
+            "seq, invocation_id, ts_key, history_json",
+            "history",
+            &["seq"],
+        ),
+        Kind::Result => ("invocation_id, result_data", "results", &["invocation_id"]),
+        Kind::Exception => (
+            "invocation_id, exception_data",
+            "exceptions",
+            &["invocation_id"],
+        ),
+        Kind::WorkflowRun => (
+            "workflow_id, workflow_type_key, parent_workflow_id",
+            "workflows",
+            &["workflow_id"],
+        ),
+        Kind::SubInvocation => (
+            "parent_workflow_id, sub_invocation_id",
+            "workflow_sub_invocations",
+            &["parent_workflow_id", "sub_invocation_id"],
+        ),
+        Kind::WorkflowData => (
+            "workflow_id, data_key, data_value",
+            "workflow_data",
+            &["workflow_id", "data_key"],
+        ),
+        Kind::AppInfo => ("app_info_json, app_id", "app_info", &["app_id"]),
+        Kind::RunnerContext => (
+            "runner_id, runner_cls, parent_ctx_id, pid, hostname, thread_id",
+            "runner_contexts",
+            &["runner_id"],
+        ),
+    }
+}
+
+/// ` WHERE …` bounding `col` by `$1` (after, exclusive) and/or the next
+/// parameter (upto, inclusive), plus `extra`.
+fn range_where(col: &str, after: bool, upto: bool, extra: Option<&str>) -> String {
+    let mut conds: Vec<String> = extra.map(str::to_owned).into_iter().collect();
+    let mut n = 0;
+    if after {
+        n += 1;
+        conds.push(format!("{col} > ${n}"));
+    }
+    if upto {
+        n += 1;
+        conds.push(format!("{col} <= ${n}"));
+    }
+    if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    }
+}
+
+impl BulkSql {
+    /// The statements for tables in schema `s`.
+    pub fn new(s: &str) -> Self {
+        let q = |t: &str| format!("\"{s}\".{t}");
+        let mut first = HashMap::new();
+        let mut after = HashMap::new();
+        let mut count = HashMap::new();
+        for kind in Kind::ALL {
+            let (cols, table, keys) = layout(kind);
+            let table = q(table);
+            let order = keys.join(", ");
+            let n = keys.len();
+            let marks: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+            first.insert(
+                kind,
+                format!("SELECT {cols} FROM {table} ORDER BY {order} LIMIT $1"),
+            );
+            after.insert(
+                kind,
+                format!(
+                    "SELECT {cols} FROM {table} WHERE ({order}) > ({}) ORDER BY {order} LIMIT ${}",
+                    marks.join(", "),
+                    n + 1
+                ),
+            );
+            count.insert(kind, format!("SELECT count(*) FROM {table}"));
+        }
+        let mut keyed = HashMap::new();
+        let mut children = HashMap::new();
+        for a in [false, true] {
+            for u in [false, true] {
+                let w = range_where("invocation_id", a, u, None);
+                keyed.insert(
+                    (Kind::History, a, u),
+                    format!(
+                        "SELECT seq, invocation_id, ts_key, history_json FROM {}{w} \
+                         ORDER BY invocation_id, ts_key, seq",
+                        q("history")
+                    ),
+                );
+                for kind in [Kind::Result, Kind::Exception] {
+                    let (cols, table, _) = layout(kind);
+                    keyed.insert(
+                        (kind, a, u),
+                        format!("SELECT {cols} FROM {}{w} ORDER BY invocation_id", q(table)),
+                    );
+                }
+                let w = range_where(
+                    "parent_invocation_id",
+                    a,
+                    u,
+                    Some("parent_invocation_id IS NOT NULL AND parent_invocation_id <> ''"),
+                );
+                children.insert(
+                    (a, u),
+                    format!(
+                        "SELECT parent_invocation_id, invocation_id FROM {}{w} \
+                         ORDER BY parent_invocation_id, invocation_id",
+                        q("invocations")
+                    ),
+                );
+            }
+        }
+        Self {
+            first,
+            after,
+            count,
+            keyed,
+            children,
+            results: format!(
+                "INSERT INTO {} (invocation_id, result_data) SELECT * FROM UNNEST($1::text[], $2::text[]) \
+                 ON CONFLICT (invocation_id) DO UPDATE SET result_data = EXCLUDED.result_data",
+                q("results")
+            ),
+            exceptions: format!(
+                "INSERT INTO {} (invocation_id, exception_data) SELECT * FROM UNNEST($1::text[], $2::text[]) \
+                 ON CONFLICT (invocation_id) DO UPDATE SET exception_data = EXCLUDED.exception_data",
+                q("exceptions")
+            ),
+            workflows: format!(
+                "INSERT INTO {} (workflow_id, workflow_type_key, parent_workflow_id) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+                 ON CONFLICT (workflow_id) DO UPDATE SET workflow_type_key = EXCLUDED.workflow_type_key, \
+                 parent_workflow_id = EXCLUDED.parent_workflow_id",
+                q("workflows")
+            ),
+            subs: format!(
+                "INSERT INTO {} (parent_workflow_id, sub_invocation_id) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+                q("workflow_sub_invocations")
+            ),
+            data: format!(
+                "INSERT INTO {} (workflow_id, data_key, data_value) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+                 ON CONFLICT (workflow_id, data_key) DO UPDATE SET data_value = EXCLUDED.data_value",
+                q("workflow_data")
+            ),
+            apps: format!(
+                "INSERT INTO {} (app_id, app_info_json) SELECT * FROM UNNEST($1::text[], $2::text[]) \
+                 ON CONFLICT (app_id) DO UPDATE SET app_info_json = EXCLUDED.app_info_json",
+                q("app_info")
+            ),
+            runners: format!(
+                "INSERT INTO {} (runner_id, runner_cls, parent_ctx_id, pid, hostname, thread_id) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int8[]) \
+                 ON CONFLICT (runner_id) DO UPDATE SET runner_cls = EXCLUDED.runner_cls, \
+                 parent_ctx_id = EXCLUDED.parent_ctx_id, pid = EXCLUDED.pid, \
+                 hostname = EXCLUDED.hostname, thread_id = EXCLUDED.thread_id",
+                q("runner_contexts")
+            ),
+        }
+    }
+}
+
+pub(crate) struct PgSnapshot<'a> {
+    backend: &'a PostgresBackend,
+    conn: Conn,
+}
+
+impl<'a> PgSnapshot<'a> {
+    pub(crate) fn new(backend: &'a PostgresBackend) -> Result<Self> {
+        let mut conn = backend.conn()?;
+        conn.client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(|e| backend.pg_err("begin snapshot", e))?;
+        let mut snap = Self { backend, conn };
+        // The snapshot is taken at the first statement: take it now.
+        snap.query("SELECT 1", &[])?;
+        Ok(snap)
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(st) = self.conn.statements.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self
+            .conn
+            .client
+            .prepare(sql)
+            .map_err(|e| self.backend.pg_err("prepare", e))?;
+        self.conn.statements.insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+
+    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<PgRow>> {
+        let st = self.statement(sql)?;
+        self.conn
+            .client
+            .query(&st, params)
+            .map_err(|e| self.backend.pg_err("read snapshot", e))
+    }
+
+    fn decode(&self, kind: Kind, r: &PgRow) -> Result<Row> {
+        let b = self.backend;
+        let text = |i: usize, table: &str, key: &str| -> Result<String> {
+            r.try_get::<_, String>(i)
+                .map_err(|e| b.corrupt(table, key, format!("column {i}: {e}")))
+        };
+        let opt = |i: usize, table: &str, key: &str| -> Result<Option<String>> {
+            r.try_get::<_, Option<String>>(i)
+                .map(|v| v.filter(|s| !s.is_empty()))
+                .map_err(|e| b.corrupt(table, key, format!("column {i}: {e}")))
+        };
+        let int = |i: usize, table: &str, key: &str| -> Result<i64> {
+            r.try_get::<_, i64>(i)
+                .map_err(|e| b.corrupt(table, key, format!("column {i}: {e}")))
+        };
+        Ok(match kind {
+            Kind::Invocation => {
+                let t = "invocations";
+                let id = text(0, t, "?")?;
+                let k = id.as_str();
+                let call_id: CallId = text(1, t, k)?.parse().map_err(|e| b.corrupt(t, k, e))?;
+                let args = SerializedArguments::from_json(&text(2, t, k)?)
+                    .map_err(|e| b.corrupt(t, k, e))?;
+                let workflow_type: TaskId =
+                    text(5, t, k)?.parse().map_err(|e| b.corrupt(t, k, e))?;
+                let inv = InvocationDTO {
+                    invocation_id: InvocationId::new(k),
+                    call_id: call_id.clone(),
+                    workflow: WorkflowIdentity {
+                        workflow_id: InvocationId::new(text(4, t, k)?),
+                        workflow_type,
+                        parent_workflow_id: opt(6, t, k)?.map(InvocationId::new),
+                    },
+                    parent_invocation_id: opt(3, t, k)?.map(InvocationId::new),
+                };
+                Row::Invocation(Box::new((
+                    inv,
+                    CallDTO {
+                        call_id,
+                        serialized_arguments: args,
+                    },
+                )))
+            }
+            Kind::History => {
+                let t = "history";
+                let key = text(1, t, "?")?;
+                let time_key = r
+                    .try_get::<_, f64>(2)
+                    .ok()
+                    .filter(|k| k.is_finite())
+                    .ok_or_else(|| b.corrupt(t, &key, "ts_key is not a finite number"))?;
+                let record = taskstate_core::InvocationHistory::from_json(&text(3, t, &key)?)
+                    .map_err(|e| b.corrupt(t, &key, e))?;
+                Row::History(
+                    InvocationId::new(key),
+                    StoredHistory {
+                        record,
+                        time_key: TimeKey::from_seconds(time_key),
+                    },
+                )
+            }
+            Kind::Result => {
+                let id = text(0, "results", "?")?;
+                let v = text(1, "results", &id)?;
+                Row::Result(InvocationId::new(id), v)
+            }
+            Kind::Exception => {
+                let id = text(0, "exceptions", "?")?;
+                let v = text(1, "exceptions", &id)?;
+                Row::Exception(InvocationId::new(id), v)
+            }
+            Kind::WorkflowRun => {
+                let t = "workflows";
+                let id = text(0, t, "?")?;
+                Row::WorkflowRun(WorkflowIdentity {
+                    workflow_type: text(1, t, &id)?.parse().map_err(|e| b.corrupt(t, &id, e))?,
+                    parent_workflow_id: opt(2, t, &id)?.map(InvocationId::new),
+                    workflow_id: InvocationId::new(id),
+                })
+            }
+            Kind::SubInvocation => {
+                let t = "workflow_sub_invocations";
+                let w = text(0, t, "?")?;
+                let s = text(1, t, &w)?;
+                Row::SubInvocation(InvocationId::new(w), InvocationId::new(s))
+            }
+            Kind::WorkflowData => {
+                let t = "workflow_data";
+                let w = text(0, t, "?")?;
+                Row::WorkflowData(InvocationId::new(&*w), text(1, t, &w)?, text(2, t, &w)?)
+            }
+            Kind::AppInfo => {
+                let id = text(1, "app_info", "?")?;
+                Row::AppInfo(
+                    AppInfo::from_json(&text(0, "app_info", &id)?)
+                        .map_err(|e| b.corrupt("app_info", &id, e))?,
+                )
+            }
+            Kind::RunnerContext => {
+                let t = "runner_contexts";
+                let id = text(0, t, "?")?;
+                Row::RunnerContext(
+                    RunnerContext {
+                        runner_cls: text(1, t, &id)?,
+                        runner_id: RunnerId::new(&*id),
+                        parent: None,
+                        pid: int(3, t, &id)?,
+                        hostname: text(4, t, &id)?,
+                        thread_id: int(5, t, &id)?,
+                    },
+                    opt(2, t, &id)?.map(RunnerId::new),
+                )
+            }
+        })
+    }
+}
+
+impl Drop for PgSnapshot<'_> {
+    fn drop(&mut self) {
+        let _ = self.conn.client.batch_execute("ROLLBACK");
+    }
+}
+
+impl Snapshot for PgSnapshot<'_> {
+    fn page(&mut self, kind: Kind, after: Option<&Cursor>, limit: usize) -> Result<Page<Row>> {
+        check_page_size(limit)?;
+        let fetch = taskstate_core::fetch_limit(limit);
+        let bulk = &self.backend.sql.bulk;
+        let rows = match after {
+            None => {
+                let sql = bulk.first[&kind].clone();
+                self.query(&sql, &[&fetch])?
+            }
+            Some(c) => {
+                let parts = cursor_parts(c, cursor_arity(kind))?;
+                let sql = bulk.after[&kind].clone();
+                if kind == Kind::History {
+                    let seq: i64 = parts[0].parse().map_err(|_| {
+                        Error::invalid(format!("cursor {:?} is not a history cursor", c.token()))
+                    })?;
+                    self.query(&sql, &[&seq, &fetch])?
+                } else if let [a, b] = &parts[..] {
+                    self.query(&sql, &[a, b, &fetch])?
+                } else {
+                    self.query(&sql, &[&parts[0], &fetch])?
+                }
+            }
+        };
+        if kind == Kind::History {
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let seq: i64 = r
+                    .try_get(0)
+                    .map_err(|e| self.backend.corrupt("history", "?", e))?;
+                out.push((seq, self.decode(kind, r)?));
+            }
+            return Ok(Page::from_rows(out, limit, |seq| {
+                cursor_after(&[&seq.to_string()])
+            }));
+        }
+        let decoded = rows
+            .iter()
+            .map(|r| self.decode(kind, r))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(decoded, limit, key_cursor))
+    }
+
+    fn keyed(&mut self, kind: Kind, range: &KeyRange) -> Result<Vec<Row>> {
+        if !kind.keyed_by_invocation() {
+            return Err(not_keyed(kind));
+        }
+        let key = (kind, range.after.is_some(), range.upto.is_some());
+        let sql = self.backend.sql.bulk.keyed[&key].clone();
+        let bounds: Vec<&str> = [&range.after, &range.upto]
+            .into_iter()
+            .flatten()
+            .map(InvocationId::as_str)
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        let rows = self.query(&sql, &params)?;
+        rows.iter().map(|r| self.decode(kind, r)).collect()
+    }
+
+    fn children(&mut self, range: &KeyRange) -> Result<Vec<(InvocationId, InvocationId)>> {
+        let key = (range.after.is_some(), range.upto.is_some());
+        let sql = self.backend.sql.bulk.children[&key].clone();
+        let bounds: Vec<&str> = [&range.after, &range.upto]
+            .into_iter()
+            .flatten()
+            .map(InvocationId::as_str)
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        let rows = self.query(&sql, &params)?;
+        rows.iter()
+            .map(|r| {
+                let p: String = r
+                    .try_get(0)
+                    .map_err(|e| self.backend.corrupt("invocations", "?", e))?;
+                let c: String = r
+                    .try_get(1)
+                    .map_err(|e| self.backend.corrupt("invocations", &p, e))?;
+                Ok((InvocationId::new(p), InvocationId::new(c)))
+            })
+            .collect()
+    }
+
+    fn count(&mut self, kind: Kind) -> Result<u64> {
+        let sql = self.backend.sql.bulk.count[&kind].clone();
+        let rows = self.query(&sql, &[])?;
+        let n: i64 = rows.first().and_then(|r| r.try_get(0).ok()).unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// Keeps, of the items sharing a key, only the last (ON CONFLICT cannot
+/// touch a row twice in one statement; within a call a later row wins),
+/// in their original order.
+fn last_of<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut last: HashMap<K, usize> = HashMap::new();
+    for (i, it) in items.iter().enumerate() {
+        last.insert(key(it), i);
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, it)| last.get(&key(it)) == Some(i))
+        .map(|(_, it)| it)
+        .collect()
+}
+
+/// Runner-context rows as column arrays (table order).
+type RunnerColumns<'a> = (
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<Option<&'a str>>,
+    Vec<i64>,
+    Vec<&'a str>,
+    Vec<i64>,
+);
+
+/// Writes `rows` in one transaction, one statement per kind present.
+pub(crate) fn write_rows(b: &PostgresBackend, rows: &[Row]) -> Result<()> {
+    for r in rows {
+        r.check()?;
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut invocations = Vec::new();
+    let mut history = Vec::new();
+    let mut results = Vec::new();
+    let mut exceptions = Vec::new();
+    let mut workflows = Vec::new();
+    let mut subs: (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let mut data = Vec::new();
+    let mut apps = Vec::new();
+    let mut runners = Vec::new();
+    for r in rows {
+        match r {
+            Row::Invocation(p) => invocations.push((&p.0, &p.1)),
+            Row::History(..) => {
+                if let Some(h) = r.as_history_row() {
+                    history.push(h);
+                }
+            }
+            Row::Result(id, v) => results.push((id.as_str(), v.as_str())),
+            Row::Exception(id, v) => exceptions.push((id.as_str(), v.as_str())),
+            Row::WorkflowRun(w) => workflows.push(w),
+            Row::SubInvocation(w, s) => {
+                subs.0.push(w.as_str());
+                subs.1.push(s.as_str());
+            }
+            Row::WorkflowData(w, k, v) => data.push((w.as_str(), k.as_str(), v.as_str())),
+            Row::AppInfo(a) => apps.push((a.app_id.clone(), a.to_json())),
+            Row::RunnerContext(c, p) => runners.push((c, p)),
+        }
+    }
+    let inv_cols = crate::invocation_columns(invocations.iter().map(|(i, c)| (*i, *c)));
+    let hist_cols = crate::history_columns(&history);
+    let pairs = |v: Vec<(&str, &str)>| -> (Vec<String>, Vec<String>) {
+        last_of(v, |(k, _)| *k)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .unzip()
+    };
+    let res = pairs(results);
+    let exc = pairs(exceptions);
+    let wf = last_of(workflows, |w| w.workflow_id.as_str().to_owned());
+    let wf_cols: (Vec<&str>, Vec<&str>, Vec<Option<&str>>) = (
+        wf.iter().map(|w| w.workflow_id.as_str()).collect(),
+        wf.iter().map(|w| w.workflow_type.key()).collect(),
+        wf.iter()
+            .map(|w| w.parent_workflow_id.as_ref().map(InvocationId::as_str))
+            .collect(),
+    );
+    let data = last_of(data, |(w, k, _)| (*w, *k));
+    let data_cols: (Vec<&str>, Vec<&str>, Vec<&str>) = (
+        data.iter().map(|d| d.0).collect(),
+        data.iter().map(|d| d.1).collect(),
+        data.iter().map(|d| d.2).collect(),
+    );
+    let apps = last_of(apps, |(id, _)| id.clone());
+    let app_cols: (Vec<&str>, Vec<&str>) = (
+        apps.iter().map(|a| a.0.as_str()).collect(),
+        apps.iter().map(|a| a.1.as_str()).collect(),
+    );
+    let runners = last_of(runners, |(c, _)| c.runner_id.as_str().to_owned());
+    let run_cols: RunnerColumns<'_> = (
+        runners.iter().map(|(c, _)| c.runner_id.as_str()).collect(),
+        runners.iter().map(|(c, _)| c.runner_cls.as_str()).collect(),
+        runners
+            .iter()
+            .map(|(_, p)| p.as_ref().map(RunnerId::as_str))
+            .collect(),
+        runners.iter().map(|(c, _)| c.pid).collect(),
+        runners.iter().map(|(c, _)| c.hostname.as_str()).collect(),
+        runners.iter().map(|(c, _)| c.thread_id).collect(),
+    );
+    let sql = &b.sql;
+    b.write("write rows", true, |db| {
+        if !app_cols.0.is_empty() {
+            db.execute(&sql.bulk.apps, &[&app_cols.0, &app_cols.1])?;
+        }
+        if !run_cols.0.is_empty() {
+            db.execute(
+                &sql.bulk.runners,
+                &[
+                    &run_cols.0,
+                    &run_cols.1,
+                    &run_cols.2,
+                    &run_cols.3,
+                    &run_cols.4,
+                    &run_cols.5,
+                ],
+            )?;
+        }
+        if let Some(c) = &inv_cols {
+            crate::exec_invocations(db, sql, c)?;
+        }
+        if let Some(h) = &hist_cols {
+            crate::exec_history(db, sql, h)?;
+        }
+        if !res.0.is_empty() {
+            db.execute(&sql.bulk.results, &[&res.0, &res.1])?;
+        }
+        if !exc.0.is_empty() {
+            db.execute(&sql.bulk.exceptions, &[&exc.0, &exc.1])?;
+        }
+        if !wf_cols.0.is_empty() {
+            db.execute(&sql.bulk.workflows, &[&wf_cols.0, &wf_cols.1, &wf_cols.2])?;
+        }
+        if !subs.0.is_empty() {
+            db.execute(&sql.bulk.subs, &[&subs.0, &subs.1])?;
+        }
+        if !data_cols.0.is_empty() {
+            db.execute(&sql.bulk.data, &[&data_cols.0, &data_cols.1, &data_cols.2])?;
+        }
+        Ok(())
+    })
+}
