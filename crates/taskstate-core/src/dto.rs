@@ -362,8 +362,45 @@ impl InvocationHistory {
     /// The JSON form as a value (for export documents).
     #[must_use]
     pub fn to_value(&self) -> Value {
-        // Our own writer's output always parses.
-        serde_json::from_str(&self.to_json()).unwrap_or(Value::Null)
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+impl InvocationHistory {
+    /// Writes the record's fields into a map being serialized, in the
+    /// order and shape of [`InvocationHistory::to_json`] (for writers that
+    /// add fields of their own, such as the export document's).
+    pub fn serialize_fields<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
+        m.serialize_entry("invocation_id", self.invocation_id.as_str())?;
+        m.serialize_entry("_timestamp", &self.timestamp.to_string())?;
+        m.serialize_entry("status_record", &self.status_record)?;
+        m.serialize_entry("runner_context_id", self.runner_context_id.as_str())?;
+        m.serialize_entry(
+            "registered_by_inv_id",
+            &self.registered_by_inv_id.as_ref().map(InvocationId::as_str),
+        )
+    }
+}
+
+/// The JSON object of [`InvocationHistory::to_json`], for serde writers.
+impl serde::Serialize for InvocationHistory {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(5))?;
+        self.serialize_fields(&mut m)?;
+        m.end()
+    }
+}
+
+/// `{"status": …, "runner_id": …, "timestamp": …}`, as pynenc writes it.
+impl serde::Serialize for InvocationStatusRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("status", self.status.as_str())?;
+        m.serialize_entry("runner_id", &self.runner_id.as_ref().map(RunnerId::as_str))?;
+        m.serialize_entry("timestamp", &self.timestamp.to_string())?;
+        m.end()
     }
 }
 
@@ -619,6 +656,30 @@ mod tests {
         assert!(SerializedArguments::from_json(r#"{"a": 1}"#).is_err());
         assert!(SerializedArguments::from_json("[]").is_err());
         assert_eq!(SerializedArguments::new().to_json(), "{}");
+    }
+
+    #[test]
+    fn serialized_history_is_its_json_form() {
+        let ts: Timestamp = "2025-01-15T12:00:00.5"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let h = InvocationHistory {
+            invocation_id: "inv-\u{e9}\"1".into(),
+            timestamp: ts,
+            status_record: InvocationStatusRecord {
+                status: crate::InvocationStatus::Registered,
+                runner_id: None,
+                timestamp: ts,
+            },
+            runner_context_id: "r".into(),
+            registered_by_inv_id: Some("p".into()),
+        };
+        let parsed: Value = serde_json::from_str(&h.to_json()).unwrap_or(Value::Null);
+        assert_eq!(h.to_value(), parsed);
+        assert_eq!(
+            serde_json::to_string(&h).unwrap_or_default(),
+            serde_json::to_string(&parsed).unwrap_or_default()
+        );
     }
 
     #[test]

@@ -96,10 +96,12 @@ impl<'a> SqliteSnapshot<'a> {
             None => Held::Shared(backend.writer.lock_conn()),
         };
         let mut snap = Self { backend, held };
-        // The read transaction starts at its first read: take it now, so
-        // the snapshot is of this moment.
+        // A snapshot scans whole tables once: through the memory map every
+        // page it touches would stay resident (up to the map's size), so it
+        // reads through the page cache instead. The read transaction starts
+        // at its first read: take it now, so the snapshot is of this moment.
         snap.conn()?
-            .execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+            .execute_batch("PRAGMA mmap_size = 0; BEGIN; SELECT count(*) FROM sqlite_schema;")
             .map_err(|e| sql_err(ctx, "begin snapshot", e))?;
         Ok(snap)
     }
@@ -200,6 +202,7 @@ impl Drop for SqliteSnapshot<'_> {
     fn drop(&mut self) {
         if let Ok(c) = self.conn() {
             let _ = c.execute_batch("ROLLBACK");
+            let _ = c.execute_batch(&format!("PRAGMA mmap_size = {}", crate::schema::MMAP_SIZE));
         }
         if let (Held::Pooled(c), Some(readers)) = (&mut self.held, &self.backend.readers) {
             if let Some(c) = c.take() {

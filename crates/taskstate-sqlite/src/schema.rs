@@ -103,6 +103,10 @@ CREATE INDEX IF NOT EXISTS taskstate_invocations_workflow ON state_backend_invoc
 CREATE INDEX IF NOT EXISTS taskstate_invocations_type ON state_backend_invocations(workflow_type_key);
 ";
 
+/// Bytes of the file each connection reads through a memory map (point
+/// reads skip a copy; the bulk path's snapshots turn it off).
+pub const MMAP_SIZE: i64 = 268_435_456;
+
 /// `synchronous` setting of the connections (see the crate docs for what
 /// each one makes durable).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -152,7 +156,7 @@ pub fn open_connection(uri: &str, settings: &ConnSettings, ctx: &Ctx) -> Result<
         .map_err(|e| sql_err(ctx, "set busy timeout", e))?;
     conn.set_prepared_statement_cache_capacity(settings.statement_cache);
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000; PRAGMA mmap_size = 268435456;",
+        "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000; PRAGMA mmap_size = {MMAP_SIZE};",
         settings.synchronous.pragma()
     ))
     .map_err(|e| sql_err(ctx, "set pragmas", e))?;

@@ -23,9 +23,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::Serialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value, json};
+use serde::ser::SerializeMap;
+use serde_json::{Value, json};
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Error, InvocationDTO, InvocationHistory, InvocationId,
     KeyRange, Kind, Result, Row, RunnerContext, RunnerId, SerializedArguments, Snapshot,
@@ -47,18 +50,6 @@ const EXPORT_PAGE: usize = 1000;
 /// Rows per transaction of an import.
 pub const IMPORT_PAGE: usize = 5000;
 
-fn opt_id(id: Option<&InvocationId>) -> Value {
-    id.map_or(Value::Null, |i| json!(i.as_str()))
-}
-
-fn workflow_value(w: &WorkflowIdentity) -> Value {
-    json!({
-        "workflow_id": w.workflow_id.as_str(),
-        "workflow_type_key": w.workflow_type.key(),
-        "parent_workflow_id": opt_id(w.parent_workflow_id.as_ref()),
-    })
-}
-
 /// One runner-context row as its export entry.
 fn runner_value(c: &RunnerContext, parent: Option<&RunnerId>) -> Value {
     json!({
@@ -76,16 +67,6 @@ fn runner_value(c: &RunnerContext, parent: Option<&RunnerId>) -> Value {
 /// from the instant of the entry's `_timestamp` (see `docs/export-format.md`).
 pub const TIME_KEY_FIELD: &str = "taskstate_time_key";
 
-/// An exported history entry: the record's JSON object, plus
-/// [`TIME_KEY_FIELD`] when the row was stored at another time key.
-fn history_value(row: &StoredHistory) -> Value {
-    let mut v = row.record.to_value();
-    if let (Some(k), Value::Object(m)) = (row.explicit_time_key(), &mut v) {
-        m.insert(TIME_KEY_FIELD.into(), json!(k.seconds()));
-    }
-    v
-}
-
 // ---- writing the document ---------------------------------------------
 
 /// A write failure of the document, kept as the source so a caller can
@@ -97,14 +78,13 @@ fn write_err(e: std::io::Error) -> Error {
     }
 }
 
-/// Writes the document as `serde_json::to_string_pretty` would write the
-/// whole of it (keys in the order written, two-space indents), one entry
-/// at a time.
+/// Writes the document one entry at a time: the sections on lines of
+/// their own, each entry compact on one line (so a document diffs and
+/// greps by entry, and no entry is ever built twice).
 struct DocWriter<W: Write> {
     out: W,
     sections: usize,
     entries: usize,
-    scratch: Vec<u8>,
 }
 
 impl<W: Write> DocWriter<W> {
@@ -114,7 +94,6 @@ impl<W: Write> DocWriter<W> {
             out,
             sections: 0,
             entries: 0,
-            scratch: Vec::new(),
         })
     }
 
@@ -126,14 +105,18 @@ impl<W: Write> DocWriter<W> {
         };
         self.sections += 1;
         self.out.write_all(sep).map_err(write_err)?;
-        serde_json::to_writer(&mut self.out, name).map_err(|e| write_err(e.into()))?;
+        self.value(name)?;
         self.out.write_all(b": ").map_err(write_err)
     }
 
+    fn value<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<()> {
+        serde_json::to_writer(&mut self.out, v).map_err(|e| write_err(e.into()))
+    }
+
     /// A section whose value is written whole.
-    fn scalar(&mut self, name: &str, v: &Value) -> Result<()> {
+    fn scalar<T: serde::Serialize + ?Sized>(&mut self, name: &str, v: &T) -> Result<()> {
         self.key(name)?;
-        self.pretty(v, 1)
+        self.value(v)
     }
 
     /// Opens a section holding an array (`[`) or object (`{`).
@@ -157,17 +140,17 @@ impl<W: Write> DocWriter<W> {
     }
 
     /// One element of an array section.
-    fn element(&mut self, v: &Value) -> Result<()> {
+    fn element<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<()> {
         self.entry_prefix(b'[')?;
-        self.pretty(v, 2)
+        self.value(v)
     }
 
     /// One member of an object section.
-    fn member(&mut self, key: &str, v: &Value) -> Result<()> {
+    fn member<T: serde::Serialize + ?Sized>(&mut self, key: &str, v: &T) -> Result<()> {
         self.entry_prefix(b'{')?;
-        serde_json::to_writer(&mut self.out, key).map_err(|e| write_err(e.into()))?;
+        self.value(key)?;
         self.out.write_all(b": ").map_err(write_err)?;
-        self.pretty(v, 2)
+        self.value(v)
     }
 
     /// Closes a section opened with `open` (`[`/`{`).
@@ -179,23 +162,6 @@ impl<W: Write> DocWriter<W> {
             self.out.write_all(b"\n  ").map_err(write_err)?;
             self.out.write_all(&[close]).map_err(write_err)
         }
-    }
-
-    /// `v` pretty-printed, its lines after the first indented `depth` levels.
-    fn pretty(&mut self, v: &Value, depth: usize) -> Result<()> {
-        self.scratch.clear();
-        serde_json::to_writer_pretty(&mut self.scratch, v).map_err(|e| write_err(e.into()))?;
-        let indent = "  ".repeat(depth);
-        let mut lines = self.scratch.split(|b| *b == b'\n');
-        if let Some(first) = lines.next() {
-            self.out.write_all(first).map_err(write_err)?;
-        }
-        for line in lines {
-            self.out.write_all(b"\n").map_err(write_err)?;
-            self.out.write_all(indent.as_bytes()).map_err(write_err)?;
-            self.out.write_all(line).map_err(write_err)?;
-        }
-        Ok(())
     }
 
     fn finish(mut self) -> Result<W> {
@@ -275,43 +241,109 @@ fn walk(
     }
 }
 
-fn invocation_value(id: &InvocationId, pair: &(InvocationDTO, CallDTO), g: &Group) -> Value {
-    let (inv, call) = pair;
-    let args: Map<String, Value> = call
-        .serialized_arguments
-        .iter()
-        .map(|(k, v)| (k.to_owned(), json!(v)))
-        .collect();
-    json!({
-        "invocation_id": id.as_str(),
-        "call_id_key": call.call_id.key(),
-        "task_id_key": call.call_id.task_id().key(),
-        "args_id": call.call_id.args_id(),
-        "serialized_arguments": args,
-        "parent_invocation_id": opt_id(inv.parent_invocation_id.as_ref()),
-        "workflow": workflow_value(&inv.workflow),
-        "history": g.history.iter().map(history_value).collect::<Vec<_>>(),
-        "result": g.result.as_deref().map_or(Value::Null, |r| json!(r)),
-        "exception": g.exception.as_deref().map_or(Value::Null, |e| json!(e)),
-        "children": g.children.iter().map(|c| json!(c.as_str())).collect::<Vec<_>>(),
-    })
+/// An exported history entry: the record's JSON object, plus
+/// [`TIME_KEY_FIELD`] when the row was stored at another time key.
+struct HistoryEntry<'a>(&'a StoredHistory);
+
+impl Serialize for HistoryEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let explicit = self.0.explicit_time_key();
+        let mut m = s.serialize_map(Some(5 + usize::from(explicit.is_some())))?;
+        self.0.record.serialize_fields(&mut m)?;
+        if let Some(k) = explicit {
+            m.serialize_entry(TIME_KEY_FIELD, &k.seconds())?;
+        }
+        m.end()
+    }
 }
 
-fn orphan_value(g: &Group) -> Value {
-    let mut m = Map::new();
-    if !g.history.is_empty() {
-        m.insert(
-            "history".into(),
-            Value::Array(g.history.iter().map(history_value).collect()),
-        );
+struct Histories<'a>(&'a [StoredHistory]);
+
+impl Serialize for Histories<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(HistoryEntry))
     }
-    if let Some(r) = &g.result {
-        m.insert("result".into(), json!(r));
+}
+
+struct Workflow<'a>(&'a WorkflowIdentity);
+
+impl Serialize for Workflow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let w = self.0;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("workflow_id", w.workflow_id.as_str())?;
+        m.serialize_entry("workflow_type_key", w.workflow_type.key())?;
+        m.serialize_entry(
+            "parent_workflow_id",
+            &w.parent_workflow_id.as_ref().map(InvocationId::as_str),
+        )?;
+        m.end()
     }
-    if let Some(e) = &g.exception {
-        m.insert("exception".into(), json!(e));
+}
+
+/// An invocation entry: the pair and everything stored under its id.
+struct InvocationEntryOut<'a> {
+    id: &'a InvocationId,
+    pair: &'a (InvocationDTO, CallDTO),
+    group: &'a Group,
+}
+
+impl Serialize for InvocationEntryOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Args<'a>(&'a SerializedArguments);
+        impl Serialize for Args<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter())
+            }
+        }
+        let (inv, call) = self.pair;
+        let g = self.group;
+        let mut m = s.serialize_map(Some(11))?;
+        m.serialize_entry("invocation_id", self.id.as_str())?;
+        m.serialize_entry("call_id_key", call.call_id.key())?;
+        m.serialize_entry("task_id_key", call.call_id.task_id().key())?;
+        m.serialize_entry("args_id", call.call_id.args_id())?;
+        m.serialize_entry("serialized_arguments", &Args(&call.serialized_arguments))?;
+        m.serialize_entry(
+            "parent_invocation_id",
+            &inv.parent_invocation_id.as_ref().map(InvocationId::as_str),
+        )?;
+        m.serialize_entry("workflow", &Workflow(&inv.workflow))?;
+        m.serialize_entry("history", &Histories(&g.history))?;
+        m.serialize_entry("result", &g.result)?;
+        m.serialize_entry("exception", &g.exception)?;
+        m.serialize_entry(
+            "children",
+            &g.children
+                .iter()
+                .map(InvocationId::as_str)
+                .collect::<Vec<_>>(),
+        )?;
+        m.end()
     }
-    Value::Object(m)
+}
+
+/// What is stored under an id that is not a stored invocation.
+struct OrphanEntry<'a>(&'a Group);
+
+impl Serialize for OrphanEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let g = self.0;
+        let mut m = s.serialize_map(None)?;
+        if !g.history.is_empty() {
+            m.serialize_entry("history", &Histories(&g.history))?;
+        }
+        if let Some(r) = &g.result {
+            m.serialize_entry("result", r)?;
+        }
+        if let Some(e) = &g.exception {
+            m.serialize_entry("exception", e)?;
+        }
+        m.end()
+    }
 }
 
 /// Writes every page of `kind` through `f`.
@@ -345,7 +377,7 @@ pub fn export_to<W: Write>(
     let mut doc = DocWriter::new(out)?;
     let mut written = Counts::default();
 
-    doc.scalar("format", &json!(FORMAT))?;
+    doc.scalar("format", FORMAT)?;
 
     doc.open("invocations")?;
     let mut done = 0u64;
@@ -358,7 +390,11 @@ pub fn export_to<W: Write>(
         match &g.invocation {
             Some(pair) => {
                 written.add(Kind::Invocation, 1);
-                doc.element(&invocation_value(&id, pair, &g))?;
+                doc.element(&InvocationEntryOut {
+                    id: &id,
+                    pair,
+                    group: &g,
+                })?;
                 done += 1;
                 if done % 1024 == 0 || done == total {
                     progress("invocations", done, total);
@@ -376,7 +412,7 @@ pub fn export_to<W: Write>(
     if orphans > 0 {
         walk(snap.as_mut(), |id, g| {
             if g.invocation.is_none() {
-                doc.member(id.as_str(), &orphan_value(&g))?;
+                doc.member(id.as_str(), &OrphanEntry(&g))?;
             }
             Ok(())
         })?;
@@ -387,7 +423,7 @@ pub fn export_to<W: Write>(
     each_row(snap.as_mut(), Kind::WorkflowRun, |row| {
         if let Row::WorkflowRun(w) = row {
             written.add(Kind::WorkflowRun, 1);
-            doc.element(&workflow_value(&w))?;
+            doc.element(&Workflow(&w))?;
         }
         Ok(())
     })?;
@@ -493,12 +529,6 @@ fn opt_str_field(v: &Value, key: &str, at: &str) -> Result<Option<String>> {
     }
 }
 
-fn object<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a Map<String, Value>> {
-    field(v, key, at)?
-        .as_object()
-        .ok_or_else(|| bad(format!("{at}: {key:?} is not an object")))
-}
-
 fn workflow_from(v: &Value, at: &str) -> Result<WorkflowIdentity> {
     Ok(WorkflowIdentity {
         workflow_id: InvocationId::new(str_field(v, "workflow_id", at)?),
@@ -550,43 +580,159 @@ type InvocationEntry = (
     Option<String>,
 );
 
-fn invocation_from(v: &Value) -> Result<InvocationEntry> {
-    let id = str_field(v, "invocation_id", "invocation")?;
-    let at = format!("invocation {id:?}");
-    let call_id: CallId = str_field(v, "call_id_key", &at)?
-        .parse()
-        .map_err(|e| bad(format!("{at}: {e}")))?;
-    let mut args = SerializedArguments::new();
-    for (k, val) in object(v, "serialized_arguments", &at)? {
-        let s = val
-            .as_str()
-            .ok_or_else(|| bad(format!("{at}: argument {k:?} is not a string")))?;
-        args.insert(k.clone(), s);
+/// An invocation entry as parsed straight from the document (no `Value`
+/// tree: invocations are most of a document). Fields an import derives
+/// (`task_id_key`, `args_id`, `children`) are not read.
+#[derive(serde::Deserialize)]
+struct InvocationIn {
+    invocation_id: String,
+    call_id_key: String,
+    serialized_arguments: ArgsIn,
+    #[serde(default)]
+    parent_invocation_id: Option<String>,
+    workflow: WorkflowIn,
+    #[serde(default)]
+    history: Vec<HistoryEntryIn>,
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default)]
+    exception: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct WorkflowIn {
+    workflow_id: String,
+    workflow_type_key: String,
+    #[serde(default)]
+    parent_workflow_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryEntryIn {
+    invocation_id: String,
+    #[serde(rename = "_timestamp")]
+    timestamp: String,
+    status_record: StatusIn,
+    runner_context_id: String,
+    #[serde(default)]
+    registered_by_inv_id: Option<String>,
+    #[serde(default)]
+    taskstate_time_key: Option<f64>,
+}
+
+#[derive(serde::Deserialize)]
+struct StatusIn {
+    status: String,
+    #[serde(default)]
+    runner_id: Option<String>,
+    timestamp: String,
+}
+
+/// Serialized arguments in document order (values must be strings).
+struct ArgsIn(SerializedArguments);
+
+impl<'de> serde::Deserialize<'de> for ArgsIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ArgsIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of string arguments")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<ArgsIn, A::Error> {
+                let mut args = SerializedArguments::new();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    args.insert(k, v);
+                }
+                Ok(ArgsIn(args))
+            }
+        }
+        d.deserialize_map(V)
     }
-    let inv = InvocationDTO {
-        invocation_id: InvocationId::new(id),
-        call_id: call_id.clone(),
-        workflow: workflow_from(field(v, "workflow", &at)?, &at)?,
-        parent_invocation_id: opt_str_field(v, "parent_invocation_id", &at)?.map(InvocationId::new),
-    };
-    Ok((
-        (
-            inv,
-            CallDTO {
-                call_id,
-                serialized_arguments: args,
+}
+
+impl HistoryEntryIn {
+    fn into_parts(self, at: &str) -> Result<HistoryIn> {
+        let ts = |t: &str| {
+            t.parse::<taskstate_core::Timestamp>()
+                .map_err(|e| bad(format!("{at}: {e}")))
+        };
+        let key = match self.taskstate_time_key {
+            None => None,
+            Some(k) if k.is_finite() => Some(TimeKey::from_seconds(k)),
+            Some(k) => {
+                return Err(bad(format!(
+                    "{at}: {TIME_KEY_FIELD} {k} is not a finite number"
+                )));
+            }
+        };
+        let record = InvocationHistory {
+            invocation_id: InvocationId::new(self.invocation_id),
+            timestamp: ts(&self.timestamp)?,
+            status_record: taskstate_core::InvocationStatusRecord {
+                status: self
+                    .status_record
+                    .status
+                    .parse()
+                    .map_err(|e| bad(format!("{at}: {e}")))?,
+                runner_id: self.status_record.runner_id.map(RunnerId::new),
+                timestamp: ts(&self.status_record.timestamp)?,
             },
-        ),
-        histories_from(v, &at)?,
-        opt_str_field(v, "result", &at)?,
-        opt_str_field(v, "exception", &at)?,
-    ))
+            runner_context_id: RunnerId::new(self.runner_context_id),
+            registered_by_inv_id: self.registered_by_inv_id.map(InvocationId::new),
+        };
+        Ok((record, key))
+    }
+}
+
+impl InvocationIn {
+    fn into_entry(self) -> Result<InvocationEntry> {
+        let at = format!("invocation {:?}", self.invocation_id);
+        let call_id: CallId = self
+            .call_id_key
+            .parse()
+            .map_err(|e| bad(format!("{at}: {e}")))?;
+        let workflow = WorkflowIdentity {
+            workflow_id: InvocationId::new(self.workflow.workflow_id),
+            workflow_type: self
+                .workflow
+                .workflow_type_key
+                .parse()
+                .map_err(|e| bad(format!("{at}: {e}")))?,
+            parent_workflow_id: self.workflow.parent_workflow_id.map(InvocationId::new),
+        };
+        let history = self
+            .history
+            .into_iter()
+            .map(|h| h.into_parts(&at))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((
+            (
+                InvocationDTO {
+                    invocation_id: InvocationId::new(self.invocation_id),
+                    call_id: call_id.clone(),
+                    workflow,
+                    parent_invocation_id: self.parent_invocation_id.map(InvocationId::new),
+                },
+                CallDTO {
+                    call_id,
+                    serialized_arguments: self.serialized_arguments.0,
+                },
+            ),
+            history,
+            self.result,
+            self.exception,
+        ))
+    }
 }
 
 /// One top-level entry of a document, as the parser meets it.
 enum Entry {
     Format(Value),
-    Invocation(Value),
+    Invocation(Box<InvocationIn>),
     Orphan(String, Value),
     WorkflowRun(Value),
     SubInvocations(String, Value),
@@ -712,9 +858,24 @@ impl<'de> Visitor<'de> for SectionSeed<'_, '_> {
                 "expected an object, found an array",
             ));
         }
+        if matches!(self.section, Section::Invocations) {
+            let mut n = 0u64;
+            loop {
+                n += 1;
+                let next = seq.next_element::<InvocationIn>().map_err(|e| {
+                    // Name the entry; the parser appends where it is.
+                    let msg = e.to_string();
+                    let msg = msg.split(" at line ").next().unwrap_or_default();
+                    serde::de::Error::custom(format!("invocation entry {n}: {msg}"))
+                })?;
+                match next {
+                    Some(v) => self.feed(Entry::Invocation(Box::new(v)))?,
+                    None => return Ok(()),
+                }
+            }
+        }
         while let Some(v) = seq.next_element::<Value>()? {
             let entry = match self.section {
-                Section::Invocations => Entry::Invocation(v),
                 Section::WorkflowRuns => Entry::WorkflowRun(v),
                 Section::WorkflowData => Entry::WorkflowData(v),
                 Section::AppInfos => Entry::AppInfo(v),
@@ -753,7 +914,11 @@ fn parse(input: impl Read, sink: &mut Sink<'_>) -> Result<()> {
     .and_then(|()| de.end());
     match (parsed, failed) {
         (_, Some(e)) => Err(e),
-        (Err(e), None) => Err(bad(format!("the document is not JSON (or not whole): {e}"))),
+        (Err(e), None) if e.is_data() => Err(bad(e)),
+        (Err(e), None) if e.is_io() => Err(bad(format!("cannot read the document: {e}"))),
+        (Err(e), None) => Err(bad(format!(
+            "the document is not JSON (or is cut short): {e}"
+        ))),
         (Ok(()), None) => Ok(()),
     }
 }
@@ -799,7 +964,7 @@ fn entry_rows(entry: Entry, out: &mut Vec<Row>) -> Result<()> {
             None => return Err(bad("\"format\" is not a string")),
         },
         Entry::Invocation(v) => {
-            let (pair, hist, result, exception) = invocation_from(&v)?;
+            let (pair, hist, result, exception) = v.into_entry()?;
             let id = pair.0.invocation_id.clone();
             out.push(Row::Invocation(Box::new(pair)));
             // SPEC §9: an entry belongs to the list that holds it, whatever
@@ -972,39 +1137,62 @@ pub fn import_from<R: Read>(
         Counts::default()
     };
     let total = checked.invocations;
-    let mut written = Counts::default();
-    let mut page: Vec<Row> = Vec::with_capacity(IMPORT_PAGE + 64);
-    let mut pages = 0u64;
-    progress("invocations", 0, total);
-    let mut flush = |page: &mut Vec<Row>, written: &mut Counts| -> Result<()> {
-        if page.is_empty() {
-            return Ok(());
-        }
-        b.write_rows(page).map_err(|e| Error::Storage {
-            message: format!(
-                "import stopped after {pages} whole pages ({} of {total} invocations written; \
-                 nothing of the failed page): {e}; import the same document again with --merge \
-                 to complete it",
-                written.get(Kind::Invocation)
-            ),
-            source: Some(Box::new(e)),
-        })?;
-        pages += 1;
-        for r in page.iter() {
-            written.add(r.kind(), 1);
-        }
-        page.clear();
-        progress("invocations", written.get(Kind::Invocation), total);
-        Ok(())
-    };
-    parse(open()?, &mut |entry| {
-        entry_rows(entry, &mut page)?;
-        if page.len() >= IMPORT_PAGE {
-            flush(&mut page, &mut written)?;
-        }
-        Ok(())
+    // Parsing and writing overlap: this thread parses pages of rows while
+    // a writer thread stores the previous page (at most two pages wait).
+    let done_invocations = AtomicU64::new(0);
+    let (written, parsed) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Row>>(2);
+        let done = &done_invocations;
+        let writer = scope.spawn(move || -> Result<Counts> {
+            let mut written = Counts::default();
+            for (pages, page) in rx.into_iter().enumerate() {
+                b.write_rows(&page).map_err(|e| Error::Storage {
+                    message: format!(
+                        "import stopped after {pages} whole pages ({} of {total} invocations \
+                         written; nothing of the failed page): {e}; import the same document \
+                         again with --merge to complete it",
+                        written.get(Kind::Invocation)
+                    ),
+                    source: Some(Box::new(e)),
+                })?;
+                for r in &page {
+                    written.add(r.kind(), 1);
+                }
+                done.store(written.get(Kind::Invocation), Ordering::Relaxed);
+            }
+            Ok(written)
+        });
+        progress("invocations", 0, total);
+        let mut page: Vec<Row> = Vec::with_capacity(IMPORT_PAGE + 64);
+        let parsed = parse(open()?, &mut |entry| {
+            entry_rows(entry, &mut page)?;
+            if page.len() >= IMPORT_PAGE {
+                let full = std::mem::replace(&mut page, Vec::with_capacity(IMPORT_PAGE + 64));
+                // A closed channel means the writer stopped on an error,
+                // which its result reports.
+                tx.send(full)
+                    .map_err(|_| Error::invalid("the writer stopped"))?;
+                progress("invocations", done.load(Ordering::Relaxed), total);
+            }
+            Ok(())
+        })
+        .and_then(|()| {
+            if !page.is_empty() {
+                tx.send(std::mem::take(&mut page))
+                    .map_err(|_| Error::invalid("the writer stopped"))?;
+            }
+            Ok(())
+        });
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::invalid("the import's writer thread panicked")));
+        Ok::<_, Error>((written, parsed))
     })?;
-    flush(&mut page, &mut written)?;
+    // The writer's error explains a stopped parse; else the parse's own.
+    let written = written?;
+    parsed?;
+    progress("invocations", written.get(Kind::Invocation), total);
     let after = counts_of(b)?;
     let mut added = Counts::default();
     for k in Kind::ALL {

@@ -124,9 +124,32 @@ fn bad_documents_are_refused_before_writing() {
     let e = export::import(b.as_ref(), &serde_json::json!({"invocations": []}), false).unwrap_err();
     assert!(e.to_string().contains("not a taskstate export"), "{e}");
     let mut doc = export::export(b.as_ref(), &mut no_progress()).unwrap();
-    doc["invocations"] = serde_json::json!([{"invocation_id": "x", "call_id_key": "nocolon"}]);
+    let entry = |call: &str| {
+        serde_json::json!({
+            "invocation_id": "x", "call_id_key": call, "serialized_arguments": {},
+            "workflow": {"workflow_id": "x", "workflow_type_key": "m.t"}
+        })
+    };
+    doc["invocations"] = serde_json::json!([entry("nocolon")]);
     let e = export::import(b.as_ref(), &doc, false).unwrap_err();
     assert!(e.to_string().contains("invocation \"x\""), "{e}");
+    // An entry of the wrong shape is named by position.
+    doc["invocations"] = serde_json::json!([entry("m.t:abc"), {"invocation_id": "y"}]);
+    let e = export::import(b.as_ref(), &doc, false).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("invocation entry 2: missing field `call_id_key` at line 1 column"),
+        "{msg}"
+    );
+    // Not JSON at all, or cut short.
+    let e = export::import_from(
+        b.as_ref(),
+        || Ok(&b"{\"format\": \"taskstate-export/1\", \"invoc"[..]),
+        false,
+        &mut no_progress(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not JSON (or is cut short)"), "{e}");
     assert!(export::is_empty(b.as_ref()).unwrap());
 }
 
