@@ -496,10 +496,66 @@ type RunnerColumns<'a> = (
     Vec<i64>,
 );
 
+/// The text a row stores as given (ids, keys, values; JSON columns are
+/// written with NUL escaped, so they never hold one).
+fn raw_texts(row: &Row) -> Vec<&str> {
+    match row {
+        Row::Invocation(p) => {
+            let (inv, call) = &**p;
+            let mut t = vec![
+                inv.invocation_id.as_str(),
+                call.call_id.key(),
+                inv.workflow.workflow_id.as_str(),
+                inv.workflow.workflow_type.key(),
+            ];
+            t.extend(inv.parent_invocation_id.as_ref().map(InvocationId::as_str));
+            t.extend(
+                inv.workflow
+                    .parent_workflow_id
+                    .as_ref()
+                    .map(InvocationId::as_str),
+            );
+            t
+        }
+        Row::History(k, _) => vec![k.as_str()],
+        Row::Result(k, v) | Row::Exception(k, v) => vec![k.as_str(), v.as_str()],
+        Row::WorkflowRun(w) => {
+            let mut t = vec![w.workflow_id.as_str(), w.workflow_type.key()];
+            t.extend(w.parent_workflow_id.as_ref().map(InvocationId::as_str));
+            t
+        }
+        Row::SubInvocation(w, s) => vec![w.as_str(), s.as_str()],
+        Row::WorkflowData(w, k, v) => vec![w.as_str(), k.as_str(), v.as_str()],
+        Row::AppInfo(a) => vec![a.app_id.as_str()],
+        Row::RunnerContext(c, p) => {
+            let mut t = vec![
+                c.runner_id.as_str(),
+                c.runner_cls.as_str(),
+                c.hostname.as_str(),
+            ];
+            t.extend(p.as_ref().map(RunnerId::as_str));
+            t
+        }
+    }
+}
+
+/// The contract's input rules plus this engine's own: PostgreSQL text
+/// cannot hold a NUL character.
+pub(crate) fn check_row(row: &Row) -> Result<()> {
+    row.check()?;
+    if raw_texts(row).iter().any(|t| t.contains('\0')) {
+        return Err(Error::InvalidInput(format!(
+            "{} row: PostgreSQL text cannot hold NUL characters",
+            row.kind()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes `rows` in one transaction, one statement per kind present.
 pub(crate) fn write_rows(b: &PostgresBackend, rows: &[Row]) -> Result<()> {
     for r in rows {
-        r.check()?;
+        check_row(r)?;
     }
     if rows.is_empty() {
         return Ok(());

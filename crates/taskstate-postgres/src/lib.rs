@@ -1409,6 +1409,10 @@ impl StateBackend for PostgresBackend {
         bulk::write_rows(self, rows)
     }
 
+    fn check_row(&self, row: &BulkRow) -> Result<()> {
+        bulk::check_row(row)
+    }
+
     fn purge(&self) -> Result<()> {
         self.write("purge", false, |tx| tx.batch_execute(&self.sql.purge))
     }

@@ -1120,10 +1120,22 @@ fn check_document(b: &dyn StateBackend, input: impl Read) -> Result<Checked> {
 /// unchanged).
 pub fn import_from<R: Read>(
     b: &dyn StateBackend,
-    mut open: impl FnMut() -> Result<R>,
+    open: impl FnMut() -> Result<R>,
     merge: bool,
     progress: &mut Progress<'_>,
 ) -> Result<ImportReport> {
+    import_paged(b, open, merge, IMPORT_PAGE, progress)
+}
+
+/// [`import_from`] with pages of `page_rows` rows (at least 1).
+pub fn import_paged<R: Read>(
+    b: &dyn StateBackend,
+    mut open: impl FnMut() -> Result<R>,
+    merge: bool,
+    page_rows: usize,
+    progress: &mut Progress<'_>,
+) -> Result<ImportReport> {
+    let page_rows = page_rows.max(1);
     let checked = check_document(b, open()?)?;
     drop(checked.ids);
     let before = if merge {
@@ -1163,11 +1175,11 @@ pub fn import_from<R: Read>(
             Ok(written)
         });
         progress("invocations", 0, total);
-        let mut page: Vec<Row> = Vec::with_capacity(IMPORT_PAGE + 64);
+        let mut page: Vec<Row> = Vec::with_capacity(page_rows + 64);
         let parsed = parse(open()?, &mut |entry| {
             entry_rows(entry, &mut page)?;
-            if page.len() >= IMPORT_PAGE {
-                let full = std::mem::replace(&mut page, Vec::with_capacity(IMPORT_PAGE + 64));
+            if page.len() >= page_rows {
+                let full = std::mem::replace(&mut page, Vec::with_capacity(page_rows + 64));
                 // A closed channel means the writer stopped on an error,
                 // which its result reports.
                 tx.send(full)
