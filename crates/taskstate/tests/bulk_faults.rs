@@ -4,6 +4,9 @@
 //! what was stored and what replaced a stored row; bad documents are
 //! refused before anything is written.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::Value;
