@@ -282,7 +282,8 @@ fn a_copy_that_loses_rows_says_which_kind_and_both_counts() {
 fn documents_breaking_a_rule_anywhere_are_refused_before_writing() {
     let src = source();
     let doc = doc_of(src.as_ref());
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Breaker = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Breaker, &str)> = vec![
         (
             Box::new(|d: &mut Value| {
                 let first = d["invocations"][0].clone();
