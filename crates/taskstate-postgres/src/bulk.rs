@@ -3,7 +3,7 @@
 //! A snapshot is one `REPEATABLE READ READ ONLY` transaction on a pooled
 //! connection, held until the snapshot is dropped. Pages are keyset queries
 //! on each table's key (history by `seq`, its insertion order, through the
-//! `history_seq` index of schema version 2). A bulk write is one
+//! `history_by_seq` index of schema version 2). A bulk write is one
 //! transaction with one `INSERT … SELECT FROM UNNEST(…)` statement per kind
 //! present: a page of thousands of rows costs a handful of round trips.
 

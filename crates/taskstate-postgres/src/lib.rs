@@ -500,7 +500,9 @@ CREATE TABLE IF NOT EXISTS {s}.runner_contexts (
 
 /// Version 1 → 2: history by insertion order, for the bulk path's pages
 /// (keyset on `seq`; without it every page would sort the whole table).
-const DDL_V2: &str = "CREATE INDEX IF NOT EXISTS history_seq ON {s}.history (seq);";
+/// Not named `history_seq`: that is the sequence's name, and indexes and
+/// sequences share one namespace (`IF NOT EXISTS` would skip it).
+const DDL_V2: &str = "CREATE INDEX IF NOT EXISTS history_by_seq ON {s}.history (seq);";
 
 /// Whether `e` is worth retrying the whole transaction for.
 fn retriable(e: &postgres::Error) -> bool {

@@ -118,3 +118,38 @@ fn schemas_are_isolated_stores() {
     a.purge().unwrap();
     cases::assert_store_empty(&a);
 }
+
+/// The bulk path pages every table by an index on its page key, so a page
+/// costs its own rows however deep into the table it is (not a scan and
+/// sort of the whole table). Regression: the first `history (seq)` index
+/// was named like the `history_seq` sequence, so `CREATE INDEX IF NOT
+/// EXISTS` skipped it and every history page scanned the table.
+#[test]
+fn bulk_pages_have_an_index_on_their_key() {
+    let Some((b, _guard)) = fresh_backend("ts_srv") else {
+        return;
+    };
+    let url = std::env::var(taskstate_postgres::testing::URL_VAR).unwrap();
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    for (table, key) in [
+        ("history", "seq"),
+        ("invocations", "invocation_id"),
+        ("results", "invocation_id"),
+        (
+            "workflow_sub_invocations",
+            "parent_workflow_id, sub_invocation_id",
+        ),
+    ] {
+        let rows = c
+            .query(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2",
+                &[&b.schema(), &table],
+            )
+            .unwrap();
+        let defs: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        assert!(
+            defs.iter().any(|d| d.ends_with(&format!("({key})"))),
+            "{table}: no index on ({key}): {defs:?}"
+        );
+    }
+}

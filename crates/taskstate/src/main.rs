@@ -68,8 +68,9 @@ enum Command {
         from: String,
         /// Destination URL (empty unless --merge).
         to: String,
-        /// Invocations per batch (1 to 100,000).
-        #[arg(long, default_value_t = 500, value_parser = bounded::<1, 100_000>)]
+        /// Rows per page: each is read from the source's snapshot and written
+        /// to the destination in one transaction (1 to 100,000).
+        #[arg(long, default_value_t = 5000, value_parser = bounded::<1, 100_000>)]
         batch: usize,
         /// Allow copying into a store that already holds data.
         #[arg(long)]
