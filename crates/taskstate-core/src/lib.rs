@@ -32,6 +32,7 @@ mod dto;
 mod error;
 mod ids;
 pub mod pyjson;
+mod redact;
 mod status;
 mod time;
 
@@ -49,6 +50,7 @@ pub use dto::{
 };
 pub use error::{BoxError, Entity, Error, ErrorKind, KeyError, Result};
 pub use ids::{CallId, InvocationId, RunnerId, TaskId};
+pub use redact::redact_url;
 pub use status::{
     ChainError, InvocationStatus, OwnershipError, StatusFlags, check_ownership, validate_chain,
 };

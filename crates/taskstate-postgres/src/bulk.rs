@@ -223,7 +223,7 @@ pub(crate) struct PgSnapshot<'a> {
 
 impl<'a> PgSnapshot<'a> {
     pub(crate) fn new(backend: &'a PostgresBackend) -> Result<Self> {
-        let mut conn = backend.conn()?;
+        let mut conn = backend.live_conn()?;
         conn.client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .map_err(|e| backend.pg_err("begin snapshot", e))?;
@@ -248,10 +248,14 @@ impl<'a> PgSnapshot<'a> {
 
     fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<PgRow>> {
         let st = self.statement(sql)?;
-        self.conn
-            .client
-            .query(&st, params)
-            .map_err(|e| self.backend.pg_err("read snapshot", e))
+        self.conn.client.query(&st, params).map_err(|e| {
+            // A snapshot cannot be resumed on another connection: the
+            // caller sees the loss (and the pool drops this one).
+            if crate::retriable(&e) {
+                self.conn.broken = true;
+            }
+            self.backend.pg_err("read snapshot", e)
+        })
     }
 
     fn decode(&self, kind: Kind, r: &PgRow) -> Result<Row> {

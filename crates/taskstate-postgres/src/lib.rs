@@ -51,7 +51,7 @@ use r2d2::{ManageConnection, Pool, PooledConnection};
 mod bulk;
 
 use taskstate_core::{
-    AppInfo, CallDTO, CallId, Cursor, Entity, Error, InvocationDTO, InvocationHistory,
+    AppInfo, CallDTO, CallId, Cursor, Entity, Error, ErrorKind, InvocationDTO, InvocationHistory,
     InvocationId, Page, Result, Row as BulkRow, RunnerContext, RunnerId, SerializedArguments,
     Snapshot, StateBackend, TaskId, TimeRange, WorkflowIdentity, check_app_info, check_history_row,
     check_invocation_id, check_invocation_pair, check_page_size, check_runner_context,
@@ -74,8 +74,17 @@ pub struct PostgresOptions {
     pub schema: String,
     /// Largest number of pooled connections (default 16).
     pub max_connections: u32,
-    /// How long a call waits for a free connection (default 30 s).
+    /// How long opening a connection may take, handshake included (a
+    /// server that accepts TCP but never answers fails after it), and how
+    /// long a call waits for a free pooled connection (default 10 s).
     pub connect_timeout: Duration,
+    /// Server-side limit on one statement (`statement_timeout`; default
+    /// 60 s; zero: none).
+    pub statement_timeout: Duration,
+    /// How long an operation keeps retrying after the server dropped its
+    /// connection (a terminated backend, a restart), with growing pauses,
+    /// before it fails as unavailable (default 15 s).
+    pub retry_for: Duration,
     /// Open for reading only (SPEC §6, reading never writes): the schema
     /// must exist at a version this engine reads; no DDL is run.
     pub read_only: bool,
@@ -86,7 +95,9 @@ impl Default for PostgresOptions {
         Self {
             schema: "taskstate".into(),
             max_connections: 16,
-            connect_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(60),
+            retry_for: Duration::from_secs(15),
             read_only: false,
         }
     }
@@ -97,30 +108,108 @@ impl Default for PostgresOptions {
 pub struct PgConn {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// Set when a call on it failed as a lost connection: the pool drops
+    /// it instead of handing it out again.
+    broken: bool,
 }
 
 /// Opens [`PgConn`]s for the pool.
 struct Manager {
     config: postgres::Config,
+    connect_timeout: Duration,
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+enum ConnectError {
+    Server(postgres::Error),
+    /// No answer within the connect timeout (a listener that accepts and
+    /// never speaks, a black-holed address).
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Server(e) => write!(f, "{}", describe(e)),
+            ConnectError::TimedOut(d) => {
+                write!(f, "no answer from the server within {} ms", d.as_millis())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Server(e) => Some(e),
+            ConnectError::TimedOut(_) => None,
+        }
+    }
+}
+
+impl Manager {
+    /// Connects within the timeout, handshake included: the `postgres`
+    /// crate's own `connect_timeout` bounds only the TCP connect, so the
+    /// whole attempt runs on a helper thread that is abandoned (and ends
+    /// when the socket does) if it does not answer in time.
+    fn open(&self) -> std::result::Result<PgConn, ConnectError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let config = self.config.clone();
+        std::thread::Builder::new()
+            .name("taskstate-pg-connect".into())
+            .spawn(move || {
+                let _ = tx.send(config.connect(NoTls));
+            })
+            .map_err(|_| ConnectError::TimedOut(Duration::ZERO))?;
+        match rx.recv_timeout(self.connect_timeout) {
+            Ok(Ok(client)) => Ok(PgConn {
+                client,
+                statements: HashMap::new(),
+                broken: false,
+            }),
+            Ok(Err(e)) => Err(ConnectError::Server(e)),
+            Err(_) => Err(ConnectError::TimedOut(self.connect_timeout)),
+        }
+    }
 }
 
 impl ManageConnection for Manager {
     type Connection = PgConn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
-        Ok(PgConn {
-            client: self.config.connect(NoTls)?,
-            statements: HashMap::new(),
-        })
+    fn connect(&self) -> std::result::Result<PgConn, ConnectError> {
+        self.open()
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
-        conn.client.simple_query("").map(drop)
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), ConnectError> {
+        conn.client
+            .simple_query("")
+            .map(drop)
+            .map_err(ConnectError::Server)
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed()
+        conn.broken || conn.client.is_closed()
+    }
+}
+
+/// A server error as "SQLSTATE message (detail; hint)", anything else as
+/// the `postgres` crate words it, with its cause (never just "db error").
+fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" (detail: {d})"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!(" (hint: {h})"));
+        }
+        return s;
+    }
+    match std::error::Error::source(e) {
+        Some(cause) if !e.to_string().contains(&cause.to_string()) => format!("{e}: {cause}"),
+        _ => e.to_string(),
     }
 }
 
@@ -198,7 +287,9 @@ fn open_db(
     transaction: bool,
     read_only: bool,
 ) -> std::result::Result<Db<'_>, postgres::Error> {
-    let PgConn { client, statements } = conn;
+    let PgConn {
+        client, statements, ..
+    } = conn;
     let target = if transaction {
         Target::Tx(client.build_transaction().read_only(read_only).start()?)
     } else {
@@ -213,6 +304,7 @@ pub struct PostgresBackend {
     schema: String,
     location: String,
     sql: Statements,
+    retry_for: Duration,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -504,6 +596,13 @@ CREATE TABLE IF NOT EXISTS {s}.runner_contexts (
 /// sequences share one namespace (`IF NOT EXISTS` would skip it).
 const DDL_V2: &str = "CREATE INDEX IF NOT EXISTS history_by_seq ON {s}.history (seq);";
 
+/// How one attempt of an operation failed: a driver error (retried if
+/// [`retriable`]) or an error of ours (returned as is).
+enum AttemptError {
+    Pg(postgres::Error),
+    Other(Error),
+}
+
 /// Whether `e` is worth retrying the whole transaction for.
 fn retriable(e: &postgres::Error) -> bool {
     e.is_closed()
@@ -523,21 +622,26 @@ impl PostgresBackend {
     /// crate parses it) and brings the schema up to date.
     pub fn connect(url: &str, options: &PostgresOptions) -> Result<Self> {
         check_schema_name(&options.schema)?;
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?;
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            Error::invalid(format!("bad PostgreSQL URL: {}", redact(&e.to_string())))
+        })?;
         let location = format!("postgres {} schema {}", redact(url), options.schema);
-        let manager = Manager { config };
+        config.connect_timeout(options.connect_timeout);
+        let ms = options.statement_timeout.as_millis();
+        let server_options = match config.get_options() {
+            Some(o) => format!("{o} -c statement_timeout={ms}"),
+            None => format!("-c statement_timeout={ms}"),
+        };
+        config.options(&server_options);
+        let manager = Manager {
+            config,
+            connect_timeout: options.connect_timeout,
+        };
         // One direct attempt first: a refused or unresolvable server fails
         // now, instead of the pool retrying until its timeout.
-        manager.connect().map_err(|e| {
-            let cause = std::error::Error::source(&e)
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            Error::Unavailable {
-                message: format!("{location}: cannot connect: {e}{cause}"),
-                source: Some(Box::new(e)),
-            }
+        manager.connect().map_err(|e| Error::Unavailable {
+            message: format!("{location}: cannot connect: {e}"),
+            source: Some(Box::new(e)),
         })?;
         let pool = Pool::builder()
             .max_size(options.max_connections.max(1))
@@ -552,6 +656,7 @@ impl PostgresBackend {
             sql: Statements::new(&options.schema),
             schema: options.schema.clone(),
             location,
+            retry_for: options.retry_for,
         };
         if options.read_only {
             backend.check_schema()?;
@@ -580,8 +685,21 @@ impl PostgresBackend {
         })
     }
 
+    /// A pooled connection known to answer: after a lost connection the
+    /// pool may hold others the server dropped too (a restart drops them
+    /// all), so each is pinged and a dead one discarded.
+    fn live_conn(&self) -> Result<Conn> {
+        loop {
+            let mut conn = self.conn()?;
+            match conn.client.simple_query("") {
+                Ok(_) => return Ok(conn),
+                Err(_) => conn.broken = true,
+            }
+        }
+    }
+
     fn pg_err(&self, what: &str, e: postgres::Error) -> Error {
-        let message = format!("{}: {what}: {e}", self.location);
+        let message = format!("{}: {what}: {}", self.location, describe(&e));
         if retriable(&e) {
             return Error::Unavailable {
                 message,
@@ -604,6 +722,49 @@ impl PostgresBackend {
         }
     }
 
+    /// Runs `attempt` until it succeeds, fails for good, or lost
+    /// connections have been retried for `retry_for`: a connection that
+    /// failed is dropped from the pool, the next attempt runs on one that
+    /// answers, after a pause that doubles from 20 ms up to 1 s. Every
+    /// operation of this engine is idempotent (upserts, reads), so running
+    /// one again after a connection died mid-way is safe.
+    fn retrying<T>(
+        &self,
+        what: &str,
+        mut attempt: impl FnMut(&mut PgConn) -> std::result::Result<T, AttemptError>,
+    ) -> Result<T> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        let mut first = true;
+        loop {
+            let conn = if first { self.conn() } else { self.live_conn() };
+            let failure = match conn {
+                Ok(mut conn) => match attempt(&mut conn) {
+                    Ok(v) => return Ok(v),
+                    Err(AttemptError::Pg(e)) if retriable(&e) => {
+                        conn.broken = true;
+                        self.pg_err(what, e)
+                    }
+                    Err(AttemptError::Pg(e)) => return Err(self.pg_err(what, e)),
+                    // A read's own query lost its connection (mapped by
+                    // pg_err to Unavailable): retried like the driver's.
+                    Err(AttemptError::Other(e)) if e.kind() == ErrorKind::Unavailable => {
+                        conn.broken = true;
+                        e
+                    }
+                    Err(AttemptError::Other(e)) => return Err(e),
+                },
+                Err(e) => e,
+            };
+            first = false;
+            if started.elapsed() + pause > self.retry_for {
+                return Err(failure);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
     /// Runs a write, retrying it whole on serialization failures,
     /// deadlocks and lost connections. `transaction`: wrap its statements in
     /// one transaction (a single statement is atomic by itself and saves
@@ -614,44 +775,31 @@ impl PostgresBackend {
         transaction: bool,
         mut f: impl FnMut(&mut Db<'_>) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut conn = self.conn()?;
-            let outcome = open_db(&mut conn, transaction, false).and_then(|mut db| {
-                let v = f(&mut db)?;
-                db.finish()?;
-                Ok(v)
-            });
-            match outcome {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt < 3 && retriable(&e) => continue,
-                Err(e) => return Err(self.pg_err(what, e)),
-            }
-        }
+        self.retrying(what, |conn| {
+            open_db(conn, transaction, false)
+                .and_then(|mut db| {
+                    let v = f(&mut db)?;
+                    db.finish()?;
+                    Ok(v)
+                })
+                .map_err(AttemptError::Pg)
+        })
     }
 
     /// Runs a read; `snapshot`: in one read-only transaction, for reads of
-    /// several statements. Lost connections are retried.
+    /// several statements. Lost connections are retried as writes are.
     fn read<T>(
         &self,
         what: &str,
         snapshot: bool,
         mut f: impl FnMut(&mut Db<'_>) -> Result<T>,
     ) -> Result<T> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut conn = self.conn()?;
-            let mut db = match open_db(&mut conn, snapshot, true) {
-                Ok(db) => db,
-                Err(e) if attempt < 3 && retriable(&e) => continue,
-                Err(e) => return Err(self.pg_err(what, e)),
-            };
-            let out = f(&mut db)?;
-            db.finish().map_err(|e| self.pg_err(what, e))?;
-            return Ok(out);
-        }
+        self.retrying(what, |conn| {
+            let mut db = open_db(conn, snapshot, true).map_err(AttemptError::Pg)?;
+            let out = f(&mut db).map_err(AttemptError::Other)?;
+            db.finish().map_err(AttemptError::Pg)?;
+            Ok(out)
+        })
     }
 
     fn q(&self, db: &mut Db<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
@@ -727,8 +875,10 @@ impl PostgresBackend {
             .map_err(|e| self.pg_err("begin migration", e))?;
         let step = |tx: &mut Transaction<'_>, sql: &str| tx.batch_execute(sql);
         let run = (|| -> std::result::Result<Option<i64>, postgres::Error> {
-            // Serialises every process migrating this schema.
+            // Serialises every process migrating this schema. An index on
+            // a big table may take longer than the statement timeout.
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])?;
+            step(&mut tx, "SET LOCAL statement_timeout = 0")?;
             step(&mut tx, &format!("CREATE SCHEMA IF NOT EXISTS {s}"))?;
             step(
                 &mut tx,
@@ -1001,19 +1151,7 @@ fn schema_lock_key(schema: &str) -> i64 {
     h as i64
 }
 
-/// The URL without a password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
+use taskstate_core::redact_url as redact;
 
 impl StateBackend for PostgresBackend {
     fn engine_name(&self) -> &'static str {
@@ -1438,15 +1576,6 @@ mod tests {
         ] {
             assert!(check_schema_name(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn passwords_are_not_shown() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 
     #[test]

@@ -88,28 +88,56 @@ pub fn copy(
     for kind in Kind::ALL {
         source.add(kind, snap.count(kind)?);
     }
-    for kind in Kind::ALL {
-        let total = source.get(kind);
-        let mut done = 0u64;
-        let mut after = None;
-        progress(kind.name(), 0, total);
-        loop {
-            let page = snap.page(kind, after.as_ref(), batch)?;
-            to.write_rows(&page.items).map_err(|e| Error::Storage {
-                message: format!(
-                    "copy stopped in {kind} after {done} of {total} (whole pages only; earlier \
-                     kinds complete): {e}; copy again with --merge to complete it"
-                ),
-                source: Some(Box::new(e)),
-            })?;
-            done += page.items.len() as u64;
-            progress(kind.name(), done, total);
-            match page.next {
-                Some(c) => after = Some(c),
-                None => break,
+    // Reading and writing overlap: this thread reads pages from the
+    // snapshot while a writer thread stores the previous one (at most two
+    // pages wait), so a copy runs at the pace of the slower side.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Kind, Vec<taskstate_core::Row>)>(2);
+    let written = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<()> {
+            let mut done = Counts::default();
+            for (kind, page) in rx {
+                to.write_rows(&page).map_err(|e| Error::Storage {
+                    message: format!(
+                        "copy stopped in {kind} after {} of {} (whole pages only; earlier \
+                         kinds complete): {e}; copy again with --merge to complete it",
+                        done.get(kind),
+                        source.get(kind)
+                    ),
+                    source: Some(Box::new(e)),
+                })?;
+                done.add(kind, page.len() as u64);
             }
-        }
-    }
+            Ok(())
+        });
+        let read = (|| -> Result<()> {
+            for kind in Kind::ALL {
+                let total = source.get(kind);
+                let mut done = 0u64;
+                let mut after = None;
+                progress(kind.name(), 0, total);
+                loop {
+                    let page = snap.page(kind, after.as_ref(), batch)?;
+                    done += page.items.len() as u64;
+                    // A closed channel: the writer stopped; its error says why.
+                    if tx.send((kind, page.items)).is_err() {
+                        return Ok(());
+                    }
+                    progress(kind.name(), done, total);
+                    match page.next {
+                        Some(c) => after = Some(c),
+                        None => break,
+                    }
+                }
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let wrote = writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::invalid("the copy's writer thread panicked")));
+        wrote.and(read)
+    });
+    written?;
     drop(snap);
     if started_empty {
         let dest = counts_of(to)?;

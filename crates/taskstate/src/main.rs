@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use taskstate::bench::{self, OPS, OpResult, Workload};
-use taskstate::{InvocationId, Kind, StateBackend, copy, export, inspect, open};
+use taskstate::{InvocationId, Kind, StateBackend, copy, export, inspect, open, redact_url};
 
 #[derive(Parser)]
 #[command(
@@ -209,13 +209,13 @@ fn main() -> ExitCode {
 }
 
 fn open_url(url: &str) -> Result<Box<dyn StateBackend>, String> {
-    open(url).map_err(|e| format!("{url}: {e}"))
+    open(url).map_err(|e| format!("{}: {e}", redact_url(url)))
 }
 
 /// Opens a store the command only reads: read-only, never created or
 /// migrated (SPEC §6).
 fn open_for_reading(url: &str) -> Result<Box<dyn StateBackend>, String> {
-    taskstate::open_read_only(url).map_err(|e| format!("{url}: {e}"))
+    taskstate::open_read_only(url).map_err(|e| format!("{}: {e}", redact_url(url)))
 }
 
 /// Refuses an export file that is the SQLite store being exported: the
@@ -310,20 +310,21 @@ fn bench_engine(
     bar: &ProgressBar,
 ) -> Result<Vec<OpResult>, String> {
     let b = open_url(url)?;
-    if !export::is_empty(b.as_ref()).map_err(|e| format!("{url}: {e}"))? {
+    let shown = redact_url(url);
+    if !export::is_empty(b.as_ref()).map_err(|e| format!("{shown}: {e}"))? {
         return Err(format!(
-            "{url}: bench needs an empty store (it writes and then purges its data)"
+            "{shown}: bench needs an empty store (it writes and then purges its data)"
         ));
     }
     let mut step = |op: &str| bar.set_message(format!("{name}: {op}"));
     let mut results = bench::run(name, b.as_ref(), w, 1, true, &mut step);
     if threads > 1 {
         b.purge()
-            .map_err(|e| format!("{url}: purge between runs: {e}"))?;
+            .map_err(|e| format!("{shown}: purge between runs: {e}"))?;
         results.extend(bench::run(name, b.as_ref(), w, threads, false, &mut step));
     }
     b.purge()
-        .map_err(|e| format!("{url}: purge after bench: {e}"))?;
+        .map_err(|e| format!("{shown}: purge after bench: {e}"))?;
     Ok(results)
 }
 
@@ -512,7 +513,7 @@ fn cmd_bench(
         for url in engines {
             let name = open_url(&url)?.engine_name().to_owned();
             let name = if v.iter().any(|(n, _)| *n == name) {
-                url.clone()
+                redact_url(&url)
             } else {
                 name
             };
@@ -652,7 +653,7 @@ fn cmd_export(url: &str, output: Option<&Path>) -> CliResult {
         if is_broken_pipe(&e) {
             Failure::BrokenPipe
         } else {
-            Failure::Message(format!("{url}: {e}"))
+            Failure::Message(format!("{}: {e}", redact_url(url)))
         }
     };
     match output {
@@ -692,13 +693,14 @@ fn cmd_import(url: &str, file: &Path, merge: bool) -> CliResult {
         bar.set_position(done);
         bar.set_message(phase.to_owned());
     })
-    .map_err(|e| format!("import {} into {url}: {e}", file.display()))?;
+    .map_err(|e| format!("import {} into {}: {e}", file.display(), redact_url(url)))?;
     bar.finish_and_clear();
     let w = &report.written;
     let mut text = format!(
-        "imported {} invocations and {} history records into {url}: {} rows written, {} replaced a row already stored\n",
+        "imported {} invocations and {} history records into {}: {} rows written, {} replaced a row already stored\n",
         w.get(Kind::Invocation),
         w.get(Kind::History),
+        redact_url(url),
         w.rows().iter().map(|(_, n)| n).sum::<u64>(),
         report.replaced(),
     );
@@ -723,10 +725,12 @@ fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {
             bar.set_message(phase.to_owned());
         },
     )
-    .map_err(|e| format!("copy {from} -> {to}: {e}"))?;
+    .map_err(|e| format!("copy {} -> {}: {e}", redact_url(from), redact_url(to)))?;
     bar.finish_and_clear();
     let mut report = format!(
-        "copied {from} -> {to}{}\n",
+        "copied {} -> {}{}\n",
+        redact_url(from),
+        redact_url(to),
         if merge {
             " (merged)"
         } else {
@@ -752,6 +756,6 @@ fn cmd_inspect(
         (None, Some(id)) => inspect::workflow(b.as_ref(), &InvocationId::new(id)),
         (None, None) => inspect::summary(b.as_ref(), recent),
     }
-    .map_err(|e| format!("{url}: {e}"))?;
+    .map_err(|e| format!("{}: {e}", redact_url(url)))?;
     emit(&report)
 }

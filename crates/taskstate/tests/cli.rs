@@ -538,3 +538,32 @@ fn a_store_on_a_read_only_mount_can_be_read() {
     let doc: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
     assert_eq!(doc["invocations"].as_array().unwrap().len(), 12);
 }
+
+/// No message shows a password, in any command, whatever fails.
+#[test]
+fn passwords_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("doc.json");
+    std::fs::write(&doc, "{\"format\": \"taskstate-export/1\"}").unwrap();
+    let doc = doc.display().to_string();
+    // Port 1 refuses connections: every command fails at once.
+    for url in [
+        "postgres://app:hunter2@127.0.0.1:1/db",
+        "postgres://127.0.0.1:1/db?user=app&password=hunter2",
+    ] {
+        for args in [
+            vec!["export", url],
+            vec!["inspect", url],
+            vec!["import", url, doc.as_str()],
+            vec!["copy", "memory://", url],
+            vec!["copy", url, "memory://"],
+            vec!["bench", "--engine", url, "--n", "10"],
+        ] {
+            let out = taskstate(&args);
+            let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+            assert!(!out.status.success(), "{args:?}");
+            assert!(!text.contains("hunter2"), "{args:?}: {text}");
+            assert!(text.contains("***"), "{args:?}: {text}");
+        }
+    }
+}
