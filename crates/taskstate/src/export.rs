@@ -1089,24 +1089,38 @@ fn check_document(b: &dyn StateBackend, input: impl Read) -> Result<Checked> {
         return Err(bad("no \"format\" field: not a taskstate export"));
     }
     // Every runner chain must resolve within the document (no missing
-    // parent, no cycle), as it will be read back.
+    // parent, no cycle), as it will be read back. Each context is settled
+    // once (a walk stops at the first context already known good), so this
+    // is linear in the number of contexts however deep the chains.
+    let mut good: HashSet<&str> = HashSet::new();
     for id in c.runners.keys() {
-        let mut seen = vec![id.as_str()];
-        let mut next = c.runners.get(id).cloned().flatten();
-        while let Some(p) = next {
-            if seen.contains(&p.as_str()) {
+        let mut walk: Vec<&str> = Vec::new();
+        let mut on_walk: HashSet<&str> = HashSet::new();
+        let mut at = id.as_str();
+        loop {
+            if good.contains(at) {
+                break;
+            }
+            if !on_walk.insert(at) {
                 return Err(bad(format!(
-                    "runner context {id:?}: its parent chain has a cycle at {p:?}"
+                    "runner context {id:?}: its parent chain has a cycle at {at:?}"
                 )));
             }
-            let Some(grand) = c.runners.get(&p) else {
-                return Err(bad(format!(
-                    "runner context {id:?} names parent {p:?}, which the document does not hold"
-                )));
-            };
-            seen.push(c.runners.get_key_value(&p).map_or("", |(k, _)| k.as_str()));
-            next = grand.clone();
+            walk.push(at);
+            match c.runners.get_key_value(at) {
+                Some((_, None)) => break,
+                Some((_, Some(p))) => match c.runners.get_key_value(p.as_str()) {
+                    Some((k, _)) => at = k.as_str(),
+                    None => {
+                        return Err(bad(format!(
+                            "runner context {at:?} names parent {p:?}, which the document does not hold"
+                        )));
+                    }
+                },
+                None => break,
+            }
         }
+        good.extend(walk);
     }
     Ok(c)
 }

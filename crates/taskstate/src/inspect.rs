@@ -1,11 +1,11 @@
 //! What an operator wants to see in a store, as text reports: counts and
 //! recent invocations, one invocation's timeline, one workflow's tree.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
 
 use taskstate_core::{
-    InvocationHistory, InvocationId, Result, StateBackend, TimeKey, TimeRange, validate_chain,
+    Error, InvocationHistory, InvocationId, Result, StateBackend, TimeRange, validate_chain,
 };
 
 use crate::copy::counts;
@@ -23,24 +23,32 @@ pub fn summary(b: &dyn StateBackend, recent: usize) -> Result<String> {
     for (name, n) in c.rows() {
         let _ = writeln!(out, "{name:<26} {n:>12}");
     }
-    // Latest record per invocation: one pass over the time index.
-    let mut latest: HashMap<InvocationId, (TimeKey, InvocationHistory)> = HashMap::new();
-    for page in b.iter_history_in_timerange(TimeRange::all(), 1000) {
-        for h in page? {
-            // Pages come in (time, insertion) order: a later one wins.
-            latest.insert(h.invocation_id.clone(), (h.timestamp.key(), h));
+    // The `recent` invocations whose latest record is newest, in one pass
+    // over the time index in bounded memory: records come in time order,
+    // so the ids seen last are those; keep the last `recent` distinct ids.
+    let mut newest: VecDeque<InvocationHistory> = VecDeque::new();
+    if recent > 0 {
+        for page in b.iter_history_in_timerange(TimeRange::all(), 1000) {
+            for h in page? {
+                if let Some(i) = newest
+                    .iter()
+                    .position(|n| n.invocation_id == h.invocation_id)
+                {
+                    newest.remove(i);
+                }
+                newest.push_front(h);
+                newest.truncate(recent);
+            }
         }
     }
-    let mut newest: Vec<_> = latest.into_values().collect();
-    newest.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
     let _ = writeln!(out, "\nmost recent invocations (by latest status change):");
     if newest.is_empty() {
         let _ = writeln!(out, "  (no history)");
     }
-    for (_, h) in newest.into_iter().take(recent) {
-        let task = match b.get_invocation(&h.invocation_id) {
-            Ok((inv, _)) => inv.call_id.task_id().key().to_owned(),
-            Err(_) => "(invocation not stored)".to_owned(),
+    for h in newest {
+        let task = match absent_as_none(b.get_invocation(&h.invocation_id))? {
+            Some((inv, _)) => inv.call_id.task_id().key().to_owned(),
+            None => "(invocation not stored)".to_owned(),
         };
         let _ = writeln!(
             out,
@@ -49,6 +57,17 @@ pub fn summary(b: &dyn StateBackend, recent: usize) -> Result<String> {
         );
     }
     Ok(out)
+}
+
+/// `NotFound` as `None`; every other error (corrupt data, a lost server)
+/// stays an error: a stored value that cannot be read is never shown as
+/// absent.
+fn absent_as_none<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn seconds(micros: i64) -> String {
@@ -85,10 +104,10 @@ pub fn invocation(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
             .map(|p| format!(" inside {p}"))
             .unwrap_or_default()
     );
-    if let Ok(r) = b.get_result(id) {
+    if let Some(r) = absent_as_none(b.get_result(id))? {
         let _ = writeln!(out, "result      {r}");
     }
-    if let Ok(e) = b.get_exception(id) {
+    if let Some(e) = absent_as_none(b.get_exception(id))? {
         let _ = writeln!(out, "exception   {e}");
     }
     let children = b.get_child_invocations(id)?;
