@@ -10,7 +10,9 @@
 //!   random moment, 100 times (`TASKSTATE_CRASH_KILLS` sets another count,
 //!   e.g. 1000 locally). Its operations cycle through single and batch
 //!   upserts, history records (one record under two keys in a batch),
-//!   results and exceptions. After each kill the file opens, passes
+//!   results, exceptions, and bulk pages (`write_rows` of invocations,
+//!   history, results and workflow data in one transaction, as import and
+//!   copy write them). After each kill the file opens, passes
 //!   `PRAGMA integrity_check` and holds that round's acknowledged
 //!   operations; at the end it holds every one.
 //!
@@ -26,7 +28,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use taskstate_conformance::data::{child, hist};
 use taskstate_conformance::processes::{self, Outcome};
-use taskstate_core::{HistoryRow, InvocationId, InvocationStatus as S, StateBackend, Timestamp};
+use taskstate_core::{
+    HistoryRow, InvocationId, InvocationStatus as S, Row, StateBackend, StoredHistory, Timestamp,
+};
 use taskstate_sqlite::SqliteBackend;
 
 const WRITERS: usize = 4;
@@ -113,6 +117,32 @@ fn crasher_child(db: &Path, round: &str) -> Result<(), String> {
             .map_err(e("exception"))?;
             report(&[format!("exc {inv}")])?;
         }
+        if i % 4 == 0 {
+            // A bulk page, as import and copy write them: rows of several
+            // kinds in one transaction, acknowledged together.
+            let ids: Vec<String> = (0..4).map(|j| format!("p{round}-{i}-{j}")).collect();
+            let mut rows = Vec::new();
+            for id in &ids {
+                let key = InvocationId::new(id.as_str());
+                rows.push(Row::Invocation(Box::new(child(id, "m.task", None, id))));
+                let record = hist(id, S::Running, base.add_micros(i));
+                let time_key = record.timestamp.key();
+                rows.push(Row::History(
+                    key.clone(),
+                    StoredHistory { record, time_key },
+                ));
+                rows.push(Row::Result(key.clone(), format!("result of {id}")));
+                rows.push(Row::WorkflowData(key, "page".into(), id.clone()));
+            }
+            b.write_rows(&rows).map_err(e("bulk page"))?;
+            let mut lines = Vec::new();
+            for id in &ids {
+                for op in ["inv", "hist", "res", "data"] {
+                    lines.push(format!("{op} {id}"));
+                }
+            }
+            report(&lines)?;
+        }
     }
     Ok(())
 }
@@ -126,6 +156,12 @@ fn present(b: &SqliteBackend, op: &str, id: &str) -> Result<bool, String> {
         "res" => b.get_result(&inv).ok().as_deref() == Some(format!("result of {id}").as_str()),
         "exc" => {
             b.get_exception(&inv).ok().as_deref() == Some(format!("exception of {id}").as_str())
+        }
+        "data" => {
+            b.get_workflow_data(&inv, "page")
+                .map_err(e("data"))?
+                .as_deref()
+                == Some(id)
         }
         other => return Err(format!("unknown op {other}")),
     })
