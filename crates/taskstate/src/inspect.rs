@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
 
 use taskstate_core::{
-    Error, InvocationHistory, InvocationId, Result, StateBackend, TimeRange, validate_chain,
+    Error, InvocationHistory, InvocationId, Kind, Result, Row, StateBackend, TimeRange,
+    validate_chain,
 };
 
 use crate::copy::counts;
@@ -160,8 +161,32 @@ pub fn invocation(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
 /// sub-workflows, sub-invocations and data keys.
 pub fn workflow(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
     let mut out = String::new();
-    let runs = b.get_all_workflow_runs()?;
-    match runs.iter().find(|r| r.workflow_id == *id) {
+    // One pass over the snapshot's workflow runs and data (pages, not the
+    // whole store in memory): this run, its sub-workflows, its data.
+    let mut snap = b.snapshot()?;
+    let (mut this, mut subs, mut data) = (None, Vec::new(), Vec::new());
+    for kind in [Kind::WorkflowRun, Kind::WorkflowData] {
+        let mut after = None;
+        loop {
+            let page = snap.page(kind, after.as_ref(), 1000)?;
+            for row in page.items {
+                match row {
+                    Row::WorkflowRun(r) if r.workflow_id == *id => this = Some(r),
+                    Row::WorkflowRun(r) if r.parent_workflow_id.as_ref() == Some(id) => {
+                        subs.push(r);
+                    }
+                    Row::WorkflowData(w, k, v) if w == *id => data.push((k, v)),
+                    _ => {}
+                }
+            }
+            match page.next {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+    }
+    drop(snap);
+    match this.as_ref() {
         Some(r) => {
             let _ = writeln!(
                 out,
@@ -216,10 +241,6 @@ pub fn workflow(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
             stack.extend(kids.iter().rev().map(|k| (k.clone(), depth + 1)));
         }
     }
-    let subs: Vec<_> = runs
-        .iter()
-        .filter(|r| r.parent_workflow_id.as_ref() == Some(id))
-        .collect();
     let _ = writeln!(out, "sub-workflows ({}):", subs.len());
     for r in subs {
         let _ = writeln!(out, "  {} ({})", r.workflow_id, r.workflow_type);
@@ -229,13 +250,8 @@ pub fn workflow(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
     for s in sub_invs {
         let _ = writeln!(out, "  {s}");
     }
-    let data: Vec<_> = b
-        .all_workflow_data()?
-        .into_iter()
-        .filter(|(w, _, _)| w == id)
-        .collect();
     let _ = writeln!(out, "data ({}):", data.len());
-    for (_, k, v) in data {
+    for (k, v) in data {
         let _ = writeln!(out, "  {k} = {v}");
     }
     Ok(out)
