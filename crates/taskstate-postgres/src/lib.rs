@@ -626,7 +626,12 @@ impl PostgresBackend {
             Error::invalid(format!("bad PostgreSQL URL: {}", redact(&e.to_string())))
         })?;
         let location = format!("postgres {} schema {}", redact(url), options.schema);
-        config.connect_timeout(options.connect_timeout);
+        // libpq's `connect_timeout` (seconds) in the URL wins over the option.
+        let connect_timeout = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(options.connect_timeout);
+        config.connect_timeout(connect_timeout);
         let ms = options.statement_timeout.as_millis();
         let server_options = match config.get_options() {
             Some(o) => format!("{o} -c statement_timeout={ms}"),
@@ -635,7 +640,7 @@ impl PostgresBackend {
         config.options(&server_options);
         let manager = Manager {
             config,
-            connect_timeout: options.connect_timeout,
+            connect_timeout,
         };
         // One direct attempt first: a refused or unresolvable server fails
         // now, instead of the pool retrying until its timeout.
@@ -646,7 +651,7 @@ impl PostgresBackend {
         let pool = Pool::builder()
             .max_size(options.max_connections.max(1))
             .min_idle(Some(1))
-            .connection_timeout(options.connect_timeout)
+            .connection_timeout(connect_timeout)
             // No validation query per checkout: that is a round trip per call;
             // broken connections are caught by has_broken and by retries.
             .test_on_check_out(false)

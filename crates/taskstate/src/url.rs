@@ -20,13 +20,19 @@ pub enum EngineUrl {
         /// `busy_timeout_ms`, if given.
         busy_timeout_ms: Option<u64>,
     },
-    /// `postgres://user@host:port/db?schema=name`
+    /// `postgres://user@host:port/db?schema=name[&statement_timeout_ms=N][&retry_for_ms=N]`
+    /// (and every parameter the `postgres` crate takes, such as libpq's
+    /// `connect_timeout` in seconds).
     Postgres {
         /// The connection URL as the `postgres` crate takes it (without
-        /// `schema`).
+        /// the parameters above).
         url: String,
         /// The PostgreSQL schema (default `taskstate`).
         schema: String,
+        /// `statement_timeout_ms`, if given (0: none).
+        statement_timeout_ms: Option<u64>,
+        /// `retry_for_ms`, if given: how long lost connections are retried.
+        retry_for_ms: Option<u64>,
     },
 }
 
@@ -164,7 +170,18 @@ pub fn parse_url(url: &str) -> Result<EngineUrl, UrlError> {
         }
         "postgres" | "postgresql" => {
             let mut schema = "taskstate".to_owned();
+            let (mut statement_timeout_ms, mut retry_for_ms) = (None, None);
             let mut rest = Vec::new();
+            let ms = |k: &str, v: &str| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= 86_400_000)
+                    .ok_or_else(|| {
+                        UrlError::Malformed(format!(
+                            "{k}={v:?} is not a number of milliseconds up to 86400000"
+                        ))
+                    })
+            };
             for pair in query
                 .into_iter()
                 .flat_map(|q| q.split('&'))
@@ -172,6 +189,8 @@ pub fn parse_url(url: &str) -> Result<EngineUrl, UrlError> {
             {
                 match pair.split_once('=') {
                     Some(("schema", v)) => schema = percent_decode(v)?,
+                    Some((k @ "statement_timeout_ms", v)) => statement_timeout_ms = Some(ms(k, v)?),
+                    Some((k @ "retry_for_ms", v)) => retry_for_ms = Some(ms(k, v)?),
                     _ => rest.push(pair),
                 }
             }
@@ -180,7 +199,12 @@ pub fn parse_url(url: &str) -> Result<EngineUrl, UrlError> {
                 url.push('?');
                 url.push_str(&rest.join("&"));
             }
-            Ok(EngineUrl::Postgres { url, schema })
+            Ok(EngineUrl::Postgres {
+                url,
+                schema,
+                statement_timeout_ms,
+                retry_for_ms,
+            })
         }
         other => Err(UrlError::UnknownScheme(other.to_owned())),
     }
@@ -223,7 +247,21 @@ fn open_mode(url: &str, read_only: bool) -> Result<Box<dyn StateBackend>, UrlErr
             full_sync,
             busy_timeout_ms,
         } => open_sqlite(&path, full_sync, busy_timeout_ms, read_only),
-        EngineUrl::Postgres { url, schema } => open_postgres(&url, &schema, read_only),
+        EngineUrl::Postgres {
+            url,
+            schema,
+            statement_timeout_ms,
+            retry_for_ms,
+        } => {
+            let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
+            open_postgres(
+                &url,
+                &schema,
+                ms(statement_timeout_ms),
+                ms(retry_for_ms),
+                read_only,
+            )
+        }
     }
 }
 
@@ -231,13 +269,18 @@ fn open_mode(url: &str, read_only: bool) -> Result<Box<dyn StateBackend>, UrlErr
 fn open_postgres(
     url: &str,
     schema: &str,
+    statement_timeout: Option<std::time::Duration>,
+    retry_for: Option<std::time::Duration>,
     read_only: bool,
 ) -> Result<Box<dyn StateBackend>, UrlError> {
     use taskstate_postgres::{PostgresBackend, PostgresOptions};
+    let defaults = PostgresOptions::default();
     let options = PostgresOptions {
         schema: schema.to_owned(),
         read_only,
-        ..PostgresOptions::default()
+        statement_timeout: statement_timeout.unwrap_or(defaults.statement_timeout),
+        retry_for: retry_for.unwrap_or(defaults.retry_for),
+        ..defaults
     };
     PostgresBackend::connect(url, &options)
         .map(|b| Box::new(b) as Box<dyn StateBackend>)
@@ -245,7 +288,13 @@ fn open_postgres(
 }
 
 #[cfg(not(feature = "postgres"))]
-fn open_postgres(_: &str, _: &str, _: bool) -> Result<Box<dyn StateBackend>, UrlError> {
+fn open_postgres(
+    _: &str,
+    _: &str,
+    _: Option<std::time::Duration>,
+    _: Option<std::time::Duration>,
+    _: bool,
+) -> Result<Box<dyn StateBackend>, UrlError> {
     Err(UrlError::FeatureDisabled {
         scheme: "postgres".into(),
         feature: "postgres",
@@ -339,19 +388,28 @@ mod tests {
     #[test]
     fn postgres_urls_keep_the_rest_and_take_the_schema() {
         assert_eq!(
-            parse_url("postgres://u@h:5432/db?schema=app_state&connect_timeout=5").unwrap(),
+            parse_url(
+                "postgres://u@h:5432/db?schema=app_state&connect_timeout=5&statement_timeout_ms=250&retry_for_ms=0"
+            )
+            .unwrap(),
             EngineUrl::Postgres {
                 url: "postgres://u@h:5432/db?connect_timeout=5".into(),
-                schema: "app_state".into()
+                schema: "app_state".into(),
+                statement_timeout_ms: Some(250),
+                retry_for_ms: Some(0),
             }
         );
         assert_eq!(
             parse_url("postgresql://u@h/db").unwrap(),
             EngineUrl::Postgres {
                 url: "postgresql://u@h/db".into(),
-                schema: "taskstate".into()
+                schema: "taskstate".into(),
+                statement_timeout_ms: None,
+                retry_for_ms: None,
             }
         );
+        let msg = |u: &str| parse_url(u).unwrap_err().to_string();
+        assert!(msg("postgres://h/db?retry_for_ms=soon").contains("milliseconds"));
     }
 
     #[test]
