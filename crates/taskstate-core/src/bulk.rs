@@ -254,6 +254,76 @@ pub trait Snapshot {
 
     /// How many rows of `kind` the snapshot holds.
     fn count(&mut self, kind: Kind) -> Result<u64>;
+
+    /// Salvage mode (off by default): a row that cannot be decoded is
+    /// skipped and kept, with its kind, for [`Snapshot::take_skipped`],
+    /// instead of failing the read — for getting what can still be read out
+    /// of a damaged store. Errors other than corrupt data still fail.
+    fn set_salvage(&mut self, on: bool);
+
+    /// The rows skipped in salvage mode since the last call: their kind and
+    /// the `Corrupt` error naming table and key.
+    fn take_skipped(&mut self) -> Vec<(Kind, Error)>;
+}
+
+/// Rows decoded from a query, each with the raw cursor of its key (`None`
+/// when the stored key is not text), turned into a page of up to `limit`
+/// rows: a row that failed to decode fails the page, or in salvage mode is
+/// moved to `skipped`. The next cursor is the raw key of the last row
+/// fetched within the page, decoded or not, so paging steps past a skipped
+/// row; if that key is not text either, paging ends there and the rest of
+/// the kind is reported as unread.
+pub fn salvage_page(
+    kind: Kind,
+    fetched: Vec<(Option<Cursor>, Result<Row>)>,
+    limit: usize,
+    salvage: bool,
+    skipped: &mut Vec<(Kind, Error)>,
+) -> Result<Page<Row>> {
+    let more = fetched.len() > limit;
+    let mut items = Vec::with_capacity(fetched.len().min(limit));
+    let mut last_cursor = None;
+    for (cursor, row) in fetched.into_iter().take(limit) {
+        last_cursor = cursor;
+        match row {
+            Ok(r) => items.push(r),
+            Err(e) if salvage && e.kind() == crate::ErrorKind::Corrupt => skipped.push((kind, e)),
+            Err(e) => return Err(e),
+        }
+    }
+    let next = match (more, last_cursor) {
+        (false, _) => None,
+        (true, Some(c)) => Some(c),
+        (true, None) => {
+            skipped.push((
+                kind,
+                Error::corrupt(
+                    kind.name(),
+                    "a row whose key is not text ends the walk: later rows of this kind were not read",
+                ),
+            ));
+            None
+        }
+    };
+    Ok(Page { items, next })
+}
+
+/// `rows` with, in salvage mode, the corrupt ones moved to `skipped`.
+pub fn salvage_rows<T>(
+    kind: Kind,
+    rows: Vec<Result<T>>,
+    salvage: bool,
+    skipped: &mut Vec<(Kind, Error)>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) if salvage && e.kind() == crate::ErrorKind::Corrupt => skipped.push((kind, e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// The refusal of [`Snapshot::keyed`] for a kind not keyed by invocation.
@@ -359,6 +429,45 @@ mod tests {
             .collect();
         assert_eq!(inside, ["c", "d"]);
         assert!(KeyRange::all().contains(&InvocationId::new("")));
+    }
+
+    #[test]
+    fn salvage_pages_step_past_skipped_rows() {
+        let row = |id: &str| Row::Result(InvocationId::new(id), "1".into());
+        let bad = || Err(Error::corrupt("t[x]", "bad"));
+        let c = |id: &str| Some(cursor_after(&[id]));
+        let fetched = || {
+            vec![
+                (c("a"), Ok(row("a"))),
+                (c("b"), bad()),
+                (c("c"), Ok(row("c"))),
+            ]
+        };
+        // Not salvaging: the corrupt row fails the page.
+        let mut skipped = Vec::new();
+        assert!(salvage_page(Kind::Result, fetched(), 2, false, &mut skipped).is_err());
+        // Salvaging: skipped, and the cursor is the skipped row's key.
+        let page = salvage_page(Kind::Result, fetched(), 2, true, &mut skipped)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(page.items, vec![row("a")]);
+        assert_eq!(page.next, c("b"));
+        assert_eq!(skipped.len(), 1);
+        // A key that is not text ends the walk, reported.
+        let mut skipped = Vec::new();
+        let fetched = vec![
+            (c("a"), Ok(row("a"))),
+            (None, bad()),
+            (c("z"), Ok(row("z"))),
+        ];
+        let page = salvage_page(Kind::Result, fetched, 2, true, &mut skipped)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(page.next, None);
+        assert_eq!(skipped.len(), 2);
+        // Errors other than corrupt data still fail.
+        let mut skipped = Vec::new();
+        let lost: Vec<(Option<Cursor>, Result<Row>)> =
+            vec![(c("a"), Err(Error::invalid("not corrupt")))];
+        assert!(salvage_page(Kind::Result, lost, 2, true, &mut skipped).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use postgres::types::ToSql;
 use postgres::{Row as PgRow, Statement};
 use taskstate_core::bulk::{
-    cursor_after, cursor_arity, cursor_parts, key_cursor, not_keyed, page_of,
+    cursor_after, cursor_arity, cursor_parts, not_keyed, salvage_page, salvage_rows,
 };
 use taskstate_core::{
     AppInfo, CallDTO, CallId, Cursor, Error, InvocationDTO, InvocationId, KeyRange, Kind, Page,
@@ -219,6 +219,30 @@ impl BulkSql {
 pub(crate) struct PgSnapshot<'a> {
     backend: &'a PostgresBackend,
     conn: Conn,
+    salvage: bool,
+    skipped: Vec<(Kind, Error)>,
+}
+
+/// The cursor of a fetched row from its key columns (as [`layout`] selects
+/// them), decoded or not.
+fn raw_cursor(kind: Kind, r: &PgRow) -> Option<Cursor> {
+    if kind == Kind::History {
+        return r
+            .try_get::<_, i64>(0)
+            .ok()
+            .map(|seq| cursor_after(&[&seq.to_string()]));
+    }
+    let cols: &[usize] = match kind {
+        Kind::SubInvocation | Kind::WorkflowData => &[0, 1],
+        Kind::AppInfo => &[1],
+        _ => &[0],
+    };
+    let parts: Vec<String> = cols
+        .iter()
+        .map(|&i| r.try_get::<_, String>(i).ok())
+        .collect::<Option<_>>()?;
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    Some(cursor_after(&refs))
 }
 
 impl<'a> PgSnapshot<'a> {
@@ -227,7 +251,12 @@ impl<'a> PgSnapshot<'a> {
         conn.client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .map_err(|e| backend.pg_err("begin snapshot", e))?;
-        let mut snap = Self { backend, conn };
+        let mut snap = Self {
+            backend,
+            conn,
+            salvage: false,
+            skipped: Vec::new(),
+        };
         // The snapshot is taken at the first statement: take it now.
         snap.query("SELECT 1", &[])?;
         Ok(snap)
@@ -406,23 +435,11 @@ impl Snapshot for PgSnapshot<'_> {
                 }
             }
         };
-        if kind == Kind::History {
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let seq: i64 = r
-                    .try_get(0)
-                    .map_err(|e| self.backend.corrupt("history", "?", e))?;
-                out.push((seq, self.decode(kind, r)?));
-            }
-            return Ok(Page::from_rows(out, limit, |seq| {
-                cursor_after(&[&seq.to_string()])
-            }));
-        }
-        let decoded = rows
+        let fetched: Vec<_> = rows
             .iter()
-            .map(|r| self.decode(kind, r))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page_of(decoded, limit, key_cursor))
+            .map(|r| (raw_cursor(kind, r), self.decode(kind, r)))
+            .collect();
+        salvage_page(kind, fetched, limit, self.salvage, &mut self.skipped)
     }
 
     fn keyed(&mut self, kind: Kind, range: &KeyRange) -> Result<Vec<Row>> {
@@ -439,7 +456,8 @@ impl Snapshot for PgSnapshot<'_> {
         let params: Vec<&(dyn ToSql + Sync)> =
             bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
         let rows = self.query(&sql, &params)?;
-        rows.iter().map(|r| self.decode(kind, r)).collect()
+        let decoded: Vec<_> = rows.iter().map(|r| self.decode(kind, r)).collect();
+        salvage_rows(kind, decoded, self.salvage, &mut self.skipped)
     }
 
     fn children(&mut self, range: &KeyRange) -> Result<Vec<(InvocationId, InvocationId)>> {
@@ -453,7 +471,8 @@ impl Snapshot for PgSnapshot<'_> {
         let params: Vec<&(dyn ToSql + Sync)> =
             bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
         let rows = self.query(&sql, &params)?;
-        rows.iter()
+        let links: Vec<_> = rows
+            .iter()
             .map(|r| {
                 let p: String = r
                     .try_get(0)
@@ -463,7 +482,16 @@ impl Snapshot for PgSnapshot<'_> {
                     .map_err(|e| self.backend.corrupt("invocations", &p, e))?;
                 Ok((InvocationId::new(p), InvocationId::new(c)))
             })
-            .collect()
+            .collect();
+        salvage_rows(Kind::Invocation, links, self.salvage, &mut self.skipped)
+    }
+
+    fn set_salvage(&mut self, on: bool) {
+        self.salvage = on;
+    }
+
+    fn take_skipped(&mut self) -> Vec<(Kind, Error)> {
+        std::mem::take(&mut self.skipped)
     }
 
     fn count(&mut self, kind: Kind) -> Result<u64> {

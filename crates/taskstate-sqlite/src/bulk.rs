@@ -14,7 +14,7 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Row as SqlRow};
 use taskstate_core::bulk::{
-    cursor_after, cursor_arity, cursor_parts, key_cursor, not_keyed, page_of,
+    cursor_after, cursor_arity, cursor_parts, not_keyed, salvage_page, salvage_rows,
 };
 use taskstate_core::{
     Cursor, Error, InvocationId, KeyRange, Kind, Page, Result, Row, RunnerContext, RunnerId,
@@ -75,6 +75,27 @@ fn layout(kind: Kind) -> (&'static str, &'static str, &'static [&'static str]) {
     }
 }
 
+/// The cursor of a fetched row from its stored key columns (as [`layout`]
+/// selects them), decoded or not: `None` if a key is not text.
+fn raw_cursor(kind: Kind, row: &SqlRow<'_>) -> Option<Cursor> {
+    use rusqlite::types::ValueRef;
+    let cols: &[usize] = match kind {
+        Kind::SubInvocation | Kind::WorkflowData => &[0, 1],
+        Kind::AppInfo => &[1],
+        _ => &[0],
+    };
+    let mut parts = Vec::with_capacity(cols.len());
+    for &i in cols {
+        match row.get_ref(i).ok()? {
+            ValueRef::Text(t) => parts.push(std::str::from_utf8(t).ok()?.to_owned()),
+            ValueRef::Integer(n) if kind == Kind::History => parts.push(n.to_string()),
+            _ => return None,
+        }
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    Some(cursor_after(&refs))
+}
+
 /// Where the snapshot's connection comes from.
 enum Held<'a> {
     /// A pooled read connection, returned to the pool on drop.
@@ -86,6 +107,8 @@ enum Held<'a> {
 pub(crate) struct SqliteSnapshot<'a> {
     backend: &'a SqliteBackend,
     held: Held<'a>,
+    salvage: bool,
+    skipped: Vec<(Kind, Error)>,
 }
 
 impl<'a> SqliteSnapshot<'a> {
@@ -95,7 +118,12 @@ impl<'a> SqliteSnapshot<'a> {
             Some(readers) => Held::Pooled(Some(readers.take(ctx)?)),
             None => Held::Shared(backend.writer.lock_conn()),
         };
-        let mut snap = Self { backend, held };
+        let mut snap = Self {
+            backend,
+            held,
+            salvage: false,
+            skipped: Vec::new(),
+        };
         // A snapshot scans whole tables once: through the memory map every
         // page it touches would stay resident (up to the map's size), so it
         // reads through the page cache instead. The read transaction starts
@@ -258,19 +286,10 @@ impl Snapshot for SqliteSnapshot<'_> {
             params.len()
         );
         let ctx = self.backend.ctx.clone();
-        if kind == Kind::History {
-            let rows = self.rows(&sql, &params, |r| {
-                Ok((
-                    int_at(r, 0, &ctx, T_HIST, "rowid")?,
-                    decode_kind(&ctx, kind, r)?,
-                ))
-            })?;
-            return Ok(Page::from_rows(rows, limit, |rowid| {
-                cursor_after(&[&rowid.to_string()])
-            }));
-        }
-        let rows = self.rows(&sql, &params, |r| decode_kind(&ctx, kind, r))?;
-        Ok(page_of(rows, limit, key_cursor))
+        let fetched = self.rows(&sql, &params, |r| {
+            Ok((raw_cursor(kind, r), decode_kind(&ctx, kind, r)))
+        })?;
+        salvage_page(kind, fetched, limit, self.salvage, &mut self.skipped)
     }
 
     fn keyed(&mut self, kind: Kind, range: &KeyRange) -> Result<Vec<Row>> {
@@ -296,7 +315,8 @@ impl Snapshot for SqliteSnapshot<'_> {
             other => return Err(not_keyed(other)),
         };
         let ctx = self.backend.ctx.clone();
-        self.rows(&sql, &params, |r| decode_kind(&ctx, kind, r))
+        let rows = self.rows(&sql, &params, |r| Ok(decode_kind(&ctx, kind, r)))?;
+        salvage_rows(kind, rows, self.salvage, &mut self.skipped)
     }
 
     fn children(&mut self, range: &KeyRange) -> Result<Vec<(InvocationId, InvocationId)>> {
@@ -310,11 +330,21 @@ impl Snapshot for SqliteSnapshot<'_> {
              ORDER BY parent_invocation_id, invocation_id"
         );
         let ctx = self.backend.ctx.clone();
-        self.rows(&sql, &p, |r| {
-            let child = text_at(r, 1, &ctx, T_INV, "?")?;
-            let parent = text_at(r, 0, &ctx, T_INV, &child)?;
-            Ok((InvocationId::new(parent), InvocationId::new(child)))
-        })
+        let rows = self.rows(&sql, &p, |r| {
+            Ok(text_at(r, 1, &ctx, T_INV, "?").and_then(|child| {
+                let parent = text_at(r, 0, &ctx, T_INV, &child)?;
+                Ok((InvocationId::new(parent), InvocationId::new(child)))
+            }))
+        })?;
+        salvage_rows(Kind::Invocation, rows, self.salvage, &mut self.skipped)
+    }
+
+    fn set_salvage(&mut self, on: bool) {
+        self.salvage = on;
+    }
+
+    fn take_skipped(&mut self) -> Vec<(Kind, Error)> {
+        std::mem::take(&mut self.skipped)
     }
 
     fn count(&mut self, kind: Kind) -> Result<u64> {

@@ -8,7 +8,7 @@
 
 use taskstate_core::{Error, Kind, Result, StateBackend};
 
-use crate::export::{Progress, is_empty};
+use crate::export::{OnSkipped, Progress, is_empty};
 
 /// How many rows of each kind a store holds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,20 @@ pub fn copy(
     merge: bool,
     progress: &mut Progress<'_>,
 ) -> Result<Counts> {
+    copy_with(from, to, batch, merge, progress, None)
+}
+
+/// [`copy`]; with `skip_corrupt`, rows of the source that cannot be decoded
+/// are not copied and each is passed to it (salvage of a damaged store);
+/// the verification then expects the source's counts less those rows.
+pub fn copy_with(
+    from: &dyn StateBackend,
+    to: &dyn StateBackend,
+    batch: usize,
+    merge: bool,
+    progress: &mut Progress<'_>,
+    mut skip_corrupt: Option<&mut OnSkipped<'_>>,
+) -> Result<Counts> {
     let batch = batch.max(1);
     let started_empty = is_empty(to)?;
     if !merge && !started_empty {
@@ -84,6 +98,8 @@ pub fn copy(
         ));
     }
     let mut snap = from.snapshot()?;
+    snap.set_salvage(skip_corrupt.is_some());
+    let mut skipped = Counts::default();
     let mut source = Counts::default();
     for kind in Kind::ALL {
         source.add(kind, snap.count(kind)?);
@@ -117,6 +133,12 @@ pub fn copy(
                 progress(kind.name(), 0, total);
                 loop {
                     let page = snap.page(kind, after.as_ref(), batch)?;
+                    for (k, e) in snap.take_skipped() {
+                        skipped.add(k, 1);
+                        if let Some(f) = skip_corrupt.as_mut() {
+                            f(k, &e);
+                        }
+                    }
                     done += page.items.len() as u64;
                     // A closed channel: the writer stopped; its error says why.
                     if tx.send((kind, page.items)).is_err() {
@@ -141,11 +163,15 @@ pub fn copy(
     drop(snap);
     if started_empty {
         let dest = counts_of(to)?;
-        if dest != source {
+        let mut expected = Counts::default();
+        for kind in Kind::ALL {
+            expected.add(kind, source.get(kind).saturating_sub(skipped.get(kind)));
+        }
+        if dest != expected {
             return Err(Error::Storage {
                 message: format!(
                     "copy verification failed: {}",
-                    source
+                    expected
                         .differences(&dest, "source holds", "destination")
                         .join("; ")
                 ),

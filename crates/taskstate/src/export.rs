@@ -365,14 +365,39 @@ fn each_row(
     }
 }
 
+/// Called with each row skipped as corrupt in salvage mode: its kind and
+/// the error naming table and key.
+pub type OnSkipped<'a> = dyn FnMut(Kind, &Error) + 'a;
+
 /// Writes the export document of everything `b` stores to `out`, from one
 /// snapshot, in bounded memory. Returns the rows of each kind it holds.
+/// A row that cannot be decoded fails the export (see [`export_with`]).
 pub fn export_to<W: Write>(
     b: &dyn StateBackend,
     out: W,
     progress: &mut Progress<'_>,
 ) -> Result<(Counts, W)> {
+    export_with(b, out, progress, None)
+}
+
+/// [`export_to`]; with `skip_corrupt`, rows that cannot be decoded are left
+/// out of the document and each is passed to it (salvage of a damaged
+/// store) instead of failing the export.
+pub fn export_with<W: Write>(
+    b: &dyn StateBackend,
+    out: W,
+    progress: &mut Progress<'_>,
+    mut skip_corrupt: Option<&mut OnSkipped<'_>>,
+) -> Result<(Counts, W)> {
     let mut snap = b.snapshot()?;
+    snap.set_salvage(skip_corrupt.is_some());
+    let mut report_skipped = |snap: &mut dyn Snapshot| {
+        if let Some(f) = skip_corrupt.as_mut() {
+            for (kind, e) in snap.take_skipped() {
+                f(kind, &e);
+            }
+        }
+    };
     let total = snap.count(Kind::Invocation)?;
     let mut doc = DocWriter::new(out)?;
     let mut written = Counts::default();
@@ -405,6 +430,7 @@ pub fn export_to<W: Write>(
         Ok(())
     })?;
     doc.close(b'[')?;
+    report_skipped(snap.as_mut());
 
     // Rows under ids that are not stored invocations: a second walk of
     // the same snapshot, only when the first one met any.
@@ -417,7 +443,11 @@ pub fn export_to<W: Write>(
             Ok(())
         })?;
     }
+    // The second walk met the same corrupt rows as the first, which
+    // reported them.
+    let _ = snap.take_skipped();
     doc.close(b'{')?;
+    report_skipped(snap.as_mut());
 
     doc.open("workflow_runs")?;
     each_row(snap.as_mut(), Kind::WorkflowRun, |row| {
@@ -428,6 +458,7 @@ pub fn export_to<W: Write>(
         Ok(())
     })?;
     doc.close(b'[')?;
+    report_skipped(snap.as_mut());
 
     // One member per workflow: its links arrive in (workflow, sub) order.
     doc.open("workflow_sub_invocations")?;
@@ -459,6 +490,7 @@ pub fn export_to<W: Write>(
         Ok(())
     })?;
     doc.close(b'[')?;
+    report_skipped(snap.as_mut());
 
     doc.open("app_infos")?;
     each_row(snap.as_mut(), Kind::AppInfo, |row| {
@@ -478,7 +510,7 @@ pub fn export_to<W: Write>(
         Ok(())
     })?;
     doc.close(b'[')?;
-
+    report_skipped(snap.as_mut());
     let out = doc.finish()?;
     Ok((written, out))
 }

@@ -51,6 +51,10 @@ enum Command {
         /// Output file (default: stdout).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Salvage: leave out rows that cannot be decoded, listing each on
+        /// stderr, instead of failing.
+        #[arg(long)]
+        skip_corrupt: bool,
     },
     /// Load an export document into a store (empty unless --merge).
     Import {
@@ -75,6 +79,10 @@ enum Command {
         /// Allow copying into a store that already holds data.
         #[arg(long)]
         merge: bool,
+        /// Salvage: do not copy rows of the source that cannot be decoded,
+        /// listing each on stderr, instead of failing.
+        #[arg(long)]
+        skip_corrupt: bool,
     },
     /// Show what a store holds: counts, recent invocations, one invocation or workflow.
     Inspect {
@@ -183,14 +191,19 @@ fn main() -> ExitCode {
             json,
             seed,
         } => cmd_bench(engines, n, threads, json.as_deref(), seed),
-        Command::Export { url, output } => cmd_export(&url, output.as_deref()),
+        Command::Export {
+            url,
+            output,
+            skip_corrupt,
+        } => cmd_export(&url, output.as_deref(), skip_corrupt),
         Command::Import { url, file, merge } => cmd_import(&url, &file, merge),
         Command::Copy {
             from,
             to,
             batch,
             merge,
-        } => cmd_copy(&from, &to, batch, merge),
+            skip_corrupt,
+        } => cmd_copy(&from, &to, batch, merge, skip_corrupt),
         Command::Inspect {
             url,
             invocation,
@@ -638,7 +651,25 @@ fn write_atomically<T>(
     written
 }
 
-fn cmd_export(url: &str, output: Option<&Path>) -> CliResult {
+/// Lists a row skipped as corrupt on stderr (never panics) and counts it.
+fn skipped_line(count: &mut u64, kind: Kind, e: &taskstate::Error) {
+    *count += 1;
+    let _ = writeln!(
+        std::io::stderr(),
+        "taskstate: skipped a corrupt {kind} row: {e}"
+    );
+}
+
+fn skipped_total(count: u64) {
+    if count > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "taskstate: note: {count} corrupt rows were skipped (listed above)"
+        );
+    }
+}
+
+fn cmd_export(url: &str, output: Option<&Path>, skip_corrupt: bool) -> CliResult {
     if let Some(out) = output {
         refuse_own_source(url, out)?;
     }
@@ -656,9 +687,16 @@ fn cmd_export(url: &str, output: Option<&Path>) -> CliResult {
             Failure::Message(format!("{}: {e}", redact_url(url)))
         }
     };
+    let mut skipped = 0u64;
+    let mut on_skipped = |kind: Kind, e: &taskstate::Error| skipped_line(&mut skipped, kind, e);
+    let salvage: Option<&mut export::OnSkipped<'_>> = if skip_corrupt {
+        Some(&mut on_skipped)
+    } else {
+        None
+    };
     match output {
         Some(p) => write_atomically(p, |out| {
-            export::export_to(b.as_ref(), &mut *out, &mut on_progress)
+            export::export_with(b.as_ref(), &mut *out, &mut on_progress, salvage)
                 .and_then(|(_, w)| {
                     w.write_all(b"\n").map_err(|e| taskstate::Error::Storage {
                         message: format!("writing the export document: {e}"),
@@ -671,13 +709,14 @@ fn cmd_export(url: &str, output: Option<&Path>) -> CliResult {
             let stdout = std::io::stdout().lock();
             let out = std::io::BufWriter::new(stdout);
             let (_, mut out) =
-                export::export_to(b.as_ref(), out, &mut on_progress).map_err(failed)?;
+                export::export_with(b.as_ref(), out, &mut on_progress, salvage).map_err(failed)?;
             out.write_all(b"\n")
                 .and_then(|()| out.flush())
                 .map_err(|e| io_failure("stdout", &e))?;
         }
     }
     bar.finish_and_clear();
+    skipped_total(skipped);
     Ok(())
 }
 
@@ -710,11 +749,18 @@ fn cmd_import(url: &str, file: &Path, merge: bool) -> CliResult {
     emit(&text)
 }
 
-fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {
+fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool, skip_corrupt: bool) -> CliResult {
     let src = open_for_reading(from)?;
     let dst = open_url(to)?;
     let bar = progress_bar(Some(0));
-    let counts = copy::copy(
+    let mut skipped = 0u64;
+    let mut on_skipped = |kind: Kind, e: &taskstate::Error| skipped_line(&mut skipped, kind, e);
+    let salvage: Option<&mut export::OnSkipped<'_>> = if skip_corrupt {
+        Some(&mut on_skipped)
+    } else {
+        None
+    };
+    let counts = copy::copy_with(
         src.as_ref(),
         dst.as_ref(),
         batch,
@@ -724,6 +770,7 @@ fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {
             bar.set_position(done);
             bar.set_message(phase.to_owned());
         },
+        salvage,
     )
     .map_err(|e| format!("copy {} -> {}: {e}", redact_url(from), redact_url(to)))?;
     bar.finish_and_clear();
@@ -740,6 +787,7 @@ fn cmd_copy(from: &str, to: &str, batch: usize, merge: bool) -> CliResult {
     for (name, n) in counts.rows() {
         report.push_str(&format!("  {name:<26} {n:>12}\n"));
     }
+    skipped_total(skipped);
     emit(&report)
 }
 

@@ -172,3 +172,99 @@ fn a_deep_runner_chain_moves_row_by_row() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("runner contexts"));
 }
+
+/// Salvage: `--skip-corrupt` leaves out every row that cannot be decoded,
+/// lists each (kind, table, key) on stderr, and moves everything else.
+#[test]
+fn skip_corrupt_salvages_everything_readable_and_lists_the_rest() {
+    let (dir, url) = store_with(
+        "INSERT INTO state_backend_history VALUES ('ghost', 'soon', 'running', '{}');
+         UPDATE state_backend_results SET result_data = X'FF' WHERE invocation_id = 'p';
+         INSERT INTO state_backend_results VALUES (NULL, 'x');
+         INSERT INTO state_backend_app_info VALUES ('broken-app', 'not json');",
+    );
+    // Without the flag: refused.
+    let plain = Command::new(env!("CARGO_BIN_EXE_taskstate"))
+        .args(["export", &url])
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(1));
+    // With it: exit 0, a document without the four rows, each listed.
+    let out = Command::new(env!("CARGO_BIN_EXE_taskstate"))
+        .args(["export", &url, "--skip-corrupt"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for want in [
+        "skipped a corrupt history records row: corrupt data at",
+        "state_backend_history[ghost]",
+        "state_backend_results[p]",
+        "skipped a corrupt results row",
+        "state_backend_app_info[broken-app]",
+        "4 corrupt rows were skipped",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["orphan_invocation_data"].get("ghost").is_none(),
+        "{doc}"
+    );
+    let p = doc["invocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["invocation_id"] == "p")
+        .unwrap();
+    assert_eq!(p["result"], serde_json::Value::Null);
+    assert_eq!(p["history"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["app_infos"].as_array().unwrap().len(), 1);
+    // Copy: the same rows are left out and the counts verify without them.
+    let to = format!("sqlite://{}", dir.path().join("salvaged.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_taskstate"))
+        .args(["copy", &url, &to, "--skip-corrupt"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("4 corrupt rows were skipped"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("counts verified"));
+    let salvaged = copy::counts(open(&to).unwrap().as_ref()).unwrap();
+    // Both results were corrupt; the two readable history rows and the one
+    // readable app info moved, and everything else.
+    assert_eq!(salvaged.get(Kind::Result), 0);
+    assert_eq!(salvaged.get(Kind::History), 2);
+    assert_eq!(salvaged.get(Kind::AppInfo), 1);
+    assert_eq!(salvaged.get(Kind::Invocation), 2);
+}
+
+/// PostgreSQL salvages the same way (rows whose JSON is damaged).
+#[test]
+fn skip_corrupt_on_postgres() {
+    let Some((pg, _guard)) = taskstate_postgres::testing::fresh_backend("ts_salvage") else {
+        return;
+    };
+    taskstate_conformance::cases::populate_everything(&pg);
+    let url = std::env::var(taskstate_postgres::testing::URL_VAR).unwrap();
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute(&format!(
+        "UPDATE \"{}\".history SET history_json = '{{oops' WHERE invocation_id = 'orphan'",
+        pg.schema()
+    ))
+    .unwrap();
+    assert_eq!(
+        export::export(&pg, &mut no_progress()).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    let mut skipped = Vec::new();
+    let mut on = |k: Kind, e: &taskstate::Error| skipped.push((k, e.to_string()));
+    let (counts, bytes) =
+        export::export_with(&pg, Vec::new(), &mut no_progress(), Some(&mut on)).unwrap();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0].0, Kind::History);
+    assert!(skipped[0].1.contains("history[orphan]"), "{skipped:?}");
+    assert_eq!(counts.get(Kind::Invocation), 2);
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(doc["orphan_invocation_data"].get("orphan").is_none());
+}
