@@ -113,9 +113,12 @@ fn percent_decode(s: &str) -> Result<String, UrlError> {
 /// assert!(parse_url("redis://x").is_err());
 /// ```
 pub fn parse_url(url: &str) -> Result<EngineUrl, UrlError> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| UrlError::Malformed(format!("{url:?} is not of the form scheme://…")))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        UrlError::Malformed(format!(
+            "{:?} is not of the form scheme://…",
+            taskstate_core::redact_url(url)
+        ))
+    })?;
     let (body, query) = match rest.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (rest, None),
