@@ -34,6 +34,7 @@
 pub mod bench;
 pub mod copy;
 pub mod export;
+mod import;
 pub mod inspect;
 mod url;
 
