@@ -892,7 +892,10 @@ impl PostgresBackend {
                 ),
             )?;
             let rows = tx.query(&format!("SELECT version FROM {s}.taskstate_schema"), &[])?;
-            let version: i64 = rows.first().map_or(0, |r| r.get(0));
+            let version: i64 = match rows.first() {
+                Some(r) => r.try_get(0)?,
+                None => 0,
+            };
             if version > SCHEMA_VERSION {
                 return Ok(Some(version));
             }
@@ -928,17 +931,30 @@ impl PostgresBackend {
             .map_err(|e| self.pg_err("drop schema", e))
     }
 
+    /// Column `i` of a stored row as `T`; a NULL or a value of another type
+    /// (a column altered behind the engine's back) is corrupt data naming
+    /// table and key — never a panic.
+    fn col<T: for<'r> postgres::types::FromSql<'r>>(
+        &self,
+        r: &Row,
+        i: usize,
+        table: &str,
+        key: &str,
+    ) -> Result<T> {
+        r.try_get(i)
+            .map_err(|e| self.corrupt(table, key, format!("column {i}: {e}")))
+    }
+
     fn corrupt(&self, table: &str, key: &str, reason: impl std::fmt::Display) -> Error {
         Error::corrupt(format!("{} {table}[{key}]", self.location), reason)
     }
 
     fn ids(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<InvocationId>> {
         self.read("list ids", false, |tx| {
-            Ok(self
-                .q(tx, sql, params)?
+            self.q(tx, sql, params)?
                 .iter()
-                .map(|r| InvocationId::new(r.get::<_, String>(0)))
-                .collect())
+                .map(|r| self.col::<String>(r, 0, "ids", "?").map(InvocationId::new))
+                .collect::<Result<_>>()
         })
     }
 
@@ -948,8 +964,8 @@ impl PostgresBackend {
         json_col: usize,
         id_col: usize,
     ) -> Result<InvocationHistory> {
-        let id: String = row.get(id_col);
-        let json: String = row.get(json_col);
+        let id: String = self.col(row, id_col, "history", "?")?;
+        let json: String = self.col(row, json_col, "history", &id)?;
         InvocationHistory::from_json(&json).map_err(|e| self.corrupt("history", &id, e))
     }
 
@@ -959,21 +975,23 @@ impl PostgresBackend {
         id: &RunnerId,
     ) -> Result<Option<(RunnerContext, Option<RunnerId>)>> {
         let rows = self.q(tx, &self.sql.get_runner, &[&id.as_str()])?;
-        Ok(rows.first().map(|r| {
-            (
-                RunnerContext {
-                    runner_cls: r.get(0),
-                    runner_id: id.clone(),
-                    parent: None,
-                    pid: r.get(2),
-                    hostname: r.get(3),
-                    thread_id: r.get(4),
-                },
-                r.get::<_, Option<String>>(1)
-                    .filter(|p| !p.is_empty())
-                    .map(RunnerId::new),
-            )
-        }))
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let (t, k) = ("runner_contexts", id.as_str());
+        Ok(Some((
+            RunnerContext {
+                runner_cls: self.col(r, 0, t, k)?,
+                runner_id: id.clone(),
+                parent: None,
+                pid: self.col(r, 2, t, k)?,
+                hostname: self.col(r, 3, t, k)?,
+                thread_id: self.col(r, 4, t, k)?,
+            },
+            self.col::<Option<String>>(r, 1, t, k)?
+                .filter(|p| !p.is_empty())
+                .map(RunnerId::new),
+        )))
     }
 
     fn resolve_runner(
@@ -989,9 +1007,10 @@ impl PostgresBackend {
     fn get_text(&self, sql: &str, id: &InvocationId, entity: Entity) -> Result<String> {
         self.read("get", false, |tx| {
             let rows = self.q(tx, sql, &[&id.as_str()])?;
-            rows.first()
-                .map(|r| r.get::<_, String>(0))
-                .ok_or_else(|| Error::not_found(entity, id.as_str()))
+            let r = rows
+                .first()
+                .ok_or_else(|| Error::not_found(entity, id.as_str()))?;
+            self.col(r, 0, &entity.to_string(), id.as_str())
         })
     }
 
@@ -1003,12 +1022,12 @@ impl PostgresBackend {
             };
             rows.iter()
                 .map(|r| {
-                    let id: String = r.get(0);
-                    let ty: String = r.get(1);
+                    let id: String = self.col(r, 0, "workflows", "?")?;
+                    let ty: String = self.col(r, 1, "workflows", &id)?;
                     Ok(WorkflowIdentity {
                         workflow_type: ty.parse().map_err(|e| self.corrupt("workflows", &id, e))?,
-                        parent_workflow_id: r
-                            .get::<_, Option<String>>(2)
+                        parent_workflow_id: self
+                            .col::<Option<String>>(r, 2, "workflows", &id)?
                             .filter(|p| !p.is_empty())
                             .map(InvocationId::new),
                         workflow_id: InvocationId::new(id),
@@ -1193,26 +1212,39 @@ impl StateBackend for PostgresBackend {
             let r = rows
                 .first()
                 .ok_or_else(|| Error::not_found(Entity::Invocation, k))?;
-            let call_id: CallId = r
-                .get::<_, String>(0)
+            let call_id: CallId = self
+                .col::<String>(r, 0, "invocations", k)?
                 .parse()
                 .map_err(|e| self.corrupt("invocations", k, e))?;
-            let args = SerializedArguments::from_json(&r.get::<_, String>(1))
-                .map_err(|e| self.corrupt("invocations", k, e))?;
-            let workflow_type: TaskId = r
-                .get::<_, String>(4)
+            let args =
+                SerializedArguments::from_json(&self.col::<String>(r, 1, "invocations", k)?)
+                    .map_err(|e| self.corrupt("invocations", k, e))?;
+            let workflow_type: TaskId = self
+                .col::<String>(r, 4, "invocations", k)?
                 .parse()
                 .map_err(|e| self.corrupt("invocations", k, e))?;
+            // An empty optional id reads as absent, as in every reader.
+            let opt_id = |i: usize| -> Result<Option<InvocationId>> {
+                Ok(self
+                    .col::<Option<String>>(r, i, "invocations", k)?
+                    .filter(|p| !p.is_empty())
+                    .map(InvocationId::new))
+            };
             Ok((
                 InvocationDTO {
                     invocation_id: id.clone(),
                     call_id: call_id.clone(),
                     workflow: WorkflowIdentity {
-                        workflow_id: InvocationId::new(r.get::<_, String>(3)),
+                        workflow_id: InvocationId::new(self.col::<String>(
+                            r,
+                            3,
+                            "invocations",
+                            k,
+                        )?),
                         workflow_type,
-                        parent_workflow_id: r.get::<_, Option<String>>(5).map(InvocationId::new),
+                        parent_workflow_id: opt_id(5)?,
                     },
-                    parent_invocation_id: r.get::<_, Option<String>>(2).map(InvocationId::new),
+                    parent_invocation_id: opt_id(2)?,
                 },
                 CallDTO {
                     call_id,
@@ -1335,7 +1367,10 @@ impl StateBackend for PostgresBackend {
             rows.iter()
                 .map(|r| {
                     Ok((
-                        (r.get::<_, f64>(0), r.get::<_, i64>(1)),
+                        (
+                            self.col::<f64>(r, 0, "history", "?")?,
+                            self.col::<i64>(r, 1, "history", "?")?,
+                        ),
                         self.decode_history(r, 2, 3)?,
                     ))
                 })
@@ -1394,7 +1429,7 @@ impl StateBackend for PostgresBackend {
             self.q(tx, &self.sql.workflow_types, &[])?
                 .iter()
                 .map(|r| {
-                    let k: String = r.get(0);
+                    let k: String = self.col(r, 0, "workflows", "?")?;
                     k.parse().map_err(|e| self.corrupt("workflows", &k, e))
                 })
                 .collect()
@@ -1441,10 +1476,10 @@ impl StateBackend for PostgresBackend {
 
     fn get_workflow_data(&self, workflow_id: &InvocationId, key: &str) -> Result<Option<String>> {
         self.read("get workflow data", false, |tx| {
-            Ok(self
-                .q(tx, &self.sql.get_data, &[&workflow_id.as_str(), &key])?
+            self.q(tx, &self.sql.get_data, &[&workflow_id.as_str(), &key])?
                 .first()
-                .map(|r| r.get(0)))
+                .map(|r| self.col(r, 0, "workflow_data", workflow_id.as_str()))
+                .transpose()
         })
     }
 
@@ -1463,7 +1498,7 @@ impl StateBackend for PostgresBackend {
             let r = rows
                 .first()
                 .ok_or_else(|| Error::not_found(Entity::AppInfo, app_id))?;
-            AppInfo::from_json(&r.get::<_, String>(0))
+            AppInfo::from_json(&self.col::<String>(r, 0, "app_info", app_id)?)
                 .map_err(|e| self.corrupt("app_info", app_id, e))
         })
     }
@@ -1473,8 +1508,8 @@ impl StateBackend for PostgresBackend {
             self.q(tx, &self.sql.all_apps, &[])?
                 .iter()
                 .map(|r| {
-                    let id: String = r.get(1);
-                    AppInfo::from_json(&r.get::<_, String>(0))
+                    let id: String = self.col(r, 1, "app_info", "?")?;
+                    AppInfo::from_json(&self.col::<String>(r, 0, "app_info", &id)?)
                         .map_err(|e| self.corrupt("app_info", &id, e))
                 })
                 .collect()
@@ -1532,7 +1567,9 @@ impl StateBackend for PostgresBackend {
             let ids: Vec<RunnerId> = self
                 .q(tx, &self.sql.runner_ids, &[])?
                 .iter()
-                .map(|r| r.get::<_, String>(0))
+                .map(|r| self.col::<String>(r, 0, "runner_contexts", "?"))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
                 .filter(|id| runner_id_matches(id, partial))
                 .map(RunnerId::new)
                 .collect();

@@ -153,3 +153,35 @@ fn bulk_pages_have_an_index_on_their_key() {
         );
     }
 }
+
+/// Stored values the schema no longer guarantees (a column altered behind
+/// the engine's back: NULLs, another type) are corrupt data naming table
+/// and key, never a panic; an empty optional id reads as absent, as the
+/// other readers and engines read it.
+#[test]
+fn altered_columns_are_corrupt_data_not_panics() {
+    let Some((b, _guard)) = fresh_backend("ts_srv") else {
+        return;
+    };
+    cases::populate_everything(&b);
+    sql(
+        &b,
+        "ALTER TABLE {s}.results ALTER COLUMN result_data DROP NOT NULL;
+         UPDATE {s}.results SET result_data = NULL WHERE invocation_id = 'p';
+         ALTER TABLE {s}.runner_contexts ALTER COLUMN pid TYPE text USING pid::text;
+         ALTER TABLE {s}.app_info ALTER COLUMN app_info_json DROP NOT NULL;
+         UPDATE {s}.app_info SET app_info_json = NULL;
+         UPDATE {s}.invocations SET parent_invocation_id = '' WHERE invocation_id = 'c';",
+    );
+    let e = b.get_result(&InvocationId::new("p")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("[p]"), "{e}");
+    let e = b.get_runner_context(&RunnerId::new("child")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("runner_contexts[child]"), "{e}");
+    let e = b.discover_app_infos().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("app_info[app]"), "{e}");
+    let (inv, _) = b.get_invocation(&InvocationId::new("c")).unwrap();
+    assert_eq!(inv.parent_invocation_id, None);
+}
