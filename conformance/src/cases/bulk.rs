@@ -6,7 +6,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use taskstate_core::bulk::cursor_after;
+use taskstate_core::bulk::{cursor_after, for_each_page};
 use taskstate_core::{
     ErrorKind, HistoryRow, InvocationStatus as S, KeyRange, Kind, Row, RunnerId, StateBackend,
     StoredHistory, TimeKey, WorkflowIdentity,
@@ -18,9 +18,7 @@ use crate::data::*;
 pub fn paged(b: &dyn StateBackend, kind: Kind, page: usize) -> Vec<Row> {
     let mut snap = b.snapshot().unwrap();
     let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let p = snap.page(kind, after.as_ref(), page).unwrap();
+    for_each_page(snap.as_mut(), kind, page, |p| {
         assert!(
             p.items.len() <= page,
             "{kind}: a page of {page} held {}",
@@ -31,11 +29,10 @@ pub fn paged(b: &dyn StateBackend, kind: Kind, page: usize) -> Vec<Row> {
             "{kind}: a short page with a next"
         );
         out.extend(p.items);
-        match p.next {
-            Some(c) => after = Some(c),
-            None => return out,
-        }
-    }
+        Ok(())
+    })
+    .unwrap();
+    out
 }
 
 fn stored(key: &str, record: taskstate_core::InvocationHistory) -> Row {
@@ -438,15 +435,12 @@ pub fn bulk_snapshot_is_one_instant(b: &dyn StateBackend) {
 
 fn paged_snapshot(snap: &mut dyn taskstate_core::Snapshot, kind: Kind) -> Vec<Row> {
     let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let p = snap.page(kind, after.as_ref(), 2).unwrap();
+    for_each_page(snap, kind, 2, |p| {
         out.extend(p.items);
-        match p.next {
-            Some(c) => after = Some(c),
-            None => return out,
-        }
-    }
+        Ok(())
+    })
+    .unwrap();
+    out
 }
 
 /// A page size of 0 and a cursor of another shape are invalid input.

@@ -567,15 +567,11 @@ fn all_rows<B: StateBackend + ?Sized, T>(
 ) -> Result<Vec<T>> {
     let mut snap = b.snapshot()?;
     let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = snap.page(kind, after.as_ref(), 1000)?;
+    crate::bulk::for_each_page(snap.as_mut(), kind, 1000, |page| {
         out.extend(page.items.into_iter().filter_map(&f));
-        match page.next {
-            Some(c) => after = Some(c),
-            None => return Ok(out),
-        }
-    }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// The longest id (invocation, runner, app id, task key, workflow-data key)

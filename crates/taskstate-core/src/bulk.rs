@@ -326,6 +326,26 @@ pub fn salvage_rows<T>(
     Ok(out)
 }
 
+/// Every page of `kind` in `snap`, `limit` rows at a time, handed to `f` in
+/// order (the keyset walk every whole-kind read shares).
+pub fn for_each_page(
+    snap: &mut dyn Snapshot,
+    kind: Kind,
+    limit: usize,
+    mut f: impl FnMut(Page<Row>) -> Result<()>,
+) -> Result<()> {
+    let mut after: Option<Cursor> = None;
+    loop {
+        let page = snap.page(kind, after.as_ref(), limit)?;
+        let next = page.next.clone();
+        f(page)?;
+        match next {
+            Some(c) => after = Some(c),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// The refusal of [`Snapshot::keyed`] for a kind not keyed by invocation.
 #[must_use]
 pub fn not_keyed(kind: Kind) -> Error {

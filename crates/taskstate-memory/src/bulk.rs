@@ -284,13 +284,7 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
     let mut run = b.runners.write();
     for r in rows {
         match r {
-            Row::Invocation(p) => {
-                let pair: crate::Pair = std::sync::Arc::new((**p).clone());
-                if let Some(old) = inv.rows.insert(p.0.invocation_id.clone(), pair.clone()) {
-                    inv.unindex(&old);
-                }
-                inv.index(&pair);
-            }
+            Row::Invocation(p) => inv.upsert(std::sync::Arc::new((**p).clone())),
             Row::History(..) => {
                 if let Some(h) = r.as_history_row() {
                     his.add(&h);
@@ -302,13 +296,7 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
             Row::Exception(k, v) => {
                 exc.insert(k.clone(), v.clone());
             }
-            Row::WorkflowRun(w) => {
-                if let Some(old) = wf.runs.insert(w.workflow_id.clone(), w.clone()) {
-                    wf.by_type.remove(&(old.workflow_type, old.workflow_id));
-                }
-                wf.by_type
-                    .insert((w.workflow_type.clone(), w.workflow_id.clone()));
-            }
+            Row::WorkflowRun(w) => wf.store_run(w),
             Row::SubInvocation(w, s) => {
                 wf.sub_invocations.insert((w.clone(), s.clone()));
             }

@@ -68,6 +68,15 @@ impl Invocations {
         ));
     }
 
+    /// Stores `pair`, replacing (and unindexing) the invocation it
+    /// supersedes.
+    fn upsert(&mut self, pair: Pair) {
+        if let Some(old) = self.rows.insert(pair.0.invocation_id.clone(), pair.clone()) {
+            self.unindex(&old);
+        }
+        self.index(&pair);
+    }
+
     fn index(&mut self, pair: &Pair) {
         let inv = &pair.0;
         if let Some(p) = &inv.parent_invocation_id {
@@ -134,6 +143,18 @@ struct Workflows {
     data: BTreeMap<(InvocationId, String), String>,
 }
 
+impl Workflows {
+    /// Stores a workflow run, replacing (and unindexing) the one it
+    /// supersedes.
+    fn store_run(&mut self, w: &WorkflowIdentity) {
+        if let Some(old) = self.runs.insert(w.workflow_id.clone(), w.clone()) {
+            self.by_type.remove(&(old.workflow_type, old.workflow_id));
+        }
+        self.by_type
+            .insert((w.workflow_type.clone(), w.workflow_id.clone()));
+    }
+}
+
 /// A stored runner context row: the context without its parent, and the
 /// parent's id.
 type RunnerRow = (RunnerContext, Option<RunnerId>);
@@ -191,12 +212,8 @@ impl StateBackend for MemoryBackend {
             check_invocation_pair(inv, call)?;
         }
         let mut s = self.invocations.write();
-        for (inv, call) in entries {
-            let pair: Pair = Arc::new((inv.clone(), call.clone()));
-            if let Some(old) = s.rows.insert(inv.invocation_id.clone(), pair.clone()) {
-                s.unindex(&old);
-            }
-            s.index(&pair);
+        for pair in entries {
+            s.upsert(Arc::new(pair.clone()));
         }
         Ok(())
     }
@@ -356,15 +373,7 @@ impl StateBackend for MemoryBackend {
 
     fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()> {
         check_workflow(workflow)?;
-        let mut w = self.workflows.write();
-        if let Some(old) = w
-            .runs
-            .insert(workflow.workflow_id.clone(), workflow.clone())
-        {
-            w.by_type.remove(&(old.workflow_type, old.workflow_id));
-        }
-        w.by_type
-            .insert((workflow.workflow_type.clone(), workflow.workflow_id.clone()));
+        self.workflows.write().store_run(workflow);
         Ok(())
     }
 

@@ -287,6 +287,19 @@ impl<'a> PgSnapshot<'a> {
         })
     }
 
+    /// Runs `sql`, whose parameters are the bounds `range` has (after,
+    /// then upto; the statement was chosen for which are present).
+    fn query_range(&mut self, sql: &str, range: &KeyRange) -> Result<Vec<PgRow>> {
+        let bounds: Vec<&str> = [&range.after, &range.upto]
+            .into_iter()
+            .flatten()
+            .map(InvocationId::as_str)
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        self.query(sql, &params)
+    }
+
     fn decode(&self, kind: Kind, r: &PgRow) -> Result<Row> {
         let b = self.backend;
         let text = |i: usize, table: &str, key: &str| -> Result<String> {
@@ -448,14 +461,7 @@ impl Snapshot for PgSnapshot<'_> {
         }
         let key = (kind, range.after.is_some(), range.upto.is_some());
         let sql = self.backend.sql.bulk.keyed[&key].clone();
-        let bounds: Vec<&str> = [&range.after, &range.upto]
-            .into_iter()
-            .flatten()
-            .map(InvocationId::as_str)
-            .collect();
-        let params: Vec<&(dyn ToSql + Sync)> =
-            bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-        let rows = self.query(&sql, &params)?;
+        let rows = self.query_range(&sql, range)?;
         let decoded: Vec<_> = rows.iter().map(|r| self.decode(kind, r)).collect();
         salvage_rows(kind, decoded, self.salvage, &mut self.skipped)
     }
@@ -463,14 +469,7 @@ impl Snapshot for PgSnapshot<'_> {
     fn children(&mut self, range: &KeyRange) -> Result<Vec<(InvocationId, InvocationId)>> {
         let key = (range.after.is_some(), range.upto.is_some());
         let sql = self.backend.sql.bulk.children[&key].clone();
-        let bounds: Vec<&str> = [&range.after, &range.upto]
-            .into_iter()
-            .flatten()
-            .map(InvocationId::as_str)
-            .collect();
-        let params: Vec<&(dyn ToSql + Sync)> =
-            bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-        let rows = self.query(&sql, &params)?;
+        let rows = self.query_range(&sql, range)?;
         let links: Vec<_> = rows
             .iter()
             .map(|r| {

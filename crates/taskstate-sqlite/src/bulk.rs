@@ -22,10 +22,11 @@ use taskstate_core::{
 };
 
 use crate::errors::{Ctx, sql_err};
-use crate::writer::{HistoryRow, RunnerRow, WriteOp};
+use crate::writer::{HistoryRow, WriteOp};
 use crate::{
     SqliteBackend, T_APP, T_HIST, T_INV, T_RUN, decode_app, decode_invocation,
-    decode_stored_history, decode_workflow, int_at, invocation_row, opt_id_at, text_at,
+    decode_stored_history, decode_workflow, int_at, invocation_row, opt_id_at, runner_row, text_at,
+    workflow_run_op,
 };
 
 const T_RES: &str = "state_backend_results";
@@ -364,15 +365,12 @@ pub(crate) fn encode(rows: &[Row]) -> Result<WriteOp> {
         r.check()?;
         let op = match r {
             Row::Invocation(p) => WriteOp::Invocations(vec![invocation_row(&p.0, &p.1)]),
-            Row::History(key, h) => {
-                let time_key = r.as_history_row().map_or(h.time_key, |hr| hr.time_key());
-                WriteOp::Histories(vec![HistoryRow {
-                    id: key.as_str().to_owned(),
-                    ts: time_key.seconds(),
-                    status: h.record.status_record.status.as_str(),
-                    json: h.record.to_json().into(),
-                }])
-            }
+            Row::History(key, h) => WriteOp::Histories(vec![HistoryRow {
+                id: key.as_str().to_owned(),
+                ts: h.time_key.seconds(),
+                status: h.record.status_record.status.as_str(),
+                json: h.record.to_json().into(),
+            }]),
             Row::Result(id, v) => WriteOp::Result {
                 id: id.as_str().to_owned(),
                 value: v.clone(),
@@ -381,15 +379,7 @@ pub(crate) fn encode(rows: &[Row]) -> Result<WriteOp> {
                 id: id.as_str().to_owned(),
                 value: v.clone(),
             },
-            Row::WorkflowRun(w) => WriteOp::WorkflowRun {
-                id: w.workflow_id.as_str().to_owned(),
-                ty: w.workflow_type.key().to_owned(),
-                parent: w
-                    .parent_workflow_id
-                    .as_ref()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_default(),
-            },
+            Row::WorkflowRun(w) => workflow_run_op(w),
             Row::SubInvocation(w, s) => WriteOp::SubInvocation {
                 workflow: w.as_str().to_owned(),
                 sub: s.as_str().to_owned(),
@@ -403,14 +393,7 @@ pub(crate) fn encode(rows: &[Row]) -> Result<WriteOp> {
                 id: a.app_id.clone(),
                 json: a.to_json(),
             },
-            Row::RunnerContext(c, parent) => WriteOp::Runners(vec![RunnerRow {
-                id: c.runner_id.as_str().to_owned(),
-                cls: c.runner_cls.clone(),
-                parent: parent.as_ref().map(|p| p.as_str().to_owned()),
-                pid: c.pid,
-                hostname: c.hostname.clone(),
-                thread_id: c.thread_id,
-            }]),
+            Row::RunnerContext(c, parent) => WriteOp::Runners(vec![runner_row(c, parent.as_ref())]),
         };
         // Runs of one kind share one operation (one prepared statement).
         match (ops.last_mut(), op) {

@@ -620,6 +620,32 @@ fn invocation_row(inv: &InvocationDTO, call: &CallDTO) -> InvocationRow {
     }
 }
 
+/// A workflow run as the reference writes it ('' for "no parent").
+fn workflow_run_op(w: &WorkflowIdentity) -> WriteOp {
+    WriteOp::WorkflowRun {
+        id: w.workflow_id.as_str().to_owned(),
+        ty: w.workflow_type.key().to_owned(),
+        parent: w
+            .parent_workflow_id
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// One runner-context row: the context without its parent, and the
+/// parent's id.
+fn runner_row(c: &RunnerContext, parent: Option<&RunnerId>) -> RunnerRow {
+    RunnerRow {
+        id: c.runner_id.as_str().to_owned(),
+        cls: c.runner_cls.clone(),
+        parent: parent.map(|p| p.as_str().to_owned()),
+        pid: c.pid,
+        hostname: c.hostname.clone(),
+        thread_id: c.thread_id,
+    }
+}
+
 impl StateBackend for SqliteBackend {
     fn engine_name(&self) -> &'static str {
         ENGINE
@@ -856,19 +882,7 @@ impl StateBackend for SqliteBackend {
     fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()> {
         let encoding = self.writer.enter();
         check_workflow(workflow)?;
-        self.write(
-            encoding,
-            WriteOp::WorkflowRun {
-                id: workflow.workflow_id.as_str().to_owned(),
-                ty: workflow.workflow_type.key().to_owned(),
-                // The reference writes '' for "no parent" in this table.
-                parent: workflow
-                    .parent_workflow_id
-                    .as_ref()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_default(),
-            },
-        )
+        self.write(encoding, workflow_run_op(workflow))
     }
 
     fn get_all_workflow_types(&self) -> Result<Vec<TaskId>> {
@@ -1019,14 +1033,7 @@ impl StateBackend for SqliteBackend {
         check_runner_context(ctx)?;
         let rows = ctx
             .chain()
-            .map(|c| RunnerRow {
-                id: c.runner_id.as_str().to_owned(),
-                cls: c.runner_cls.clone(),
-                parent: c.parent_runner_id().map(|p| p.as_str().to_owned()),
-                pid: c.pid,
-                hostname: c.hostname.clone(),
-                thread_id: c.thread_id,
-            })
+            .map(|c| runner_row(c, c.parent_runner_id()))
             .collect();
         self.write(encoding, WriteOp::Runners(rows))
     }

@@ -47,18 +47,13 @@ impl Counts {
 }
 
 /// Counts everything `b` stores, from one snapshot.
-pub fn counts_of(b: &dyn StateBackend) -> Result<Counts> {
+pub fn counts(b: &dyn StateBackend) -> Result<Counts> {
     let mut snap = b.snapshot()?;
     let mut c = Counts::default();
     for kind in Kind::ALL {
         c.add(kind, snap.count(kind)?);
     }
     Ok(c)
-}
-
-/// Counts everything `b` stores (see [`counts_of`]).
-pub fn counts(b: &dyn StateBackend) -> Result<Counts> {
-    counts_of(b)
 }
 
 /// Copies everything from `from` into `to` (which must be empty unless
@@ -162,7 +157,7 @@ pub fn copy_with(
     written?;
     drop(snap);
     if started_empty {
-        let dest = counts_of(to)?;
+        let dest = counts(to)?;
         let mut expected = Counts::default();
         for kind in Kind::ALL {
             expected.add(kind, source.get(kind).saturating_sub(skipped.get(kind)));

@@ -347,17 +347,9 @@ fn each_row(
     kind: Kind,
     mut f: impl FnMut(Row) -> Result<()>,
 ) -> Result<()> {
-    let mut after = None;
-    loop {
-        let page = snap.page(kind, after.as_ref(), EXPORT_PAGE)?;
-        for row in page.items {
-            f(row)?;
-        }
-        match page.next {
-            Some(c) => after = Some(c),
-            None => return Ok(()),
-        }
-    }
+    taskstate_core::bulk::for_each_page(snap, kind, EXPORT_PAGE, |page| {
+        page.items.into_iter().try_for_each(&mut f)
+    })
 }
 
 /// Called with each row skipped as corrupt in salvage mode: its kind and

@@ -17,7 +17,7 @@ use taskstate_core::{
     WorkflowIdentity,
 };
 
-use crate::copy::{Counts, counts_of};
+use crate::copy::{Counts, counts};
 use crate::export::{FORMAT, Progress, TIME_KEY_FIELD, is_empty};
 
 /// Rows per transaction of an import.
@@ -670,7 +670,7 @@ pub fn import_paged<R: Read>(
     let checked = check_document(b, open()?)?;
     drop(checked.ids);
     let before = if merge {
-        counts_of(b)?
+        counts(b)?
     } else {
         if !is_empty(b)? {
             return Err(Error::invalid(
@@ -736,7 +736,7 @@ pub fn import_paged<R: Read>(
     let written = written?;
     parsed?;
     progress("invocations", written.get(Kind::Invocation), total);
-    let after = counts_of(b)?;
+    let after = counts(b)?;
     let mut added = Counts::default();
     for k in Kind::ALL {
         added.add(k, after.get(k).saturating_sub(before.get(k)));

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
 
+use taskstate_core::bulk::for_each_page;
 use taskstate_core::{
     Error, InvocationHistory, InvocationId, Kind, Result, Row, StateBackend, TimeRange,
     validate_chain,
@@ -166,9 +167,7 @@ pub fn workflow(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
     let mut snap = b.snapshot()?;
     let (mut this, mut subs, mut data) = (None, Vec::new(), Vec::new());
     for kind in [Kind::WorkflowRun, Kind::WorkflowData] {
-        let mut after = None;
-        loop {
-            let page = snap.page(kind, after.as_ref(), 1000)?;
+        for_each_page(snap.as_mut(), kind, 1000, |page| {
             for row in page.items {
                 match row {
                     Row::WorkflowRun(r) if r.workflow_id == *id => this = Some(r),
@@ -179,11 +178,8 @@ pub fn workflow(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
                     _ => {}
                 }
             }
-            match page.next {
-                Some(c) => after = Some(c),
-                None => break,
-            }
-        }
+            Ok(())
+        })?;
     }
     drop(snap);
     match this.as_ref() {
