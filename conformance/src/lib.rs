@@ -228,3 +228,54 @@ macro_rules! suite {
         $crate::__with_cases!($crate::__emit_tests, $factory);
     };
 }
+
+#[cfg(test)]
+mod registration {
+    use std::collections::BTreeSet;
+
+    /// The names of every function in `src/cases/` (but its `helpers.rs`)
+    /// that takes the engine as `&dyn StateBackend` and nothing else: the
+    /// shape of a case.
+    fn case_functions() -> BTreeSet<String> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/cases");
+        let mut found = BTreeSet::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == "helpers.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap();
+            for line in text.lines() {
+                let Some(rest) = line.strip_prefix("pub fn ") else {
+                    continue;
+                };
+                if let Some((name, args)) = rest.split_once('(')
+                    && args.starts_with("b: &dyn StateBackend)")
+                {
+                    found.insert(name.to_owned());
+                }
+            }
+        }
+        found
+    }
+
+    /// A case function left off the suite's list would never run; a name
+    /// on the list without a function would not compile. Both directions
+    /// are checked so the list and the functions cannot drift apart.
+    #[test]
+    fn every_case_function_is_in_the_suite() {
+        let listed: BTreeSet<String> = super::CASES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let defined = case_functions();
+        let missing: Vec<_> = defined.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "case functions not in __with_cases!: {missing:?}"
+        );
+        assert_eq!(listed.len(), super::CASES.len(), "a case is listed twice");
+        assert!(
+            defined.len() >= 80,
+            "found only {} case functions",
+            defined.len()
+        );
+    }
+}

@@ -10,9 +10,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 use taskstate_core::{
-    AppInfo, CallDTO, Cursor, Error, ErrorKind, HistoryRow, InvocationDTO, InvocationHistory,
-    InvocationId, InvocationStatus, InvocationStatusRecord, Page, RunnerContext, RunnerId,
-    SerializedArguments, StateBackend, TaskId, TimeKey, TimeRange, Timestamp, WorkflowIdentity,
+    AppId, AppInfo, CallDTO, Cursor, Error, ErrorKind, HistoryRow, InvocationDTO,
+    InvocationHistory, InvocationId, InvocationStatus, InvocationStatusRecord, Page, RunnerContext,
+    RunnerId, SerializedArguments, StateBackend, TaskId, TimeKey, TimeRange, Timestamp,
+    WorkflowIdentity,
 };
 
 use crate::model::Model;
@@ -438,7 +439,10 @@ pub fn run_engine(b: &dyn StateBackend, op: &Op) -> Out {
         Op::SetData(w, k, v) => unit(b.set_workflow_data(&inv(*w), KEYS[*k], VALUES[*v])),
         Op::GetData(w, k) => ok(b.get_workflow_data(&inv(*w), KEYS[*k]), Out::OptStr),
         Op::StoreApp(i, c) => unit(b.store_app_info(&app(*i, *c))),
-        Op::GetApp(i) => Out::App(b.get_app_info(APPS[*i]).map_err(|e| err_str(&e))),
+        Op::GetApp(i) => Out::App(
+            b.get_app_info(&AppId::new(APPS[*i]))
+                .map_err(|e| err_str(&e)),
+        ),
         Op::Apps => ok(b.discover_app_infos(), Out::Apps),
         Op::StoreRunner(chain) => unit(b.store_runner_context(&runner_chain(chain))),
         Op::GetRunner(i) => ok(
@@ -457,7 +461,13 @@ pub fn run_engine(b: &dyn StateBackend, op: &Op) -> Out {
         Op::ResultIds => ok(b.result_ids(), Out::Ids),
         Op::ExceptionIds => ok(b.exception_ids(), Out::Ids),
         Op::AllSubs => ok(b.all_workflow_sub_invocations(), Out::Links),
-        Op::AllData => ok(b.all_workflow_data(), Out::Data),
+        Op::AllData => ok(b.all_workflow_data(), |all| {
+            Out::Data(
+                all.into_iter()
+                    .map(|d| (d.workflow_id, d.key, d.value))
+                    .collect(),
+            )
+        }),
         Op::Purge => unit(b.purge()),
     }
 }

@@ -7,10 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use taskstate_core::engine::{
+    check_history, check_invocation_pair, check_runner_context, check_workflow,
+};
 use taskstate_core::{
     AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, RunnerContext,
-    RunnerId, TaskId, TimeKey, TimeRange, WorkflowIdentity, check_history, check_invocation_pair,
-    check_runner_context, check_workflow,
+    RunnerId, TaskId, TimeKey, TimeRange, WorkflowIdentity,
 };
 
 /// Everything a backend stores.
@@ -24,7 +26,7 @@ pub struct Model {
     runs: BTreeMap<InvocationId, WorkflowIdentity>,
     subs: BTreeSet<(InvocationId, InvocationId)>,
     data: BTreeMap<(InvocationId, String), String>,
-    apps: BTreeMap<String, AppInfo>,
+    apps: BTreeMap<taskstate_core::AppId, AppInfo>,
     /// runner id → (context without parent, parent id).
     runners: BTreeMap<RunnerId, (RunnerContext, Option<RunnerId>)>,
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use taskstate_core::bulk::{cursor_after, for_each_page};
 use taskstate_core::{
-    ErrorKind, HistoryRow, InvocationStatus as S, KeyRange, Kind, Row, RunnerId, StateBackend,
-    StoredHistory, TimeKey, WorkflowIdentity,
+    AppId, ErrorKind, HistoryRow, InvocationStatus as S, KeyRange, Kind, Row, RunnerId,
+    StateBackend, StoredHistory, TimeKey, WorkflowIdentity,
 };
 
 use crate::data::*;
@@ -306,7 +306,7 @@ pub fn bulk_write_rows_reads_back_through_point_operations(b: &dyn StateBackend)
         b.get_workflow_data(&id("i2"), "k").unwrap().as_deref(),
         Some("v")
     );
-    assert_eq!(b.get_app_info("app-a").unwrap(), app("app-a"));
+    assert_eq!(b.get_app_info(&AppId::new("app-a")).unwrap(), app("app-a"));
     assert_eq!(
         b.get_runner_context(&RunnerId::new("r-child")).unwrap(),
         Some(with_parent(runner("r-child"), runner("r-parent")))

@@ -5,7 +5,7 @@
 
 use taskstate_core::{ErrorKind, HistoryRow, InvocationStatus as S, StateBackend, TimeRange};
 
-use super::{all_history, all_ids};
+use super::helpers::{all_history, all_ids};
 use crate::data::*;
 
 /// One record under three keys, as pynenc writes a batch status change.

@@ -28,14 +28,14 @@
 //! }
 //! ```
 
-use crate::backend::{
-    Cursor, HistoryRow, Page, StoredHistory, check_app_info, check_history_row,
-    check_invocation_id, check_invocation_pair, check_runner_context, check_sub_invocation,
-    check_workflow, check_workflow_data,
-};
+use crate::backend::{Cursor, HistoryRow, Page, StoredHistory};
 use crate::dto::{AppInfo, CallDTO, InvocationDTO, RunnerContext, WorkflowIdentity};
 use crate::error::{Error, Result};
 use crate::ids::{InvocationId, RunnerId};
+use crate::rules::{
+    check_app_info, check_history_row, check_invocation_id, check_invocation_pair,
+    check_runner_context, check_sub_invocation, check_workflow, check_workflow_data,
+};
 
 /// The kinds of record a store holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -406,7 +406,7 @@ pub fn key_cursor(row: &Row) -> Cursor {
         Row::WorkflowRun(w) => cursor_after(&[w.workflow_id.as_str()]),
         Row::SubInvocation(w, s) => cursor_after(&[w.as_str(), s.as_str()]),
         Row::WorkflowData(w, k, _) => cursor_after(&[w.as_str(), k]),
-        Row::AppInfo(a) => cursor_after(&[&a.app_id]),
+        Row::AppInfo(a) => cursor_after(&[a.app_id.as_str()]),
         Row::RunnerContext(c, _) => cursor_after(&[c.runner_id.as_str()]),
     }
 }

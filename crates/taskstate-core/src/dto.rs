@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::KeyError;
-use crate::ids::{CallId, InvocationId, RunnerId, TaskId};
+use crate::ids::{AppId, CallId, InvocationId, RunnerId, TaskId};
 use crate::pyjson;
 use crate::status::InvocationStatus;
 use crate::time::Timestamp;
@@ -532,7 +532,7 @@ impl RunnerContext {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AppInfo {
     /// The app id (unique key).
-    pub app_id: String,
+    pub app_id: AppId,
     /// The app's configuration values (a JSON object), if recorded.
     pub config_values: Option<Map<String, Value>>,
     /// Configuration file path.
@@ -548,7 +548,7 @@ pub struct AppInfo {
 impl AppInfo {
     /// An app info with only the required fields.
     #[must_use]
-    pub fn new(app_id: impl Into<String>, module: impl Into<String>) -> Self {
+    pub fn new(app_id: impl Into<AppId>, module: impl Into<String>) -> Self {
         Self {
             app_id: app_id.into(),
             config_values: None,
@@ -565,7 +565,7 @@ impl AppInfo {
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(256);
         out.push_str("{\"app_id\": ");
-        pyjson::write_str(&mut out, &self.app_id);
+        pyjson::write_str(&mut out, self.app_id.as_str());
         out.push_str(", \"config_values\": ");
         match &self.config_values {
             Some(m) => pyjson::write_map(&mut out, m),
@@ -601,7 +601,7 @@ impl AppInfo {
             Some(other) => return Err(format!("{W}: config_values is not an object: {other}")),
         };
         Ok(Self {
-            app_id: take_str(&mut m, "app_id", W)?,
+            app_id: AppId::new(take_str(&mut m, "app_id", W)?),
             config_values,
             config_filepath: take_opt_str(&mut m, "config_filepath", W)?,
             module: take_str(&mut m, "module", W)?,

@@ -88,6 +88,17 @@ string_id! {
     RunnerId
 }
 
+string_id! {
+    /// The id of an application (pynenc's `app_id`), the key of its
+    /// [`AppInfo`](crate::AppInfo).
+    ///
+    /// ```
+    /// use taskstate_core::AppId;
+    /// assert_eq!(AppId::new("shop").as_str(), "shop");
+    /// ```
+    AppId
+}
+
 /// A task: the Python module and function name.
 ///
 /// Its key is `module.func_name`; parsing splits at the **last** `.`, and

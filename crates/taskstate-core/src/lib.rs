@@ -22,26 +22,24 @@
 //!     workflow: WorkflowIdentity { workflow_id: id, workflow_type: task, parent_workflow_id: None },
 //!     parent_invocation_id: None,
 //! };
-//! check_invocation_pair(&inv, &call)?;
+//! taskstate_core::engine::check_invocation_pair(&inv, &call)?;
 //! # Ok::<(), Error>(())
 //! ```
 
 mod backend;
 pub mod bulk;
 mod dto;
+pub mod engine;
 mod error;
 mod ids;
 pub mod pyjson;
 mod redact;
+mod rules;
 mod status;
 mod time;
 
 pub use backend::{
-    Cursor, DEFAULT_PAGE_SIZE, HistoryRow, MAX_ID_BYTES, Page, Pages, StateBackend, StoredHistory,
-    check_app_info, check_history, check_history_row, check_id, check_invocation_id,
-    check_invocation_pair, check_page_size, check_runner_context, check_sub_invocation,
-    check_timestamp, check_workflow, check_workflow_data, fetch_limit, resolve_runner_chain,
-    runner_id_matches,
+    Cursor, DEFAULT_PAGE_SIZE, HistoryRow, Page, Pages, StateBackend, StoredHistory, WorkflowData,
 };
 pub use bulk::{KeyRange, Kind, Row, Snapshot};
 pub use dto::{
@@ -49,8 +47,9 @@ pub use dto::{
     SerializedArguments, WorkflowIdentity, args_id,
 };
 pub use error::{BoxError, Entity, Error, ErrorKind, KeyError, Result};
-pub use ids::{CallId, InvocationId, RunnerId, TaskId};
+pub use ids::{AppId, CallId, InvocationId, RunnerId, TaskId};
 pub use redact::redact_url;
+pub use rules::MAX_ID_BYTES;
 pub use status::{
     ChainError, InvocationStatus, OwnershipError, StatusFlags, check_ownership, validate_chain,
 };

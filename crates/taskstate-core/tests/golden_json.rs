@@ -23,7 +23,7 @@ fn history_json_round_trips_byte_identical() {
 fn app_info_json_round_trips_byte_identical() {
     let line = include_str!("data/app_info_json.txt").trim_end_matches('\n');
     let info = AppInfo::from_json(line).unwrap();
-    assert_eq!(info.app_id, "shop_fixture_app");
+    assert_eq!(info.app_id.as_str(), "shop_fixture_app");
     assert_eq!(info.module, "pynenc.app");
     assert_eq!(info.config_filepath, None);
     assert_eq!(info.to_json(), line);

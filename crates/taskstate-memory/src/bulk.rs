@@ -10,7 +10,7 @@ use taskstate_core::bulk::{
     cursor_after, cursor_arity, cursor_parts, key_cursor, not_keyed, page_of,
 };
 use taskstate_core::{
-    AppInfo, Cursor, InvocationId, KeyRange, Kind, Page, Result, Row, RunnerId, Snapshot,
+    AppId, AppInfo, Cursor, InvocationId, KeyRange, Kind, Page, Result, Row, RunnerId, Snapshot,
     StoredHistory,
 };
 
@@ -23,7 +23,7 @@ pub(crate) struct MemSnapshot<'a> {
     res: RwLockReadGuard<'a, BTreeMap<InvocationId, String>>,
     exc: RwLockReadGuard<'a, BTreeMap<InvocationId, String>>,
     wf: RwLockReadGuard<'a, Workflows>,
-    apps: RwLockReadGuard<'a, BTreeMap<String, AppInfo>>,
+    apps: RwLockReadGuard<'a, BTreeMap<AppId, AppInfo>>,
     run: RwLockReadGuard<'a, BTreeMap<RunnerId, RunnerRow>>,
 }
 
@@ -74,7 +74,6 @@ fn range_bounds(r: &KeyRange) -> (Bound<InvocationId>, Bound<InvocationId>) {
 
 impl Snapshot for MemSnapshot<'_> {
     fn page(&mut self, kind: Kind, after: Option<&Cursor>, limit: usize) -> Result<Page<Row>> {
-        taskstate_core::check_page_size(limit)?;
         if let Some(c) = after {
             if kind != Kind::History {
                 cursor_parts(c, cursor_arity(kind))?;
@@ -125,7 +124,7 @@ impl Snapshot for MemSnapshot<'_> {
                         ));
                     }
                 }
-                return Ok(Page::from_rows(out, limit, |seq| {
+                return Ok(taskstate_core::engine::page_from_rows(out, limit, |seq| {
                     cursor_after(&[&seq.to_string()])
                 }));
             }
@@ -177,7 +176,7 @@ impl Snapshot for MemSnapshot<'_> {
             }
             Kind::AppInfo => self
                 .apps
-                .range((after_one(after)?, Bound::Unbounded))
+                .range((after_one(after)?.map(AppId::new), Bound::Unbounded))
                 .take(take)
                 .map(|(_, a)| Row::AppInfo(a.clone()))
                 .collect(),
@@ -269,9 +268,6 @@ impl Snapshot for MemSnapshot<'_> {
 /// Checks every row, then applies them all under the write locks of every
 /// area (field order): one atomic step.
 pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
-    for r in rows {
-        r.check()?;
-    }
     if rows.is_empty() {
         return Ok(());
     }

@@ -33,17 +33,17 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 mod bulk;
 
+use taskstate_core::engine::{
+    Engine, HistoryPos, RangeQuery, resolve_runner_chain, runner_id_matches,
+};
 use taskstate_core::{
-    AppInfo, CallDTO, Cursor, Entity, Error, HistoryRow, InvocationDTO, InvocationHistory,
-    InvocationId, InvocationStatus, Page, Result, Row, RunnerContext, RunnerId, Snapshot,
-    StateBackend, StoredHistory, TaskId, TimeKey, TimeRange, WorkflowIdentity, check_app_info,
-    check_history_row, check_invocation_id, check_invocation_pair, check_page_size,
-    check_runner_context, check_sub_invocation, check_workflow, check_workflow_data,
-    resolve_runner_chain, runner_id_matches,
+    AppId, AppInfo, CallDTO, Entity, Error, HistoryRow, InvocationDTO, InvocationHistory,
+    InvocationId, InvocationStatus, Result, Row, RunnerContext, RunnerId, Snapshot, StoredHistory,
+    TaskId, TimeKey, WorkflowIdentity,
 };
 
 type Pair = Arc<(InvocationDTO, CallDTO)>;
-type HistKey = (TimeKey, i64);
+type HistKey = HistoryPos;
 
 #[derive(Default)]
 struct Invocations {
@@ -168,7 +168,7 @@ pub struct MemoryBackend {
     results: RwLock<BTreeMap<InvocationId, String>>,
     exceptions: RwLock<BTreeMap<InvocationId, String>>,
     workflows: RwLock<Workflows>,
-    apps: RwLock<BTreeMap<String, AppInfo>>,
+    apps: RwLock<BTreeMap<AppId, AppInfo>>,
     runners: RwLock<BTreeMap<RunnerId, RunnerRow>>,
 }
 
@@ -202,15 +202,12 @@ impl MemoryBackend {
     }
 }
 
-impl StateBackend for MemoryBackend {
+impl Engine for MemoryBackend {
     fn engine_name(&self) -> &'static str {
         ENGINE
     }
 
     fn upsert_invocations(&self, entries: &[(InvocationDTO, CallDTO)]) -> Result<()> {
-        for (inv, call) in entries {
-            check_invocation_pair(inv, call)?;
-        }
         let mut s = self.invocations.write();
         for pair in entries {
             s.upsert(Arc::new(pair.clone()));
@@ -252,9 +249,6 @@ impl StateBackend for MemoryBackend {
     }
 
     fn add_history_rows(&self, rows: &[HistoryRow<'_>]) -> Result<()> {
-        for r in rows {
-            check_history_row(r)?;
-        }
         let mut h = self.history.write();
         for r in rows {
             h.add(r);
@@ -279,70 +273,60 @@ impl StateBackend for MemoryBackend {
 
     fn invocation_ids_in_timerange(
         &self,
-        range: &TimeRange,
-        after: Option<&Cursor>,
-        page_size: usize,
-    ) -> Result<Page<InvocationId>> {
-        check_page_size(page_size)?;
-        let lower = match after {
-            Some(c) => Bound::Excluded(c.id_position()?),
+        q: &RangeQuery<InvocationId>,
+    ) -> Result<Vec<InvocationId>> {
+        let lower = match &q.after {
+            Some(id) => Bound::Excluded(id),
             None => Bound::Unbounded,
         };
-        let (lo, hi) = ((range.start.key(), i64::MIN), (range.end.key(), i64::MAX));
+        let (lo, hi) = ((q.lo, i64::MIN), (q.hi, i64::MAX));
         let h = self.history.read();
         let mut items = Vec::new();
-        if lo <= hi {
-            for (id, list) in h.per_invocation.range((lower, Bound::Unbounded)) {
-                if list.range(lo..=hi).next().is_some() {
-                    items.push(id.clone());
-                    if items.len() > page_size {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(Page::from_ids(items, page_size))
-    }
-
-    fn history_in_timerange(
-        &self,
-        range: &TimeRange,
-        after: Option<&Cursor>,
-        page_size: usize,
-    ) -> Result<Page<InvocationHistory>> {
-        check_page_size(page_size)?;
-        let (start, from) = match after {
-            Some(c) => {
-                let k = c.history_position()?;
-                (Bound::Excluded(k), k)
-            }
-            None => {
-                let k = (range.start.key(), i64::MIN);
-                (Bound::Included(k), k)
-            }
-        };
-        let hi = (range.end.key(), i64::MAX);
-        let h = self.history.read();
-        let mut items: Vec<(HistKey, InvocationHistory)> = Vec::new();
-        // BTreeMap::range panics on an inverted range: check first.
-        if range.start.key() <= range.end.key() && from < hi {
-            for (k, r) in h.by_time.range((start, Bound::Included(hi))) {
-                if k.0 < range.start.key() {
-                    continue;
-                }
-                items.push((*k, (**r).clone()));
-                if items.len() > page_size {
+        for (id, list) in h
+            .per_invocation
+            .range::<InvocationId, _>((lower, Bound::Unbounded))
+        {
+            if list.range(lo..=hi).next().is_some() {
+                items.push(id.clone());
+                if items.len() >= q.fetch {
                     break;
                 }
             }
         }
-        Ok(Page::from_rows(items, page_size, |(key, seq)| {
-            Cursor::after_history(*key, *seq)
-        }))
+        Ok(items)
+    }
+
+    fn history_in_timerange(
+        &self,
+        q: &RangeQuery<HistoryPos>,
+    ) -> Result<Vec<(HistoryPos, InvocationHistory)>> {
+        let (start, from) = match q.after {
+            Some(k) => (Bound::Excluded(k), k),
+            None => {
+                let k = (q.lo, i64::MIN);
+                (Bound::Included(k), k)
+            }
+        };
+        let hi = (q.hi, i64::MAX);
+        let h = self.history.read();
+        let mut items = Vec::new();
+        // BTreeMap::range panics on an inverted range: a cursor past the
+        // range's end reads nothing.
+        if from < hi {
+            for (k, r) in h.by_time.range((start, Bound::Included(hi))) {
+                if k.0 < q.lo {
+                    continue;
+                }
+                items.push((*k, (**r).clone()));
+                if items.len() >= q.fetch {
+                    break;
+                }
+            }
+        }
+        Ok(items)
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
-        check_invocation_id(id)?;
         self.results.write().insert(id.clone(), result.to_owned());
         Ok(())
     }
@@ -356,7 +340,6 @@ impl StateBackend for MemoryBackend {
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
-        check_invocation_id(id)?;
         self.exceptions
             .write()
             .insert(id.clone(), exception.to_owned());
@@ -372,7 +355,6 @@ impl StateBackend for MemoryBackend {
     }
 
     fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()> {
-        check_workflow(workflow)?;
         self.workflows.write().store_run(workflow);
         Ok(())
     }
@@ -405,7 +387,6 @@ impl StateBackend for MemoryBackend {
         workflow_id: &InvocationId,
         sub_invocation: &InvocationId,
     ) -> Result<()> {
-        check_sub_invocation(workflow_id, sub_invocation)?;
         self.workflows
             .write()
             .sub_invocations
@@ -421,7 +402,6 @@ impl StateBackend for MemoryBackend {
     }
 
     fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
-        check_workflow_data(workflow_id, key)?;
         self.workflows
             .write()
             .data
@@ -439,17 +419,16 @@ impl StateBackend for MemoryBackend {
     }
 
     fn store_app_info(&self, info: &AppInfo) -> Result<()> {
-        check_app_info(info)?;
         self.apps.write().insert(info.app_id.clone(), info.clone());
         Ok(())
     }
 
-    fn get_app_info(&self, app_id: &str) -> Result<AppInfo> {
+    fn get_app_info(&self, app_id: &AppId) -> Result<AppInfo> {
         self.apps
             .read()
             .get(app_id)
             .cloned()
-            .ok_or_else(|| Error::not_found(Entity::AppInfo, app_id))
+            .ok_or_else(|| Error::not_found(Entity::AppInfo, app_id.as_str()))
     }
 
     fn discover_app_infos(&self) -> Result<Vec<AppInfo>> {
@@ -457,7 +436,6 @@ impl StateBackend for MemoryBackend {
     }
 
     fn store_runner_context(&self, ctx: &RunnerContext) -> Result<()> {
-        check_runner_context(ctx)?;
         let mut r = self.runners.write();
         for c in ctx.chain() {
             r.insert(c.runner_id.clone(), strip_parent(c));

@@ -15,12 +15,13 @@ use taskstate_core::bulk::{
     cursor_after, cursor_arity, cursor_parts, not_keyed, salvage_page, salvage_rows,
 };
 use taskstate_core::{
-    AppInfo, CallDTO, CallId, Cursor, Error, InvocationDTO, InvocationId, KeyRange, Kind, Page,
-    Result, Row, RunnerContext, RunnerId, SerializedArguments, Snapshot, StoredHistory, TaskId,
-    TimeKey, WorkflowIdentity, check_page_size,
+    AppInfo, Cursor, Error, InvocationId, KeyRange, Kind, Page, Result, Row, RunnerContext,
+    RunnerId, Snapshot,
 };
 
-use crate::{Conn, PostgresBackend};
+use crate::PostgresBackend;
+use crate::conn::Conn;
+use crate::encode::{exec_history, exec_invocations, history_columns, invocation_columns};
 
 /// The bulk path's SQL for one schema.
 pub struct BulkSql {
@@ -280,7 +281,7 @@ impl<'a> PgSnapshot<'a> {
         self.conn.client.query(&st, params).map_err(|e| {
             // A snapshot cannot be resumed on another connection: the
             // caller sees the loss (and the pool drops this one).
-            if crate::retriable(&e) {
+            if crate::errors::retriable(&e) {
                 self.conn.broken = true;
             }
             self.backend.pg_err("read snapshot", e)
@@ -302,64 +303,20 @@ impl<'a> PgSnapshot<'a> {
 
     fn decode(&self, kind: Kind, r: &PgRow) -> Result<Row> {
         let b = self.backend;
-        let text = |i: usize, table: &str, key: &str| -> Result<String> {
-            r.try_get::<_, String>(i)
-                .map_err(|e| b.corrupt(table, key, format!("column {i}: {e}")))
-        };
-        let opt = |i: usize, table: &str, key: &str| -> Result<Option<String>> {
-            r.try_get::<_, Option<String>>(i)
-                .map(|v| v.filter(|s| !s.is_empty()))
-                .map_err(|e| b.corrupt(table, key, format!("column {i}: {e}")))
-        };
-        let int = |i: usize, table: &str, key: &str| -> Result<i64> {
-            r.try_get::<_, i64>(i)
-                .map_err(|e| b.corrupt(table, key, format!("column {i}: {e}")))
-        };
+        let text = |i: usize, table: &str, key: &str| b.col::<String>(r, i, table, key);
+        let int = |i: usize, table: &str, key: &str| b.col::<i64>(r, i, table, key);
         Ok(match kind {
             Kind::Invocation => {
-                let t = "invocations";
-                let id = text(0, t, "?")?;
-                let k = id.as_str();
-                let call_id: CallId = text(1, t, k)?.parse().map_err(|e| b.corrupt(t, k, e))?;
-                let args = SerializedArguments::from_json(&text(2, t, k)?)
-                    .map_err(|e| b.corrupt(t, k, e))?;
-                let workflow_type: TaskId =
-                    text(5, t, k)?.parse().map_err(|e| b.corrupt(t, k, e))?;
-                let inv = InvocationDTO {
-                    invocation_id: InvocationId::new(k),
-                    call_id: call_id.clone(),
-                    workflow: WorkflowIdentity {
-                        workflow_id: InvocationId::new(text(4, t, k)?),
-                        workflow_type,
-                        parent_workflow_id: opt(6, t, k)?.map(InvocationId::new),
-                    },
-                    parent_invocation_id: opt(3, t, k)?.map(InvocationId::new),
-                };
-                Row::Invocation(Box::new((
-                    inv,
-                    CallDTO {
-                        call_id,
-                        serialized_arguments: args,
-                    },
-                )))
+                let id = text(0, "invocations", "?")?;
+                Row::Invocation(Box::new(b.decode_invocation(
+                    r,
+                    InvocationId::new(id),
+                    1,
+                )?))
             }
             Kind::History => {
-                let t = "history";
-                let key = text(1, t, "?")?;
-                let time_key = r
-                    .try_get::<_, f64>(2)
-                    .ok()
-                    .filter(|k| k.is_finite())
-                    .ok_or_else(|| b.corrupt(t, &key, "ts_key is not a finite number"))?;
-                let record = taskstate_core::InvocationHistory::from_json(&text(3, t, &key)?)
-                    .map_err(|e| b.corrupt(t, &key, e))?;
-                Row::History(
-                    InvocationId::new(key),
-                    StoredHistory {
-                        record,
-                        time_key: TimeKey::from_seconds(time_key),
-                    },
-                )
+                let key = text(1, "history", "?")?;
+                Row::History(InvocationId::new(key), b.decode_stored_history(r, 3, 1, 2)?)
             }
             Kind::Result => {
                 let id = text(0, "results", "?")?;
@@ -371,15 +328,7 @@ impl<'a> PgSnapshot<'a> {
                 let v = text(1, "exceptions", &id)?;
                 Row::Exception(InvocationId::new(id), v)
             }
-            Kind::WorkflowRun => {
-                let t = "workflows";
-                let id = text(0, t, "?")?;
-                Row::WorkflowRun(WorkflowIdentity {
-                    workflow_type: text(1, t, &id)?.parse().map_err(|e| b.corrupt(t, &id, e))?,
-                    parent_workflow_id: opt(2, t, &id)?.map(InvocationId::new),
-                    workflow_id: InvocationId::new(id),
-                })
-            }
+            Kind::WorkflowRun => Row::WorkflowRun(b.decode_workflow(r)?),
             Kind::SubInvocation => {
                 let t = "workflow_sub_invocations";
                 let w = text(0, t, "?")?;
@@ -410,7 +359,8 @@ impl<'a> PgSnapshot<'a> {
                         hostname: text(4, t, &id)?,
                         thread_id: int(5, t, &id)?,
                     },
-                    opt(2, t, &id)?.map(RunnerId::new),
+                    b.opt_id(r, 2, t, &id)?
+                        .map(|p| RunnerId::new(p.into_string())),
                 )
             }
         })
@@ -425,8 +375,7 @@ impl Drop for PgSnapshot<'_> {
 
 impl Snapshot for PgSnapshot<'_> {
     fn page(&mut self, kind: Kind, after: Option<&Cursor>, limit: usize) -> Result<Page<Row>> {
-        check_page_size(limit)?;
-        let fetch = taskstate_core::fetch_limit(limit);
+        let fetch = taskstate_core::engine::fetch_limit(limit);
         let bulk = &self.backend.sql.bulk;
         let rows = match after {
             None => {
@@ -570,10 +519,9 @@ fn raw_texts(row: &Row) -> Vec<&str> {
     }
 }
 
-/// The contract's input rules plus this engine's own: PostgreSQL text
-/// cannot hold a NUL character.
-pub(crate) fn check_row(row: &Row) -> Result<()> {
-    row.check()?;
+/// This engine's own input rule: PostgreSQL text cannot hold a NUL
+/// character.
+pub(crate) fn no_nul_in_text(row: &Row) -> Result<()> {
     if raw_texts(row).iter().any(|t| t.contains('\0')) {
         return Err(Error::InvalidInput(format!(
             "{} row: PostgreSQL text cannot hold NUL characters",
@@ -585,9 +533,6 @@ pub(crate) fn check_row(row: &Row) -> Result<()> {
 
 /// Writes `rows` in one transaction, one statement per kind present.
 pub(crate) fn write_rows(b: &PostgresBackend, rows: &[Row]) -> Result<()> {
-    for r in rows {
-        check_row(r)?;
-    }
     if rows.is_empty() {
         return Ok(());
     }
@@ -620,8 +565,8 @@ pub(crate) fn write_rows(b: &PostgresBackend, rows: &[Row]) -> Result<()> {
             Row::RunnerContext(c, p) => runners.push((c, p)),
         }
     }
-    let inv_cols = crate::invocation_columns(invocations.iter().map(|(i, c)| (*i, *c)));
-    let hist_cols = crate::history_columns(&history);
+    let inv_cols = invocation_columns(invocations.iter().map(|(i, c)| (*i, *c)));
+    let hist_cols = history_columns(&history);
     let pairs = |v: Vec<(&str, &str)>| -> (Vec<String>, Vec<String>) {
         last_of(v, |(k, _)| *k)
             .into_iter()
@@ -680,10 +625,10 @@ pub(crate) fn write_rows(b: &PostgresBackend, rows: &[Row]) -> Result<()> {
             )?;
         }
         if let Some(c) = &inv_cols {
-            crate::exec_invocations(db, sql, c)?;
+            exec_invocations(db, sql, c)?;
         }
         if let Some(h) = &hist_cols {
-            crate::exec_history(db, sql, h)?;
+            exec_history(db, sql, h)?;
         }
         if !res.0.is_empty() {
             db.execute(&sql.bulk.results, &[&res.0, &res.1])?;

@@ -377,7 +377,7 @@ impl Store {
 
     /// An app info as JSON text; `NotFoundError` (a `KeyError`) if absent.
     fn get_app_info(&self, py: Python<'_>, app_id: &str) -> PyResult<String> {
-        let id = app_id.to_owned();
+        let id = taskstate::AppId::new(app_id);
         Ok(self.run(py, |b| b.get_app_info(&id))?.to_json())
     }
 
@@ -388,7 +388,7 @@ impl Store {
             .into_iter()
             .map(|a| {
                 let json = a.to_json();
-                (a.app_id, json)
+                (a.app_id.into_string(), json)
             })
             .collect())
     }

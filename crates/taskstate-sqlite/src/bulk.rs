@@ -18,16 +18,17 @@ use taskstate_core::bulk::{
 };
 use taskstate_core::{
     Cursor, Error, InvocationId, KeyRange, Kind, Page, Result, Row, RunnerContext, RunnerId,
-    Snapshot, check_page_size,
+    Snapshot,
 };
 
+use crate::SqliteBackend;
+use crate::decode::{
+    T_APP, T_HIST, T_INV, T_RUN, decode_app, decode_invocation, decode_stored_history,
+    decode_workflow, int_at, opt_id_at, text_at,
+};
+use crate::encode::{invocation_row, runner_row, workflow_run_op};
 use crate::errors::{Ctx, sql_err};
 use crate::writer::{HistoryRow, WriteOp};
-use crate::{
-    SqliteBackend, T_APP, T_HIST, T_INV, T_RUN, decode_app, decode_invocation,
-    decode_stored_history, decode_workflow, int_at, invocation_row, opt_id_at, runner_row, text_at,
-    workflow_run_op,
-};
 
 const T_RES: &str = "state_backend_results";
 const T_EXC: &str = "state_backend_exceptions";
@@ -263,7 +264,6 @@ fn range_clause(col: &str, range: &KeyRange, extra: Option<&str>) -> (String, Ve
 
 impl Snapshot for SqliteSnapshot<'_> {
     fn page(&mut self, kind: Kind, after: Option<&Cursor>, limit: usize) -> Result<Page<Row>> {
-        check_page_size(limit)?;
         let (cols, table, keys) = layout(kind);
         let mut params: Vec<SqlValue> = Vec::new();
         let mut clause = String::new();
@@ -280,7 +280,9 @@ impl Snapshot for SqliteSnapshot<'_> {
             let marks: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
             clause = format!(" WHERE ({}) > ({})", keys.join(", "), marks.join(", "));
         }
-        params.push(SqlValue::Integer(taskstate_core::fetch_limit(limit)));
+        params.push(SqlValue::Integer(taskstate_core::engine::fetch_limit(
+            limit,
+        )));
         let sql = format!(
             "SELECT {cols} FROM {table}{clause} ORDER BY {} LIMIT ?{}",
             keys.join(", "),
@@ -358,11 +360,10 @@ impl Snapshot for SqliteSnapshot<'_> {
     }
 }
 
-/// Encodes `rows` (each checked) as one write operation.
+/// Encodes `rows` (checked by the caller) as one write operation.
 pub(crate) fn encode(rows: &[Row]) -> Result<WriteOp> {
     let mut ops = Vec::new();
     for r in rows {
-        r.check()?;
         let op = match r {
             Row::Invocation(p) => WriteOp::Invocations(vec![invocation_row(&p.0, &p.1)]),
             Row::History(key, h) => WriteOp::Histories(vec![HistoryRow {
@@ -390,7 +391,7 @@ pub(crate) fn encode(rows: &[Row]) -> Result<WriteOp> {
                 value: v.clone(),
             },
             Row::AppInfo(a) => WriteOp::AppInfo {
-                id: a.app_id.clone(),
+                id: a.app_id.as_str().to_owned(),
                 json: a.to_json(),
             },
             Row::RunnerContext(c, parent) => WriteOp::Runners(vec![runner_row(c, parent.as_ref())]),

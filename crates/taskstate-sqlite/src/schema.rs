@@ -170,7 +170,7 @@ pub fn open_connection(uri: &str, settings: &ConnSettings, ctx: &Ctx) -> Result<
 /// For a read-only open: the version is one this engine reads, and the
 /// file holds the reference tables (written by taskstate or by pynenc).
 /// Reads only.
-pub fn check_read_only(conn: &Connection, ctx: &Ctx) -> Result<()> {
+pub fn verify_read_only(conn: &Connection, ctx: &Ctx) -> Result<()> {
     refuse_newer(user_version(conn, ctx)?, ctx)?;
     let mut st = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")

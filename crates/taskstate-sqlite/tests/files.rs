@@ -262,7 +262,10 @@ fn corrupt_values_results_apps_workflows() {
         &["state_backend_exceptions[c]"],
     );
     let (_d, b) = corrupted("UPDATE state_backend_app_info SET app_info_json = '{\"app_id\": 1}'");
-    assert_corrupt(b.get_app_info("app"), &["state_backend_app_info[app]"]);
+    assert_corrupt(
+        b.get_app_info(&taskstate_core::AppId::new("app")),
+        &["state_backend_app_info[app]"],
+    );
     assert_corrupt(b.discover_app_infos(), &["state_backend_app_info[app]"]);
     let (_d, b) = corrupted("UPDATE state_backend_workflows SET workflow_type_key = 'x'");
     assert_corrupt(b.get_all_workflow_runs(), &["state_backend_workflows[p]"]);

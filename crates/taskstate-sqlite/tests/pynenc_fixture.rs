@@ -170,18 +170,23 @@ fn every_value_reads_back_as_pynenc_read_it() {
         .all_workflow_data()
         .unwrap()
         .into_iter()
-        .map(|(w, k, v)| json!({"workflow_id": w.as_str(), "key": k, "stored": v}))
+        .map(|d| json!({"workflow_id": d.workflow_id.as_str(), "key": d.key, "stored": d.value}))
         .collect();
     assert_eq!(Value::Array(data), exp["workflow_data"]);
 
     // Apps.
     let app_id = s(&exp["queries"]["app_id"]);
-    assert_eq!(b.get_app_info(app_id).unwrap().to_value(), exp["app_info"]);
+    assert_eq!(
+        b.get_app_info(&taskstate_core::AppId::new(app_id))
+            .unwrap()
+            .to_value(),
+        exp["app_info"]
+    );
     let apps: Vec<Value> = b
         .discover_app_infos()
         .unwrap()
         .iter()
-        .map(|a| json!({"app_id": a.app_id, "app_info": a.to_value()}))
+        .map(|a| json!({"app_id": a.app_id.as_str(), "app_info": a.to_value()}))
         .collect();
     assert_eq!(Value::Array(apps), exp["app_infos"]);
 

@@ -483,7 +483,7 @@ pub fn export_with<W: Write>(
     each_row(snap.as_mut(), Kind::AppInfo, |row| {
         if let Row::AppInfo(a) = row {
             written.add(Kind::AppInfo, 1);
-            doc.element(&json!({"app_id": a.app_id, "app_info": a.to_value()}))?;
+            doc.element(&json!({"app_id": a.app_id.as_str(), "app_info": a.to_value()}))?;
         }
         Ok(())
     })?;

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::Value;
 use taskstate::{
-    AppInfo, CallDTO, Cursor, Error, HistoryRow, InvocationDTO, InvocationHistory, InvocationId,
-    Kind, Page, Result, Row, RunnerContext, RunnerId, Snapshot, StateBackend, StoredHistory,
-    TaskId, TimeRange, WorkflowIdentity, copy, export, open,
+    AppId, AppInfo, CallDTO, Cursor, Error, HistoryRow, InvocationDTO, InvocationHistory,
+    InvocationId, Kind, Page, Result, Row, RunnerContext, RunnerId, Snapshot, StateBackend,
+    StoredHistory, TaskId, TimeRange, WorkflowIdentity, copy, export, open,
 };
 use taskstate_memory::MemoryBackend;
 
@@ -145,7 +145,7 @@ impl StateBackend for Flaky {
     fn store_app_info(&self, a: &AppInfo) -> Result<()> {
         self.inner.store_app_info(a)
     }
-    fn get_app_info(&self, id: &str) -> Result<AppInfo> {
+    fn get_app_info(&self, id: &AppId) -> Result<AppInfo> {
         self.inner.get_app_info(id)
     }
     fn discover_app_infos(&self) -> Result<Vec<AppInfo>> {

@@ -1,0 +1,268 @@
+//! Row decoding: every column is read through these helpers, which turn
+//! anything unexpected (NULL, a wrong type, bad UTF-8, JSON that does not
+//! parse) into `Corrupt` naming the file, the table and the row's key.
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Row};
+use taskstate_core::engine::{absent_if_empty, resolve_runner_chain};
+use taskstate_core::{
+    AppInfo, CallDTO, CallId, InvocationDTO, InvocationHistory, InvocationId, Result,
+    RunnerContext, RunnerId, SerializedArguments, StoredHistory, TaskId, TimeKey, WorkflowIdentity,
+};
+
+use crate::errors::{Ctx, corrupt, sql_err};
+
+/// Reads a column as text, as the reference stores it (TEXT, or a BLOB
+/// column holding UTF-8); anything else is corrupt data.
+pub(crate) fn text_at(
+    row: &Row<'_>,
+    i: usize,
+    ctx: &Ctx,
+    table: &str,
+    key: &str,
+) -> Result<String> {
+    opt_text_at(row, i, ctx, table, key)?
+        .ok_or_else(|| corrupt(ctx, table, key, format!("column {i} is NULL")))
+}
+
+pub(crate) fn opt_text_at(
+    row: &Row<'_>,
+    i: usize,
+    ctx: &Ctx,
+    table: &str,
+    key: &str,
+) -> Result<Option<String>> {
+    let v = row
+        .get_ref(i)
+        .map_err(|e| corrupt(ctx, table, key, format!("column {i}: {e}")))?;
+    let bytes = match v {
+        ValueRef::Null => return Ok(None),
+        ValueRef::Text(b) | ValueRef::Blob(b) => b,
+        other => {
+            return Err(corrupt(
+                ctx,
+                table,
+                key,
+                format!("column {i} holds {:?}, expected text", other.data_type()),
+            ));
+        }
+    };
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|e| corrupt(ctx, table, key, format!("column {i} is not UTF-8: {e}")))
+}
+
+/// An optional id column: NULL and `''` both mean absent (the reference
+/// writes `''` for a missing workflow parent and reads falsy as none).
+pub(crate) fn opt_id_at(
+    row: &Row<'_>,
+    i: usize,
+    ctx: &Ctx,
+    table: &str,
+    key: &str,
+) -> Result<Option<String>> {
+    Ok(absent_if_empty(opt_text_at(row, i, ctx, table, key)?).map(InvocationId::into_string))
+}
+
+pub(crate) fn int_at(row: &Row<'_>, i: usize, ctx: &Ctx, table: &str, key: &str) -> Result<i64> {
+    match row.get_ref(i) {
+        Ok(ValueRef::Integer(n)) => Ok(n),
+        Ok(other) => Err(corrupt(
+            ctx,
+            table,
+            key,
+            format!("column {i} holds {:?}, expected integer", other.data_type()),
+        )),
+        Err(e) => Err(corrupt(ctx, table, key, format!("column {i}: {e}"))),
+    }
+}
+
+pub(crate) fn real_at(row: &Row<'_>, i: usize, ctx: &Ctx, table: &str, key: &str) -> Result<f64> {
+    match row.get_ref(i) {
+        Ok(ValueRef::Real(f)) => Ok(f),
+        Ok(ValueRef::Integer(n)) => Ok(n as f64),
+        Ok(other) => Err(corrupt(
+            ctx,
+            table,
+            key,
+            format!("column {i} holds {:?}, expected real", other.data_type()),
+        )),
+        Err(e) => Err(corrupt(ctx, table, key, format!("column {i}: {e}"))),
+    }
+}
+
+pub(crate) const T_INV: &str = "state_backend_invocations";
+pub(crate) const T_HIST: &str = "state_backend_history";
+pub(crate) const T_WF: &str = "state_backend_workflows";
+pub(crate) const T_APP: &str = "state_backend_app_info";
+pub(crate) const T_RUN: &str = "state_backend_runner_contexts";
+
+/// Collects a single-column id query.
+pub(crate) fn ids(
+    ctx: &Ctx,
+    c: &Connection,
+    sql: &str,
+    table: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<InvocationId>> {
+    let mut st = c
+        .prepare_cached(sql)
+        .map_err(|e| sql_err(ctx, "prepare", e))?;
+    let mut rows = st.query(params).map_err(|e| sql_err(ctx, "query", e))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
+        out.push(InvocationId::new(text_at(row, 0, ctx, table, "id")?));
+    }
+    Ok(out)
+}
+
+pub(crate) fn decode_history(
+    ctx: &Ctx,
+    row: &Row<'_>,
+    json_col: usize,
+    id_col: usize,
+) -> Result<InvocationHistory> {
+    // Decoded straight from SQLite's buffer (no copy of the JSON text);
+    // the key is read only to name a bad row.
+    let key = || opt_text_at(row, id_col, ctx, T_HIST, "?").map(Option::unwrap_or_default);
+    let json = match row.get_ref(json_col) {
+        Ok(ValueRef::Text(b) | ValueRef::Blob(b)) => std::str::from_utf8(b).ok(),
+        _ => None,
+    };
+    match json {
+        Some(json) => InvocationHistory::from_json(json).map_err(|e| match key() {
+            Ok(k) => corrupt(ctx, T_HIST, &k, e),
+            Err(err) => err,
+        }),
+        // Not text: let the generic reader produce the precise error.
+        None => {
+            let k = key()?;
+            let json = text_at(row, json_col, ctx, T_HIST, &k)?;
+            InvocationHistory::from_json(&json).map_err(|e| corrupt(ctx, T_HIST, &k, e))
+        }
+    }
+}
+
+/// An invocation and its call from the columns `call_id_key,
+/// serialized_arguments, parent_invocation_id, workflow_id,
+/// workflow_type_key, parent_workflow_id` starting at column `at`.
+pub(crate) fn decode_invocation(
+    ctx: &Ctx,
+    row: &Row<'_>,
+    id: &InvocationId,
+    at: usize,
+) -> Result<(InvocationDTO, CallDTO)> {
+    let k = id.as_str();
+    let call_id: CallId = text_at(row, at, ctx, T_INV, k)?
+        .parse()
+        .map_err(|e| corrupt(ctx, T_INV, k, e))?;
+    let args = SerializedArguments::from_json(&text_at(row, at + 1, ctx, T_INV, k)?)
+        .map_err(|e| corrupt(ctx, T_INV, k, e))?;
+    let workflow_type: TaskId = text_at(row, at + 4, ctx, T_INV, k)?
+        .parse()
+        .map_err(|e| corrupt(ctx, T_INV, k, e))?;
+    Ok((
+        InvocationDTO {
+            invocation_id: id.clone(),
+            call_id: call_id.clone(),
+            workflow: WorkflowIdentity {
+                workflow_id: InvocationId::new(text_at(row, at + 3, ctx, T_INV, k)?),
+                workflow_type,
+                parent_workflow_id: opt_id_at(row, at + 5, ctx, T_INV, k)?.map(InvocationId::new),
+            },
+            parent_invocation_id: opt_id_at(row, at + 2, ctx, T_INV, k)?.map(InvocationId::new),
+        },
+        CallDTO {
+            call_id,
+            serialized_arguments: args,
+        },
+    ))
+}
+
+/// A stored history row: the record (JSON at `json_col`) and its stored
+/// time key (`history_timestamp` at `ts_col`); `id_col` names a bad row.
+pub(crate) fn decode_stored_history(
+    ctx: &Ctx,
+    row: &Row<'_>,
+    json_col: usize,
+    id_col: usize,
+    ts_col: usize,
+) -> Result<StoredHistory> {
+    let record = decode_history(ctx, row, json_col, id_col)?;
+    let time_key = match row.get_ref(ts_col) {
+        Ok(ValueRef::Real(s)) if s.is_finite() => s,
+        Ok(ValueRef::Integer(i)) => i as f64,
+        _ => {
+            let key = opt_text_at(row, id_col, ctx, T_HIST, "?")?.unwrap_or_default();
+            return Err(corrupt(
+                ctx,
+                T_HIST,
+                &key,
+                "history_timestamp is not a finite number",
+            ));
+        }
+    };
+    Ok(StoredHistory {
+        record,
+        time_key: TimeKey::from_seconds(time_key),
+    })
+}
+
+pub(crate) fn decode_workflow(ctx: &Ctx, row: &Row<'_>) -> Result<WorkflowIdentity> {
+    let id = text_at(row, 0, ctx, T_WF, "?")?;
+    let ty = text_at(row, 1, ctx, T_WF, &id)?;
+    Ok(WorkflowIdentity {
+        workflow_type: ty.parse().map_err(|e| corrupt(ctx, T_WF, &id, e))?,
+        parent_workflow_id: opt_id_at(row, 2, ctx, T_WF, &id)?.map(InvocationId::new),
+        workflow_id: InvocationId::new(id),
+    })
+}
+
+pub(crate) fn decode_app(ctx: &Ctx, row: &Row<'_>, key: &str) -> Result<AppInfo> {
+    let json = text_at(row, 0, ctx, T_APP, key)?;
+    AppInfo::from_json(&json).map_err(|e| corrupt(ctx, T_APP, key, e))
+}
+
+pub(crate) type RunnerRowDecoded = (RunnerContext, Option<RunnerId>);
+
+/// One runner-context row (without its parent) and its parent id.
+pub(crate) fn load_runner(
+    ctx: &Ctx,
+    c: &Connection,
+    id: &RunnerId,
+) -> Result<Option<RunnerRowDecoded>> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT runner_cls, parent_ctx_id, pid, hostname, thread_id \
+             FROM state_backend_runner_contexts WHERE runner_id = ?1",
+        )
+        .map_err(|e| sql_err(ctx, "prepare", e))?;
+    let mut rows = st
+        .query([id.as_str()])
+        .map_err(|e| sql_err(ctx, "query", e))?;
+    let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? else {
+        return Ok(None);
+    };
+    let k = id.as_str();
+    Ok(Some((
+        RunnerContext {
+            runner_cls: text_at(row, 0, ctx, T_RUN, k)?,
+            runner_id: id.clone(),
+            parent: None,
+            pid: int_at(row, 2, ctx, T_RUN, k)?,
+            hostname: text_at(row, 3, ctx, T_RUN, k)?,
+            thread_id: int_at(row, 4, ctx, T_RUN, k)?,
+        },
+        opt_id_at(row, 1, ctx, T_RUN, k)?.map(RunnerId::new),
+    )))
+}
+
+pub(crate) fn resolve_runner(
+    ctx: &Ctx,
+    c: &Connection,
+    row: RunnerRowDecoded,
+) -> Result<RunnerContext> {
+    resolve_runner_chain(&format!("{} {T_RUN}", ctx.path), row, |id| {
+        load_runner(ctx, c, id)
+    })
+}
