@@ -7,7 +7,7 @@
 //!
 //! let backend = PostgresBackend::connect(
 //!     "postgres://postgres@127.0.0.1:5432/test",
-//!     &PostgresOptions { schema: "taskstate".into(), ..PostgresOptions::default() },
+//!     &PostgresOptions::default().schema("taskstate"),
 //! )?;
 //! backend.set_result(&InvocationId::new("inv-1"), "42")?;
 //! # Ok::<(), taskstate_core::Error>(())
@@ -67,6 +67,7 @@ pub const SCHEMA_VERSION: i64 = 2;
 
 /// Connection options.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PostgresOptions {
     /// The PostgreSQL schema holding the tables (letters, digits, `_`;
     /// at most 63 bytes). Default `taskstate`.
@@ -99,6 +100,50 @@ impl Default for PostgresOptions {
             retry_for: Duration::from_secs(15),
             read_only: false,
         }
+    }
+}
+
+impl PostgresOptions {
+    /// Sets [`PostgresOptions::schema`].
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets [`PostgresOptions::max_connections`].
+    #[must_use]
+    pub fn max_connections(mut self, max_connections: u32) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets [`PostgresOptions::connect_timeout`].
+    #[must_use]
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Sets [`PostgresOptions::statement_timeout`].
+    #[must_use]
+    pub fn statement_timeout(mut self, statement_timeout: Duration) -> Self {
+        self.statement_timeout = statement_timeout;
+        self
+    }
+
+    /// Sets [`PostgresOptions::retry_for`].
+    #[must_use]
+    pub fn retry_for(mut self, retry_for: Duration) -> Self {
+        self.retry_for = retry_for;
+        self
+    }
+
+    /// Sets [`PostgresOptions::read_only`].
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 }
 

@@ -76,11 +76,9 @@ pub fn fresh_schema(prefix: &str) -> String {
 pub fn fresh_backend(prefix: &str) -> Option<(PostgresBackend, SchemaGuard)> {
     let url = test_url()?;
     let schema = fresh_schema(prefix);
-    let options = PostgresOptions {
-        schema: schema.clone(),
-        max_connections: 10,
-        ..PostgresOptions::default()
-    };
+    let options = PostgresOptions::default()
+        .schema(schema.clone())
+        .max_connections(10);
     let backend = PostgresBackend::connect(&url, &options)
         .unwrap_or_else(|e| panic!("connect to {URL_VAR}: {e}"));
     Some((backend, SchemaGuard { url, schema }))

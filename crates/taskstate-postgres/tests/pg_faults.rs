@@ -43,11 +43,9 @@ fn terminated_backends_are_replaced_and_nothing_acknowledged_is_lost() {
     const PER: usize = 12;
     let b = PostgresBackend::connect(
         &with_app(&url, &app),
-        &PostgresOptions {
-            schema: schema.clone(),
-            max_connections: THREADS as u32,
-            ..PostgresOptions::default()
-        },
+        &PostgresOptions::default()
+            .schema(schema.clone())
+            .max_connections(THREADS as u32),
     )
     .unwrap();
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -130,10 +128,7 @@ fn a_listener_that_never_answers_times_out_with_a_clear_error() {
     });
     let err = PostgresBackend::connect(
         &format!("postgres://u:secret@127.0.0.1:{port}/db"),
-        &PostgresOptions {
-            connect_timeout: Duration::from_millis(300),
-            ..PostgresOptions::default()
-        },
+        &PostgresOptions::default().connect_timeout(Duration::from_millis(300)),
     )
     .unwrap_err();
     let _ = stop_tx.send(());
@@ -152,14 +147,8 @@ fn server_errors_carry_sqlstate_and_message() {
     let Some(url) = test_url() else { return };
     let schema = fresh_schema("ts_fault");
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
-    let b = PostgresBackend::connect(
-        &url,
-        &PostgresOptions {
-            schema: schema.clone(),
-            ..PostgresOptions::default()
-        },
-    )
-    .unwrap();
+    let b =
+        PostgresBackend::connect(&url, &PostgresOptions::default().schema(schema.clone())).unwrap();
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     admin
         .batch_execute(&format!("DROP TABLE \"{schema}\".results"))
@@ -178,11 +167,9 @@ fn a_statement_over_its_timeout_is_cancelled_with_the_servers_reason() {
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
     let b = PostgresBackend::connect(
         &url,
-        &PostgresOptions {
-            schema: schema.clone(),
-            statement_timeout: Duration::from_millis(200),
-            ..PostgresOptions::default()
-        },
+        &PostgresOptions::default()
+            .schema(schema.clone())
+            .statement_timeout(Duration::from_millis(200)),
     )
     .unwrap();
     b.set_result(&InvocationId::new("x"), "1").unwrap();

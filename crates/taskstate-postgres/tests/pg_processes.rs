@@ -30,11 +30,9 @@ fn run_child(args: &[String]) -> Result<(), String> {
         return Err(format!("bad child arguments {args:?}"));
     };
     let k: usize = k.parse().map_err(|e| format!("index: {e}"))?;
-    let options = PostgresOptions {
-        schema: schema.clone(),
-        max_connections: 2,
-        ..PostgresOptions::default()
-    };
+    let options = PostgresOptions::default()
+        .schema(schema.clone())
+        .max_connections(2);
     let b = PostgresBackend::connect(url, &options).map_err(|e| format!("connect: {e}"))?;
     processes::writer(&b, k, WRITERS, ITERATIONS)
 }
@@ -50,10 +48,7 @@ fn four_processes_write_without_loss() -> Outcome {
     processes::run_writers(WRITERS, |k| {
         vec![url.clone(), schema.clone(), k.to_string()]
     })?;
-    let options = PostgresOptions {
-        schema,
-        ..PostgresOptions::default()
-    };
+    let options = PostgresOptions::default().schema(schema);
     let b = PostgresBackend::connect(&url, &options).map_err(|e| format!("connect: {e}"))?;
     processes::verify_writers(&b, WRITERS, ITERATIONS)
 }

@@ -31,11 +31,9 @@ fn a_server_restart_mid_run_loses_nothing_acknowledged() {
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
     let b = PostgresBackend::connect(
         &url,
-        &PostgresOptions {
-            schema: schema.clone(),
-            max_connections: 4,
-            ..PostgresOptions::default()
-        },
+        &PostgresOptions::default()
+            .schema(schema.clone())
+            .max_connections(4),
     )
     .unwrap();
     let (halfway_tx, halfway_rx) = mpsc::sync_channel::<()>(0);

@@ -24,10 +24,7 @@ fn newer_schema_version_is_refused() {
     };
     sql(&b, "UPDATE {s}.taskstate_schema SET version = 99");
     let url = std::env::var(taskstate_postgres::testing::URL_VAR).unwrap();
-    let opts = PostgresOptions {
-        schema: b.schema().to_owned(),
-        ..PostgresOptions::default()
-    };
+    let opts = PostgresOptions::default().schema(b.schema().to_owned());
     let err = PostgresBackend::connect(&url, &opts).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Incompatible, "{err}");
     assert!(err.to_string().contains("newer"), "{err}");
@@ -78,16 +75,11 @@ fn bad_schema_names_and_unreachable_servers_are_clear_errors() {
     let Some((_b, _guard)) = fresh_backend("ts_srv") else {
         return;
     };
-    let bad = PostgresOptions {
-        schema: "x; DROP SCHEMA public".into(),
-        ..PostgresOptions::default()
-    };
+    let bad = PostgresOptions::default().schema("x; DROP SCHEMA public");
     let e = PostgresBackend::connect("postgres://postgres@127.0.0.1:5432/test", &bad).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    let unreachable = PostgresOptions {
-        connect_timeout: std::time::Duration::from_millis(300),
-        ..PostgresOptions::default()
-    };
+    let unreachable =
+        PostgresOptions::default().connect_timeout(std::time::Duration::from_millis(300));
     let e =
         PostgresBackend::connect("postgres://postgres@127.0.0.1:1/test", &unreachable).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");

@@ -15,14 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.first().map_or(Ok(30_000), |a| a.parse())?;
     let full = args.get(1).is_some_and(|a| a == "full");
-    let options = SqliteOptions {
-        synchronous: if full {
-            Synchronous::Full
-        } else {
-            Synchronous::Normal
-        },
-        ..SqliteOptions::default()
-    };
+    let options = SqliteOptions::default().synchronous(if full {
+        Synchronous::Full
+    } else {
+        Synchronous::Normal
+    });
     let t0 = Timestamp::now();
     let records: Vec<InvocationHistory> = (0..n)
         .map(|i| InvocationHistory {

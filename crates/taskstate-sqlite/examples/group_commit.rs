@@ -14,14 +14,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ops: usize = args.get(1).map_or(Ok(20_000), |a| a.parse())?;
     let full = args.get(2).is_some_and(|a| a == "full");
     let dir = tempfile::tempdir()?;
-    let options = SqliteOptions {
-        synchronous: if full {
-            Synchronous::Full
-        } else {
-            Synchronous::Normal
-        },
-        ..SqliteOptions::default()
-    };
+    let options = SqliteOptions::default().synchronous(if full {
+        Synchronous::Full
+    } else {
+        Synchronous::Normal
+    });
     let b = SqliteBackend::open_with(dir.path().join("gc.db"), &options)?;
     let start = Instant::now();
     std::thread::scope(|s| {

@@ -74,6 +74,7 @@ const ENGINE: &str = "sqlite";
 
 /// How to open a database.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SqliteOptions {
     /// Durability of commits (default [`Synchronous::Normal`]).
     pub synchronous: Synchronous,
@@ -96,6 +97,36 @@ impl Default for SqliteOptions {
             max_idle_readers: 8,
             read_only: false,
         }
+    }
+}
+
+impl SqliteOptions {
+    /// Sets [`SqliteOptions::synchronous`].
+    #[must_use]
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Sets [`SqliteOptions::busy_timeout`].
+    #[must_use]
+    pub fn busy_timeout(mut self, busy_timeout: Duration) -> Self {
+        self.busy_timeout = busy_timeout;
+        self
+    }
+
+    /// Sets [`SqliteOptions::max_idle_readers`].
+    #[must_use]
+    pub fn max_idle_readers(mut self, max_idle_readers: usize) -> Self {
+        self.max_idle_readers = max_idle_readers;
+        self
+    }
+
+    /// Sets [`SqliteOptions::read_only`].
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 }
 

@@ -90,10 +90,7 @@ fn missing_parent_directories_are_created() {
 fn data_survives_reopen_and_full_sync_option() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
-    let opts = SqliteOptions {
-        synchronous: Synchronous::Full,
-        ..SqliteOptions::default()
-    };
+    let opts = SqliteOptions::default().synchronous(Synchronous::Full);
     {
         let b = SqliteBackend::open_with(&path, &opts).unwrap();
         cases::populate_everything(&b);
@@ -346,10 +343,7 @@ fn a_busy_timeout_surfaces_as_retriable_unavailable() {
     let path = dir.path().join("state.db");
     let b = SqliteBackend::open_with(
         &path,
-        &SqliteOptions {
-            busy_timeout: std::time::Duration::from_millis(50),
-            ..SqliteOptions::default()
-        },
+        &SqliteOptions::default().busy_timeout(std::time::Duration::from_millis(50)),
     )
     .unwrap();
     let other = rusqlite::Connection::open(&path).unwrap();
@@ -413,10 +407,7 @@ fn a_failing_write_fails_alone_while_others_share_its_commits() {
 }
 
 fn read_only() -> SqliteOptions {
-    SqliteOptions {
-        read_only: true,
-        ..SqliteOptions::default()
-    }
+    SqliteOptions::default().read_only(true)
 }
 
 /// SPEC §6: a read-only open creates nothing, migrates nothing, reads

@@ -637,11 +637,9 @@ mod raw_pg {
         /// Creates the baseline's tables in `schema` (by the engine itself,
         /// so they are identical) and encodes the workload's parameters.
         pub fn create(url: &str, schema: &str, w: &Workload) -> Result<Self> {
-            let options = PostgresOptions {
-                schema: schema.to_owned(),
-                max_connections: 1,
-                ..PostgresOptions::default()
-            };
+            let options = PostgresOptions::default()
+                .schema(schema.to_owned())
+                .max_connections(1);
             let engine = PostgresBackend::connect(url, &options)?;
             engine.purge()?;
             drop(engine);

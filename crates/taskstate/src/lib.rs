@@ -36,9 +36,21 @@ pub mod copy;
 pub mod export;
 mod import;
 pub mod inspect;
+mod registry;
 mod url;
 
-pub use taskstate_core::*;
+// What applications use. Engine-author plumbing (the `Engine` trait, the
+// input rules, page shaping, the Python-compatible JSON writer) is in
+// `engine`, re-exported under that name only.
+pub use registry::{CheckFn, ENGINES, EngineEntry, OpenFn};
+pub use taskstate_core::{
+    AppId, AppInfo, BoxError, CallDTO, CallId, ChainError, Cursor, DEFAULT_PAGE_SIZE, Entity,
+    Error, ErrorKind, HistoryRow, InvocationDTO, InvocationHistory, InvocationId, InvocationStatus,
+    InvocationStatusRecord, KeyError, KeyRange, Kind, MAX_ID_BYTES, OwnershipError, Page, Pages,
+    Result, Row, RunnerContext, RunnerId, SerializedArguments, Snapshot, StateBackend, StatusFlags,
+    StoredHistory, TaskId, TimeKey, TimeRange, Timestamp, WorkflowData, WorkflowIdentity, args_id,
+    bulk, check_ownership, engine, redact_url, validate_chain,
+};
 pub use url::{EngineUrl, UrlError, open, open_read_only, parse_url};
 
 // The README's Rust examples are compiled and run as doctests.
@@ -56,6 +68,19 @@ pub mod memory {
 #[cfg(feature = "postgres")]
 pub mod postgres {
     pub use taskstate_postgres::{PostgresBackend, PostgresOptions, SCHEMA_VERSION};
+
+    /// The driver's connection URL of a `postgres://` store URL: without
+    /// the parameters this project reads (`schema`, `statement_timeout_ms`,
+    /// `retry_for_ms`).
+    ///
+    /// ```
+    /// let url = taskstate::postgres::connection_url("postgres://u@h/db?schema=s&connect_timeout=5");
+    /// assert_eq!(url.unwrap(), "postgres://u@h/db?connect_timeout=5");
+    /// ```
+    pub fn connection_url(url: &str) -> Result<String, crate::UrlError> {
+        let parsed = crate::parse_url(url)?;
+        crate::registry::postgres_options(&parsed, true).map(|(conn, _)| conn)
+    }
 }
 
 /// The SQLite engine (feature `sqlite`).

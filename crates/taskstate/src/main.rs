@@ -234,7 +234,9 @@ fn open_for_reading(url: &str) -> Result<Box<dyn StateBackend>, String> {
 /// Refuses an export file that is the SQLite store being exported: the
 /// rename at the end would replace the database with its JSON.
 fn refuse_own_source(url: &str, output: &Path) -> CliResult {
-    if let Ok(taskstate::EngineUrl::Sqlite { path, .. }) = taskstate::parse_url(url)
+    if let Ok(parsed) = taskstate::parse_url(url)
+        && parsed.engine == "sqlite"
+        && let Ok(path) = parsed.decoded_body()
         && let (Ok(a), Ok(b)) = (std::fs::canonicalize(&path), std::fs::canonicalize(output))
         && a == b
     {
@@ -375,11 +377,7 @@ fn bench_raw_postgres(
     threads: usize,
     bar: &ProgressBar,
 ) -> Result<Vec<OpResult>, String> {
-    let taskstate::EngineUrl::Postgres { url, .. } =
-        taskstate::parse_url(url).map_err(|e| e.to_string())?
-    else {
-        return Ok(Vec::new());
-    };
+    let url = taskstate::postgres::connection_url(url).map_err(|e| e.to_string())?;
     let schema = format!("taskstate_bench_raw_{}", std::process::id());
     let mut step = |op: &str| bar.set_message(format!("raw-postgres: {op}"));
     let raw =
@@ -540,9 +538,9 @@ fn cmd_bench(
     let mut measured = Vec::new();
     for (name, url) in &urls {
         let results = bench_engine(name, url, &w, threads, &bar)?;
-        let baseline = match taskstate::parse_url(url) {
-            Ok(taskstate::EngineUrl::Sqlite { .. }) => Some("raw-sqlite"),
-            Ok(taskstate::EngineUrl::Postgres { .. }) => Some("raw-postgres"),
+        let baseline = match taskstate::parse_url(url).map(|u| u.engine) {
+            Ok("sqlite") => Some("raw-sqlite"),
+            Ok("postgres") => Some("raw-postgres"),
             _ => None,
         };
         measured.push(Measured {

@@ -5,35 +5,35 @@ use std::fmt;
 
 use taskstate_core::{Error, StateBackend};
 
-/// A parsed engine URL.
+/// A store URL split into its parts, and the registered engine that
+/// handles its scheme. Each engine reads its own path and parameters from it
+/// (see [`crate::ENGINES`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EngineUrl {
-    /// `memory://`
-    Memory,
-    /// `sqlite://PATH[?synchronous=normal|full&busy_timeout_ms=N]`;
-    /// `sqlite://:memory:` is a private in-memory database.
-    Sqlite {
-        /// File path (`:memory:` for in memory).
-        path: String,
-        /// `synchronous=full` was asked for.
-        full_sync: bool,
-        /// `busy_timeout_ms`, if given.
-        busy_timeout_ms: Option<u64>,
-    },
-    /// `postgres://user@host:port/db?schema=name[&statement_timeout_ms=N][&retry_for_ms=N]`
-    /// (and every parameter the `postgres` crate takes, such as libpq's
-    /// `connect_timeout` in seconds).
-    Postgres {
-        /// The connection URL as the `postgres` crate takes it (without
-        /// the parameters above).
-        url: String,
-        /// The PostgreSQL schema (default `taskstate`).
-        schema: String,
-        /// `statement_timeout_ms`, if given (0: none).
-        statement_timeout_ms: Option<u64>,
-        /// `retry_for_ms`, if given: how long lost connections are retried.
-        retry_for_ms: Option<u64>,
-    },
+pub struct EngineUrl {
+    /// The name of the engine that handles the scheme (`memory`, `sqlite`,
+    /// `postgres`…).
+    pub engine: &'static str,
+    /// The scheme as written (`postgresql` stays `postgresql`).
+    pub scheme: String,
+    /// What follows `://` up to `?`, as written (not percent-decoded).
+    pub body: String,
+    /// The `key=value` pairs after `?`, in order, as written.
+    pub params: Vec<(String, String)>,
+}
+
+impl EngineUrl {
+    /// The body percent-decoded (a file path, for instance).
+    pub fn decoded_body(&self) -> Result<String, UrlError> {
+        percent_decode(&self.body)
+    }
+
+    /// The parameters, percent-decoded.
+    pub fn decoded_params(&self) -> Result<Vec<(String, String)>, UrlError> {
+        self.params
+            .iter()
+            .map(|(k, v)| Ok((percent_decode(k)?, percent_decode(v)?)))
+            .collect()
+    }
 }
 
 /// Why a URL could not be opened.
@@ -80,7 +80,19 @@ impl std::error::Error for UrlError {
     }
 }
 
-fn percent_decode(s: &str) -> Result<String, UrlError> {
+/// A URL that cannot be opened is an error of the contract's kinds:
+/// `InvalidInput` for a URL nobody can open as written, the engine's own
+/// error when it refused.
+impl From<UrlError> for Error {
+    fn from(e: UrlError) -> Self {
+        match e {
+            UrlError::Open(inner) => inner,
+            other => Error::invalid(other.to_string()),
+        }
+    }
+}
+
+pub(crate) fn percent_decode(s: &str) -> Result<String, UrlError> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -101,15 +113,14 @@ fn percent_decode(s: &str) -> Result<String, UrlError> {
         .map_err(|_| UrlError::Malformed(format!("{s:?} is not UTF-8 once decoded")))
 }
 
-/// Parses an engine URL without opening anything.
+/// Parses an engine URL and checks its path and parameters with the
+/// engine that handles its scheme, without opening anything.
 ///
 /// ```
-/// use taskstate::{parse_url, EngineUrl};
-/// assert_eq!(parse_url("memory://").unwrap(), EngineUrl::Memory);
-/// let EngineUrl::Sqlite { path, full_sync, .. } =
-///     parse_url("sqlite:///var/lib/app/state.db?synchronous=full").unwrap()
-/// else { unreachable!() };
-/// assert_eq!((path.as_str(), full_sync), ("/var/lib/app/state.db", true));
+/// use taskstate::parse_url;
+/// assert_eq!(parse_url("memory://").unwrap().engine, "memory");
+/// let u = parse_url("sqlite:///var/lib/app/state.db?synchronous=full").unwrap();
+/// assert_eq!((u.engine, u.decoded_body().unwrap().as_str()), ("sqlite", "/var/lib/app/state.db"));
 /// assert!(parse_url("redis://x").is_err());
 /// ```
 pub fn parse_url(url: &str) -> Result<EngineUrl, UrlError> {
@@ -123,103 +134,40 @@ pub fn parse_url(url: &str) -> Result<EngineUrl, UrlError> {
         Some((b, q)) => (b, Some(q)),
         None => (rest, None),
     };
-    let mut params = Vec::new();
-    for pair in query
+    let params = query
         .into_iter()
         .flat_map(|q| q.split('&'))
         .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        params.push((percent_decode(k)?, percent_decode(v)?));
-    }
-    match scheme.to_ascii_lowercase().as_str() {
-        "memory" => {
-            if !body.is_empty() || !params.is_empty() {
-                return Err(UrlError::Malformed(
-                    "memory:// takes no path or parameters".into(),
-                ));
-            }
-            Ok(EngineUrl::Memory)
-        }
-        "sqlite" => {
-            let path = percent_decode(body)?;
-            if path.is_empty() {
-                return Err(UrlError::Malformed(
-                    "sqlite:// needs a path: sqlite://relative/state.db or sqlite:///absolute/state.db".into(),
-                ));
-            }
-            let (mut full_sync, mut busy_timeout_ms) = (false, None);
-            for (k, v) in params {
-                match (k.as_str(), v.to_ascii_lowercase().as_str()) {
-                    ("synchronous", "full") => full_sync = true,
-                    ("synchronous", "normal") => full_sync = false,
-                    ("busy_timeout_ms", n) => {
-                        busy_timeout_ms = Some(n.parse().map_err(|_| {
-                            UrlError::Malformed(format!("busy_timeout_ms={v:?} is not a number"))
-                        })?);
-                    }
-                    _ => {
-                        return Err(UrlError::Malformed(format!(
-                            "unknown sqlite parameter {k}={v} (known: synchronous=normal|full, busy_timeout_ms=N)"
-                        )));
-                    }
-                }
-            }
-            Ok(EngineUrl::Sqlite {
-                path,
-                full_sync,
-                busy_timeout_ms,
-            })
-        }
-        "postgres" | "postgresql" => {
-            let mut schema = "taskstate".to_owned();
-            let (mut statement_timeout_ms, mut retry_for_ms) = (None, None);
-            let mut rest = Vec::new();
-            let ms = |k: &str, v: &str| {
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|n| *n <= 86_400_000)
-                    .ok_or_else(|| {
-                        UrlError::Malformed(format!(
-                            "{k}={v:?} is not a number of milliseconds up to 86400000"
-                        ))
-                    })
-            };
-            for pair in query
-                .into_iter()
-                .flat_map(|q| q.split('&'))
-                .filter(|p| !p.is_empty())
-            {
-                match pair.split_once('=') {
-                    Some(("schema", v)) => schema = percent_decode(v)?,
-                    Some((k @ "statement_timeout_ms", v)) => statement_timeout_ms = Some(ms(k, v)?),
-                    Some((k @ "retry_for_ms", v)) => retry_for_ms = Some(ms(k, v)?),
-                    _ => rest.push(pair),
-                }
-            }
-            let mut url = format!("{scheme}://{body}");
-            if !rest.is_empty() {
-                url.push('?');
-                url.push_str(&rest.join("&"));
-            }
-            Ok(EngineUrl::Postgres {
-                url,
-                schema,
-                statement_timeout_ms,
-                retry_for_ms,
-            })
-        }
-        other => Err(UrlError::UnknownScheme(other.to_owned())),
-    }
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let lower = scheme.to_ascii_lowercase();
+    let entry = crate::ENGINES
+        .iter()
+        .find(|e| e.schemes.contains(&lower.as_str()))
+        .ok_or_else(|| UrlError::UnknownScheme(lower.clone()))?;
+    let parsed = EngineUrl {
+        engine: entry.name,
+        scheme: scheme.to_owned(),
+        body: body.to_owned(),
+        params,
+    };
+    let check = entry.check.ok_or_else(|| UrlError::FeatureDisabled {
+        scheme: lower,
+        feature: entry.feature,
+    })?;
+    check(&parsed)?;
+    Ok(parsed)
 }
 
-/// Opens the engine a URL names.
-///
-/// - `memory://` — the in-memory engine (feature `memory`);
-/// - `sqlite://PATH` — a SQLite file, relative (`sqlite://data/state.db`) or
-///   absolute (`sqlite:///var/lib/app/state.db`); parameters
-///   `synchronous=normal|full` and `busy_timeout_ms=N`; `sqlite://:memory:`
-///   for a private in-memory database (feature `sqlite`).
+/// Opens the engine a URL names: `memory://`, `sqlite://PATH` (relative
+/// `sqlite://data/state.db` or absolute `sqlite:///var/lib/app/state.db`;
+/// parameters `synchronous=normal|full`, `busy_timeout_ms=N`;
+/// `sqlite://:memory:` for a private in-memory database), and
+/// `postgres://user@host:port/db?schema=name` — each behind its cargo
+/// feature (see [`crate::ENGINES`]).
 ///
 /// An unknown scheme, or one whose feature is off, is an error that says so.
 pub fn open(url: &str) -> Result<Box<dyn StateBackend>, UrlError> {
@@ -243,119 +191,16 @@ pub fn open_read_only(url: &str) -> Result<Box<dyn StateBackend>, UrlError> {
 }
 
 fn open_mode(url: &str, read_only: bool) -> Result<Box<dyn StateBackend>, UrlError> {
-    match parse_url(url)? {
-        EngineUrl::Memory => open_memory(),
-        EngineUrl::Sqlite {
-            path,
-            full_sync,
-            busy_timeout_ms,
-        } => open_sqlite(&path, full_sync, busy_timeout_ms, read_only),
-        EngineUrl::Postgres {
-            url,
-            schema,
-            statement_timeout_ms,
-            retry_for_ms,
-        } => {
-            let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
-            open_postgres(
-                &url,
-                &schema,
-                ms(statement_timeout_ms),
-                ms(retry_for_ms),
-                read_only,
-            )
-        }
-    }
-}
-
-#[cfg(feature = "postgres")]
-fn open_postgres(
-    url: &str,
-    schema: &str,
-    statement_timeout: Option<std::time::Duration>,
-    retry_for: Option<std::time::Duration>,
-    read_only: bool,
-) -> Result<Box<dyn StateBackend>, UrlError> {
-    use taskstate_postgres::{PostgresBackend, PostgresOptions};
-    let defaults = PostgresOptions::default();
-    let options = PostgresOptions {
-        schema: schema.to_owned(),
-        read_only,
-        statement_timeout: statement_timeout.unwrap_or(defaults.statement_timeout),
-        retry_for: retry_for.unwrap_or(defaults.retry_for),
-        ..defaults
-    };
-    PostgresBackend::connect(url, &options)
-        .map(|b| Box::new(b) as Box<dyn StateBackend>)
-        .map_err(UrlError::Open)
-}
-
-#[cfg(not(feature = "postgres"))]
-fn open_postgres(
-    _: &str,
-    _: &str,
-    _: Option<std::time::Duration>,
-    _: Option<std::time::Duration>,
-    _: bool,
-) -> Result<Box<dyn StateBackend>, UrlError> {
-    Err(UrlError::FeatureDisabled {
-        scheme: "postgres".into(),
-        feature: "postgres",
-    })
-}
-
-#[cfg(feature = "memory")]
-fn open_memory() -> Result<Box<dyn StateBackend>, UrlError> {
-    Ok(Box::new(taskstate_memory::MemoryBackend::new()))
-}
-
-#[cfg(not(feature = "memory"))]
-fn open_memory() -> Result<Box<dyn StateBackend>, UrlError> {
-    Err(UrlError::FeatureDisabled {
-        scheme: "memory".into(),
-        feature: "memory",
-    })
-}
-
-#[cfg(feature = "sqlite")]
-fn open_sqlite(
-    path: &str,
-    full_sync: bool,
-    busy_timeout_ms: Option<u64>,
-    read_only: bool,
-) -> Result<Box<dyn StateBackend>, UrlError> {
-    use taskstate_sqlite::{SqliteBackend, SqliteOptions, Synchronous};
-    if path == ":memory:" {
-        return SqliteBackend::open_in_memory()
-            .map(|b| Box::new(b) as Box<dyn StateBackend>)
-            .map_err(UrlError::Open);
-    }
-    let mut opts = SqliteOptions {
-        read_only,
-        ..SqliteOptions::default()
-    };
-    if full_sync {
-        opts.synchronous = Synchronous::Full;
-    }
-    if let Some(ms) = busy_timeout_ms {
-        opts.busy_timeout = std::time::Duration::from_millis(ms);
-    }
-    SqliteBackend::open_with(path, &opts)
-        .map(|b| Box::new(b) as Box<dyn StateBackend>)
-        .map_err(UrlError::Open)
-}
-
-#[cfg(not(feature = "sqlite"))]
-fn open_sqlite(
-    _: &str,
-    _: bool,
-    _: Option<u64>,
-    _: bool,
-) -> Result<Box<dyn StateBackend>, UrlError> {
-    Err(UrlError::FeatureDisabled {
-        scheme: "sqlite".into(),
-        feature: "sqlite",
-    })
+    let parsed = parse_url(url)?;
+    let entry = crate::ENGINES
+        .iter()
+        .find(|e| e.name == parsed.engine)
+        .ok_or_else(|| UrlError::UnknownScheme(parsed.scheme.clone()))?;
+    let open = entry.open.ok_or_else(|| UrlError::FeatureDisabled {
+        scheme: parsed.scheme.clone(),
+        feature: entry.feature,
+    })?;
+    open(&parsed, read_only)
 }
 
 #[cfg(test)]
@@ -364,10 +209,7 @@ mod tests {
 
     #[test]
     fn sqlite_paths() {
-        let p = |u: &str| match parse_url(u).unwrap() {
-            EngineUrl::Sqlite { path, .. } => path,
-            other => panic!("{other:?}"),
-        };
+        let p = |u: &str| parse_url(u).unwrap().decoded_body().unwrap();
         assert_eq!(p("sqlite://state.db"), "state.db");
         assert_eq!(p("sqlite://data/state.db"), "data/state.db");
         assert_eq!(p("sqlite:///var/lib/app/state.db"), "/var/lib/app/state.db");
@@ -389,30 +231,34 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "postgres")]
     fn postgres_urls_keep_the_rest_and_take_the_schema() {
+        let u = parse_url(
+            "postgres://u@h:5432/db?schema=app_state&connect_timeout=5&statement_timeout_ms=250&retry_for_ms=0",
+        )
+        .unwrap();
+        let (url, options) = crate::registry::postgres_options(&u, false).unwrap();
+        assert_eq!(url, "postgres://u@h:5432/db?connect_timeout=5");
+        assert_eq!(options.schema, "app_state");
         assert_eq!(
-            parse_url(
-                "postgres://u@h:5432/db?schema=app_state&connect_timeout=5&statement_timeout_ms=250&retry_for_ms=0"
-            )
-            .unwrap(),
-            EngineUrl::Postgres {
-                url: "postgres://u@h:5432/db?connect_timeout=5".into(),
-                schema: "app_state".into(),
-                statement_timeout_ms: Some(250),
-                retry_for_ms: Some(0),
-            }
+            options.statement_timeout,
+            std::time::Duration::from_millis(250)
         );
-        assert_eq!(
-            parse_url("postgresql://u@h/db").unwrap(),
-            EngineUrl::Postgres {
-                url: "postgresql://u@h/db".into(),
-                schema: "taskstate".into(),
-                statement_timeout_ms: None,
-                retry_for_ms: None,
-            }
-        );
+        assert_eq!(options.retry_for, std::time::Duration::ZERO);
+        let u = parse_url("postgresql://u@h/db").unwrap();
+        let (url, options) = crate::registry::postgres_options(&u, true).unwrap();
+        assert_eq!(url, "postgresql://u@h/db");
+        assert_eq!(options.schema, "taskstate");
+        assert!(options.read_only);
         let msg = |u: &str| parse_url(u).unwrap_err().to_string();
         assert!(msg("postgres://h/db?retry_for_ms=soon").contains("milliseconds"));
+    }
+
+    #[test]
+    fn url_errors_convert_into_the_contract_error() {
+        let e: Error = parse_url("redis://x").unwrap_err().into();
+        assert_eq!(e.kind(), taskstate_core::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("unknown engine URL scheme"));
     }
 
     #[test]
