@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use taskstate::bench::{self, OPS, OpResult, Workload};
+use taskstate::bench::{self, Op, OpResult, Workload};
 use taskstate::{InvocationId, Kind, StateBackend, copy, export, inspect, open, redact_url};
 
 #[derive(Parser)]
@@ -427,7 +427,7 @@ fn fmt_rate(r: f64) -> String {
 
 fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<()> {
     let ratio_of: Vec<&Measured> = measured.iter().filter(|m| m.baseline.is_some()).collect();
-    let mut rows: Vec<(&str, usize, usize)> = Vec::new();
+    let mut rows: Vec<(Op, usize, usize)> = Vec::new();
     for m in measured {
         for r in &m.results {
             if !rows.iter().any(|(op, t, _)| *op == r.op && *t == r.threads) {
@@ -435,7 +435,7 @@ fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<(
             }
         }
     }
-    rows.sort_by_key(|(op, t, _)| (*t, OPS.iter().position(|o| o == op)));
+    rows.sort_by_key(|(op, t, _)| (*t, *op));
     write!(out, "{:<32}{:>8}{:>4}", "operation", "n", "T")?;
     for m in measured {
         write!(out, "{:>19}", format!("{} op/s", m.name))?;
@@ -444,7 +444,7 @@ fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<(
         write!(out, "{:>14}", format!("{}/raw", m.name))?;
     }
     writeln!(out, "  valid")?;
-    let find = |m: &Measured, op: &str, t: usize| {
+    let find = |m: &Measured, op: Op, t: usize| {
         m.results
             .iter()
             .find(|r| r.op == op && r.threads == t)
@@ -457,8 +457,8 @@ fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<(
             match find(m, op, t) {
                 Some(r) => {
                     write!(out, "{:>19}", fmt_rate(r.ops_per_s()))?;
-                    if r.validation != "ok" {
-                        bad.push(format!("{}: {}", m.name, r.validation));
+                    if let Err(e) = &r.validation {
+                        bad.push(format!("{}: {e}", m.name));
                     }
                 }
                 None => write!(out, "{:>19}", "-")?,
@@ -596,8 +596,12 @@ fn cmd_bench(
     let failed: Vec<String> = measured
         .iter()
         .flat_map(|m| m.results.iter())
-        .filter(|r| r.validation != "ok")
-        .map(|r| format!("{} {} (T={}): {}", r.engine, r.op, r.threads, r.validation))
+        .filter_map(|r| {
+            r.validation
+                .as_ref()
+                .err()
+                .map(|e| format!("{} {} (T={}): {e}", r.engine, r.op, r.threads))
+        })
         .collect();
     if failed.is_empty() {
         Ok(())

@@ -9,8 +9,6 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-const ENGINES: [&str; 3] = ["taskstate-memory", "taskstate-sqlite", "taskstate-postgres"];
-
 /// package → its normal (non-dev) dependencies within the workspace.
 fn workspace_deps() -> BTreeMap<String, Vec<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -59,12 +57,29 @@ fn workspace_deps() -> BTreeMap<String, Vec<String>> {
 fn dependency_invariants_hold() {
     let deps = workspace_deps();
     assert!(deps.contains_key("taskstate-core"));
+    // The engines are the workspace crates the facade depends on besides
+    // core: each must have its entry in the facade's registry, by name.
+    let engines: Vec<String> = deps["taskstate"]
+        .iter()
+        .filter(|d| *d != "taskstate-core")
+        .cloned()
+        .collect();
+    let registered: Vec<String> = taskstate::ENGINES
+        .iter()
+        .map(|e| format!("taskstate-{}", e.name))
+        .collect();
+    let mut sorted = engines.clone();
+    sorted.sort();
+    let mut want = registered.clone();
+    want.sort();
+    assert_eq!(sorted, want, "every engine crate has one ENGINES entry");
+    let engines: Vec<&str> = engines.iter().map(String::as_str).collect();
     assert_eq!(
         deps["taskstate-core"],
         Vec::<String>::new(),
         "core depends on nothing of ours"
     );
-    for e in ENGINES {
+    for &e in &engines {
         assert_eq!(deps[e], ["taskstate-core"], "{e} depends only on core");
     }
     assert_eq!(
@@ -79,7 +94,7 @@ fn dependency_invariants_hold() {
     );
     for (pkg, d) in &deps {
         if pkg != "taskstate" && pkg != "taskstate-benches" {
-            for e in ENGINES {
+            for &e in &engines {
                 assert!(
                     !d.contains(&e.to_owned()),
                     "{pkg} must not depend on engine {e}"

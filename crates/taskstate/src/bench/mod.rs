@@ -1,0 +1,459 @@
+//! The reference workload of SPEC §7 and its runner: the same invocations,
+//! histories and results the Python reference is measured with, timed per
+//! operation ([`Op`]) on any engine, plus the raw baselines (the engine's
+//! own SQL statements issued directly, one per operation).
+//!
+//! Every operation's outputs are checked after timing: a result's
+//! `validation` is `Ok(())` only if they were all correct.
+//!
+//! Modules: [`Workload`] (the data), the targets (`BenchTarget`: any engine
+//! through the trait, or a raw baseline), and the runner ([`run`]).
+
+use std::fmt;
+use std::time::Instant;
+
+use serde_json::json;
+use taskstate_core::{InvocationId, Result};
+
+mod target;
+mod workload;
+
+#[cfg(feature = "postgres")]
+mod raw_postgres;
+#[cfg(feature = "sqlite")]
+mod raw_sqlite;
+
+#[cfg(feature = "postgres")]
+pub use raw_postgres::RawPostgres;
+#[cfg(feature = "sqlite")]
+pub use raw_sqlite::RawSqlite;
+pub use target::{BenchTarget, Scanned};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use target::{Encoded, children_match};
+pub use workload::Workload;
+
+/// A timed operation of the reference workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// `upsert_invocations`, one invocation per call.
+    UpsertInvocations,
+    /// `add_histories`, one record per call.
+    AddHistories,
+    /// `set_result`.
+    SetResult,
+    /// `get_invocation`.
+    GetInvocation,
+    /// `get_history`.
+    GetHistory,
+    /// `get_result`.
+    GetResult,
+    /// `get_child_invocations`.
+    GetChildInvocations,
+    /// All pages of `invocation_ids_in_timerange`.
+    IterInvocationsInTimerange,
+    /// All pages of `history_in_timerange`.
+    IterHistoryInTimerange,
+}
+
+impl Op {
+    /// Every operation, in the order they run.
+    pub const ALL: [Op; 9] = [
+        Op::UpsertInvocations,
+        Op::AddHistories,
+        Op::SetResult,
+        Op::GetInvocation,
+        Op::GetHistory,
+        Op::GetResult,
+        Op::GetChildInvocations,
+        Op::IterInvocationsInTimerange,
+        Op::IterHistoryInTimerange,
+    ];
+
+    /// The write operations (also run with several threads).
+    pub const WRITES: [Op; 3] = [Op::UpsertInvocations, Op::AddHistories, Op::SetResult];
+
+    /// The operation's name, as the reference's method is called.
+    ///
+    /// ```
+    /// use taskstate::bench::Op;
+    /// assert_eq!(Op::IterHistoryInTimerange.name(), "iter_history_in_timerange");
+    /// ```
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::UpsertInvocations => "upsert_invocations",
+            Op::AddHistories => "add_histories",
+            Op::SetResult => "set_result",
+            Op::GetInvocation => "get_invocation",
+            Op::GetHistory => "get_history",
+            Op::GetResult => "get_result",
+            Op::GetChildInvocations => "get_child_invocations",
+            Op::IterInvocationsInTimerange => "iter_invocations_in_timerange",
+            Op::IterHistoryInTimerange => "iter_history_in_timerange",
+        }
+    }
+
+    /// Whether it writes.
+    #[must_use]
+    pub fn is_write(self) -> bool {
+        Op::WRITES.contains(&self)
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// One measured operation.
+#[derive(Clone, Debug)]
+pub struct OpResult {
+    /// Engine name (`memory`, `sqlite`, `raw-sqlite`, or a URL).
+    pub engine: String,
+    /// The operation.
+    pub op: Op,
+    /// Items processed.
+    pub n: usize,
+    /// Threads sharing the engine.
+    pub threads: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// `Ok(())`, or what was wrong with the outputs.
+    pub validation: std::result::Result<(), String>,
+}
+
+impl OpResult {
+    /// Operations per second.
+    #[must_use]
+    pub fn ops_per_s(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.n as f64 / self.seconds
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// The JSON entry of the `--json` report.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "engine": self.engine,
+            "op": self.op.name(),
+            "n": self.n,
+            "threads": self.threads,
+            "seconds": self.seconds,
+            "ops_per_s": self.ops_per_s(),
+            "validation": match &self.validation {
+                Ok(()) => "ok",
+                Err(e) => e.as_str(),
+            },
+        })
+    }
+}
+
+/// The validation of outputs: `Ok` when they were right, else what was
+/// wrong.
+type Validation = std::result::Result<(), String>;
+
+fn verdict(ok: bool, what: impl FnOnce() -> String) -> Validation {
+    if ok { Ok(()) } else { Err(what()) }
+}
+
+fn first_error<T>(results: Vec<Result<T>>) -> std::result::Result<Vec<T>, String> {
+    results
+        .into_iter()
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| format!("error: {e}"))
+}
+
+/// Runs `body(i)` for i in 0..n on `threads` threads (contiguous slices),
+/// returning the wall time and each call's output in index order.
+fn timed<T: Send>(n: usize, threads: usize, body: impl Fn(usize) -> T + Sync) -> (f64, Vec<T>) {
+    let start = Instant::now();
+    let out = if threads <= 1 {
+        (0..n).map(&body).collect()
+    } else {
+        let chunk = n.div_ceil(threads);
+        let body = &body;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    s.spawn(move || {
+                        (t * chunk..((t + 1) * chunk).min(n))
+                            .map(body)
+                            .collect::<Vec<T>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    (start.elapsed().as_secs_f64(), out)
+}
+
+fn check_all(
+    n: usize,
+    threads: usize,
+    f: impl Fn(usize) -> Result<bool> + Sync,
+    what: &str,
+) -> (f64, Validation) {
+    let (secs, out) = timed(n, threads, f);
+    let v = first_error(out).and_then(|oks| {
+        let bad = oks.iter().filter(|ok| !**ok).count();
+        verdict(bad == 0, || {
+            format!("{bad} of {n} {what} differ from the input")
+        })
+    });
+    (secs, v)
+}
+
+/// One write of the workload, by item index.
+type WriteFn<'a> = dyn Fn(usize) -> Result<()> + Sync + 'a;
+
+/// Runs the write operations with `threads` threads on `target`, then the
+/// (single-thread) reads that validate them, and, when `reads`, times the
+/// read operations too. Returns one result per timed operation.
+pub fn run<T: BenchTarget + ?Sized>(
+    engine: &str,
+    target: &T,
+    w: &Workload,
+    threads: usize,
+    reads: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Vec<OpResult> {
+    let n = w.n();
+    let mut out = Vec::new();
+    let mut push = |op: Op, items: usize, t: usize, secs: f64, validation: Validation| {
+        out.push(OpResult {
+            engine: engine.to_owned(),
+            op,
+            n: items,
+            threads: t,
+            seconds: secs,
+            validation,
+        });
+    };
+    let writes: [(Op, usize, &WriteFn<'_>); 3] = [
+        (Op::UpsertInvocations, n, &|i| target.upsert(w, i)),
+        (Op::AddHistories, 3 * n, &|r| target.add_history(w, r)),
+        (Op::SetResult, n, &|i| target.set_result(w, i)),
+    ];
+    let mut write_times = Vec::new();
+    for (op, items, f) in writes {
+        progress(op.name());
+        let (secs, res) = timed(items, threads, f);
+        write_times.push((op, items, secs, first_error(res).err()));
+    }
+    // Reads, timed (single thread) and checked; they validate the writes.
+    progress("get_invocation");
+    let (s_inv, v_inv) = check_all(n, 1, |i| target.check_invocation(w, i), "invocations");
+    progress("get_history");
+    let (s_his, v_his) = check_all(n, 1, |i| target.check_history(w, i), "histories");
+    progress("get_result");
+    let (s_res, v_res) = check_all(n, 1, |i| target.check_result(w, i), "results");
+    for (op, items, secs, err) in write_times {
+        let read_check = match op {
+            Op::UpsertInvocations => &v_inv,
+            Op::AddHistories => &v_his,
+            _ => &v_res,
+        };
+        let v = match err {
+            Some(e) => Err(e),
+            None => read_check.clone(),
+        };
+        push(op, items, threads, secs, v);
+    }
+    if !reads {
+        return out;
+    }
+    push(Op::GetInvocation, n, 1, s_inv, v_inv);
+    push(Op::GetHistory, n, 1, s_his, v_his);
+    push(Op::GetResult, n, 1, s_res, v_res);
+    progress("get_child_invocations");
+    let (s, v) = check_all(n, 1, |i| target.check_children(w, i), "child lists");
+    push(Op::GetChildInvocations, n, 1, s, v);
+
+    progress("iter_invocations_in_timerange");
+    let start = Instant::now();
+    let ids = target.scan_ids(w);
+    let secs = start.elapsed().as_secs_f64();
+    let want: Vec<String> = w
+        .sorted_ids()
+        .into_iter()
+        .map(InvocationId::into_string)
+        .collect();
+    let v = match ids {
+        Ok(ids) => verdict(ids == want, || {
+            format!("scan returned {} ids, expected {}", ids.len(), want.len())
+        }),
+        Err(e) => Err(format!("error: {e}")),
+    };
+    push(Op::IterInvocationsInTimerange, n, 1, secs, v);
+
+    progress("iter_history_in_timerange");
+    let start = Instant::now();
+    let recs = target.scan_history(w);
+    let secs = start.elapsed().as_secs_f64();
+    let v = match recs {
+        Ok(recs) => {
+            let ok = recs.matches(w);
+            verdict(ok, || {
+                format!(
+                    "scan returned {} records, expected {} in order",
+                    recs.len(),
+                    w.histories.len()
+                )
+            })
+        }
+        Err(e) => Err(format!("error: {e}")),
+    };
+    push(Op::IterHistoryInTimerange, 3 * n, 1, secs, v);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workload::{RUNNER, TASKS};
+    use super::*;
+    use taskstate_core::{RunnerId, StateBackend};
+
+    #[test]
+    fn workload_follows_spec_7() {
+        let w = Workload::build(120, 7);
+        assert_eq!(w.pairs.len(), 120);
+        assert_eq!(w.histories.len(), 360);
+        // Root of each group of 50.
+        let (root, call) = &w.pairs[50];
+        assert_eq!(root.parent_invocation_id, None);
+        assert_eq!(
+            call.call_id.task_id().key(),
+            "pynenc_bench.tasks.process_order"
+        );
+        assert_eq!(root.workflow.workflow_id, root.invocation_id);
+        // j = 5 → parent root + 1; task index 1 + i % 3.
+        let (inv, call) = &w.pairs[55];
+        assert_eq!(
+            inv.parent_invocation_id.as_ref(),
+            Some(&w.pairs[51].0.invocation_id)
+        );
+        assert_eq!(call.call_id.task_id().key(), TASKS[1 + 55 % 3]);
+        assert_eq!(inv.workflow.workflow_id, w.pairs[50].0.invocation_id);
+        let args = &call.serialized_arguments;
+        assert_eq!(args.get("order_id"), Some("100055"));
+        assert_eq!(args.get("customer"), Some("\"customer-0055\""));
+        assert_eq!(
+            args.get("items"),
+            Some(
+                "[{\"sku\": \"SKU-0385\", \"qty\": 1}, {\"sku\": \"SKU-0386\", \"qty\": 2}, {\"sku\": \"SKU-0387\", \"qty\": 3}]"
+            )
+        );
+        assert_eq!(args.get("priority"), Some("\"normal\""));
+        assert_eq!(
+            w.pairs[60].1.serialized_arguments.get("priority"),
+            Some("\"high\"")
+        );
+        // Histories: registered_by = parent; 10 µs steps.
+        let h = &w.histories[3 * 55..3 * 55 + 3];
+        assert_eq!(h[0].registered_by_inv_id, inv.parent_invocation_id);
+        assert_eq!(h[0].status_record.runner_id, None);
+        assert_eq!(
+            h[2].status_record.runner_id.as_ref().map(RunnerId::as_str),
+            Some(RUNNER)
+        );
+        assert_eq!(h[1].timestamp.micros() - h[0].timestamp.micros(), 10);
+        assert_eq!(
+            w.results[55],
+            "{\"order_id\": 100055, \"total_cents\": 2054, \"status\": \"charged\"}"
+        );
+        // 4-ary tree: root's children are j = 1..4.
+        assert_eq!(w.children[50].len(), 4);
+        // uuid4 shape.
+        let id = w.pairs[0].0.invocation_id.as_str();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn run_validates_memory_engine() {
+        let w = Workload::build(200, 3);
+        let b = taskstate_memory_for_tests();
+        let results = run("memory", b.as_ref(), &w, 1, true, &mut |_| {});
+        assert_eq!(results.len(), Op::ALL.len());
+        for r in &results {
+            assert_eq!(r.validation, Ok(()), "{}", r.op);
+        }
+        let threaded = run(
+            "memory",
+            taskstate_memory_for_tests().as_ref(),
+            &w,
+            4,
+            false,
+            &mut |_| {},
+        );
+        assert!(
+            threaded
+                .iter()
+                .all(|r| r.validation.is_ok() && r.threads == 4)
+        );
+    }
+
+    #[test]
+    fn run_reports_a_wrong_engine() {
+        let w = Workload::build(60, 3);
+        // An engine that drops every tenth result must fail validation.
+        struct Lossy(Box<dyn StateBackend>);
+        impl BenchTarget for Lossy {
+            fn upsert(&self, w: &Workload, i: usize) -> Result<()> {
+                self.0.upsert(w, i)
+            }
+            fn add_history(&self, w: &Workload, r: usize) -> Result<()> {
+                self.0.add_history(w, r)
+            }
+            fn set_result(&self, w: &Workload, i: usize) -> Result<()> {
+                if i % 10 == 0 {
+                    Ok(())
+                } else {
+                    BenchTarget::set_result(self.0.as_ref(), w, i)
+                }
+            }
+            fn check_invocation(&self, w: &Workload, i: usize) -> Result<bool> {
+                self.0.check_invocation(w, i)
+            }
+            fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
+                self.0.check_history(w, i)
+            }
+            fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {
+                self.0.check_result(w, i).or(Ok(false))
+            }
+            fn check_children(&self, w: &Workload, i: usize) -> Result<bool> {
+                self.0.check_children(w, i)
+            }
+            fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
+                self.0.scan_ids(w)
+            }
+            fn scan_history(&self, w: &Workload) -> Result<Scanned> {
+                self.0.scan_history(w)
+            }
+        }
+        let lossy = Lossy(taskstate_memory_for_tests());
+        let results = run("lossy", &lossy, &w, 1, true, &mut |_| {});
+        let set = results
+            .iter()
+            .find(|r| r.op == Op::SetResult)
+            .map(|r| r.validation.clone());
+        assert_eq!(
+            set,
+            Some(Err("6 of 60 results differ from the input".to_owned()))
+        );
+        assert!(results.iter().filter(|r| r.validation.is_ok()).count() == Op::ALL.len() - 2);
+    }
+
+    fn taskstate_memory_for_tests() -> Box<dyn StateBackend> {
+        crate::open("memory://").unwrap_or_else(|e| panic!("{e}"))
+    }
+}

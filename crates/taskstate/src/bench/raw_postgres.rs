@@ -1,0 +1,197 @@
+//! The raw-PostgreSQL baseline: the engine's own statements on a plain
+//! client per thread, prepared once, one statement per operation
+//! (autocommit), parameters encoded before timing, columns read as
+//! strings without decoding.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Statement};
+use taskstate_core::{Error, Result, StateBackend};
+use taskstate_postgres::{PostgresBackend, PostgresOptions, Statements};
+
+use super::{BenchTarget, Encoded, Workload};
+
+/// A client with its prepared statements.
+type Conn = (Client, HashMap<String, Statement>);
+
+/// The raw baseline on a PostgreSQL schema of its own.
+pub struct RawPostgres {
+    url: String,
+    schema: String,
+    sql: Statements,
+    encoded: Encoded,
+    /// Idle clients: a thread takes one per operation (the lock costs
+    /// nothing next to a round trip). Not thread-locals: a client
+    /// dropped during thread exit would need tokio's already destroyed
+    /// thread-local context.
+    idle: Mutex<Vec<Conn>>,
+}
+
+fn e(what: &str, err: postgres::Error) -> Error {
+    Error::Storage {
+        message: format!("raw postgres: {what}: {err}"),
+        source: Some(Box::new(err)),
+    }
+}
+
+impl RawPostgres {
+    /// Creates the baseline's tables in `schema` (by the engine itself,
+    /// so they are identical) and encodes the workload's parameters.
+    pub fn create(url: &str, schema: &str, w: &Workload) -> Result<Self> {
+        let options = PostgresOptions::default()
+            .schema(schema.to_owned())
+            .max_connections(1);
+        let engine = PostgresBackend::connect(url, &options)?;
+        engine.purge()?;
+        drop(engine);
+        Ok(Self {
+            url: url.to_owned(),
+            schema: schema.to_owned(),
+            sql: Statements::new(schema),
+            encoded: Encoded::new(w),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Drops the baseline's schema.
+    pub fn drop_schema(&self) -> Result<()> {
+        let mut c = Client::connect(&self.url, NoTls).map_err(|x| e("connect", x))?;
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ))
+        .map_err(|x| e("drop schema", x))
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client, &mut HashMap<String, Statement>) -> Result<T>,
+    ) -> Result<T> {
+        let popped = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut conn = match popped {
+            Some(c) => c,
+            None => (
+                Client::connect(&self.url, NoTls).map_err(|x| e("connect", x))?,
+                HashMap::new(),
+            ),
+        };
+        let out = f(&mut conn.0, &mut conn.1);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        out
+    }
+
+    fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
+        self.with(|c, cache| {
+            let st = match cache.get(sql) {
+                Some(st) => st.clone(),
+                None => {
+                    let st = c.prepare(sql).map_err(|x| e("prepare", x))?;
+                    cache.insert(sql.to_owned(), st.clone());
+                    st
+                }
+            };
+            c.query(&st, params).map_err(|x| e("query", x))
+        })
+    }
+
+    fn strings(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        col: usize,
+    ) -> Result<Vec<String>> {
+        Ok(self
+            .run(sql, params)?
+            .iter()
+            .map(|r| r.get::<_, String>(col))
+            .collect())
+    }
+}
+
+impl BenchTarget for RawPostgres {
+    fn upsert(&self, _: &Workload, i: usize) -> Result<()> {
+        let p = &self.encoded.inv[i];
+        self.run(
+            &self.sql.upsert_invocation,
+            &[
+                &p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6], &p[7], &p[8],
+            ],
+        )
+        .map(drop)
+    }
+    fn add_history(&self, _: &Workload, r: usize) -> Result<()> {
+        let (id, ts, us, status, json) = &self.encoded.hist[r];
+        self.run(&self.sql.insert_history, &[id, ts, us, status, json])
+            .map(drop)
+    }
+    fn set_result(&self, w: &Workload, i: usize) -> Result<()> {
+        let id = w.pairs[i].0.invocation_id.as_str();
+        self.run(&self.sql.set_result, &[&id, &w.results[i]])
+            .map(drop)
+    }
+    fn check_invocation(&self, _: &Workload, i: usize) -> Result<bool> {
+        let p = &self.encoded.inv[i];
+        let rows = self.run(&self.sql.get_invocation, &[&p[0]])?;
+        let Some(r) = rows.first() else {
+            return Ok(false);
+        };
+        let got: [Option<String>; 6] = [r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)];
+        Ok(self.encoded.invocation_matches(i, &got))
+    }
+    fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
+        let id = w.pairs[i].0.invocation_id.as_str();
+        let got = self.strings(&self.sql.get_history, &[&id], 0)?;
+        Ok(self.encoded.history_matches(i, &got))
+    }
+    fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {
+        let id = w.pairs[i].0.invocation_id.as_str();
+        Ok(self.strings(&self.sql.get_result, &[&id], 0)? == [w.results[i].clone()])
+    }
+    fn check_children(&self, w: &Workload, i: usize) -> Result<bool> {
+        let id = w.pairs[i].0.invocation_id.as_str();
+        let got = self.strings(&self.sql.children, &[&id], 0)?;
+        Ok(super::children_match(w, i, &got))
+    }
+    fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
+        let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
+        let page = taskstate_core::DEFAULT_PAGE_SIZE as i64;
+        let mut out: Vec<String> = Vec::new();
+        loop {
+            let batch = match out.last() {
+                None => self.strings(&self.sql.ids_range_first, &[&lo, &hi, &page], 0)?,
+                Some(last) => {
+                    self.strings(&self.sql.ids_range_after, &[&lo, &hi, &page, last], 0)?
+                }
+            };
+            let done = (batch.len() as i64) < page;
+            out.extend(batch);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+    fn scan_history(&self, w: &Workload) -> Result<super::Scanned> {
+        let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
+        let page = taskstate_core::DEFAULT_PAGE_SIZE as i64;
+        let mut out = Vec::new();
+        let mut after: Option<(f64, i64)> = None;
+        loop {
+            let rows = match after {
+                None => self.run(&self.sql.history_first, &[&lo, &hi, &page])?,
+                Some((t, s)) => self.run(&self.sql.history_after, &[&lo, &hi, &page, &t, &s])?,
+            };
+            let done = (rows.len() as i64) < page;
+            after = rows
+                .last()
+                .map(|r| (r.get::<_, f64>(0), r.get::<_, i64>(1)));
+            out.extend(rows.iter().map(|r| r.get::<_, String>(2)));
+            if done {
+                return Ok(super::Scanned::Json(out));
+            }
+        }
+    }
+}
