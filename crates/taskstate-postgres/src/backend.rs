@@ -352,11 +352,11 @@ impl Engine for PostgresBackend {
     }
 
     fn write_rows(&self, rows: &[BulkRow]) -> Result<()> {
-        bulk::write_rows(self, rows)
+        crate::write_rows::write_rows(self, rows)
     }
 
     fn engine_row_rules(&self, row: &BulkRow) -> Result<()> {
-        bulk::no_nul_in_text(row)
+        crate::write_rows::no_nul_in_text(row)
     }
 
     fn purge(&self) -> Result<()> {

@@ -54,6 +54,7 @@ mod schema;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod write_rows;
 
 use conn::Manager;
 use schema::valid_schema_name;
