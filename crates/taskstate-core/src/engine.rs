@@ -139,10 +139,9 @@ pub trait Engine: Send + Sync {
     fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()>;
     /// The distinct workflow types of stored runs, ascending by key.
     fn get_all_workflow_types(&self) -> Result<Vec<TaskId>>;
-    /// All stored workflow runs, ascending by workflow id.
-    fn get_all_workflow_runs(&self) -> Result<Vec<WorkflowIdentity>>;
-    /// The runs of one workflow type, ascending by workflow id.
-    fn get_workflow_runs(&self, workflow_type: &TaskId) -> Result<Vec<WorkflowIdentity>>;
+    /// The stored workflow runs (of one type, or all), ascending by
+    /// workflow id.
+    fn workflow_runs(&self, workflow_type: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>>;
     /// Records a sub-invocation of a workflow (a set).
     fn store_workflow_sub_invocation(
         &self,
@@ -349,11 +348,11 @@ impl<E: Engine> StateBackend for E {
     }
 
     fn get_all_workflow_runs(&self) -> Result<Vec<WorkflowIdentity>> {
-        Engine::get_all_workflow_runs(self)
+        Engine::workflow_runs(self, None)
     }
 
     fn get_workflow_runs(&self, workflow_type: &TaskId) -> Result<Vec<WorkflowIdentity>> {
-        Engine::get_workflow_runs(self, workflow_type)
+        Engine::workflow_runs(self, Some(workflow_type))
     }
 
     fn store_workflow_sub_invocation(

@@ -1,4 +1,4 @@
-//! The in-memory engine of **taskstate**: the whole [`StateBackend`]
+//! The in-memory engine of **taskstate**: the whole [`StateBackend`](taskstate_core::StateBackend)
 //! contract, kept in process memory (nothing survives the process).
 //!
 //! Use it in tests of code that depends on a state backend, and as the
@@ -370,16 +370,15 @@ impl Engine for MemoryBackend {
         Ok(types)
     }
 
-    fn get_all_workflow_runs(&self) -> Result<Vec<WorkflowIdentity>> {
-        Ok(self.workflows.read().runs.values().cloned().collect())
-    }
-
-    fn get_workflow_runs(&self, workflow_type: &TaskId) -> Result<Vec<WorkflowIdentity>> {
+    fn workflow_runs(&self, workflow_type: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
         let w = self.workflows.read();
-        Ok(members(&w.by_type, workflow_type)
-            .iter()
-            .filter_map(|id| w.runs.get(id).cloned())
-            .collect())
+        Ok(match workflow_type {
+            None => w.runs.values().cloned().collect(),
+            Some(t) => members(&w.by_type, t)
+                .iter()
+                .filter_map(|id| w.runs.get(id).cloned())
+                .collect(),
+        })
     }
 
     fn store_workflow_sub_invocation(

@@ -203,12 +203,14 @@ impl Engine for PostgresBackend {
         })
     }
 
-    fn get_all_workflow_runs(&self) -> Result<Vec<WorkflowIdentity>> {
-        self.workflow_runs(None)
-    }
-
-    fn get_workflow_runs(&self, workflow_type: &TaskId) -> Result<Vec<WorkflowIdentity>> {
-        self.workflow_runs(Some(workflow_type))
+    fn workflow_runs(&self, ty: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
+        self.read("workflow runs", false, |tx| {
+            let rows = match ty {
+                Some(t) => self.q(tx, &self.sql.workflow_runs_of, &[&t.key()])?,
+                None => self.q(tx, &self.sql.workflow_runs, &[])?,
+            };
+            rows.iter().map(|r| self.decode_workflow(r)).collect()
+        })
     }
 
     fn store_workflow_sub_invocation(

@@ -8,7 +8,7 @@ use postgres::types::ToSql;
 use taskstate_core::engine::{absent_if_empty, resolve_runner_chain};
 use taskstate_core::{
     CallDTO, CallId, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, Result,
-    RunnerContext, RunnerId, SerializedArguments, StoredHistory, TaskId, TimeKey, WorkflowIdentity,
+    RunnerContext, RunnerId, SerializedArguments, StoredHistory, TimeKey, WorkflowIdentity,
 };
 
 use crate::PostgresBackend;
@@ -194,16 +194,6 @@ impl PostgresBackend {
                 .first()
                 .ok_or_else(|| Error::not_found(entity, id.as_str()))?;
             self.col(r, 0, &entity.to_string(), id.as_str())
-        })
-    }
-
-    pub(crate) fn workflow_runs(&self, ty: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
-        self.read("workflow runs", false, |tx| {
-            let rows = match ty {
-                Some(t) => self.q(tx, &self.sql.workflow_runs_of, &[&t.key()])?,
-                None => self.q(tx, &self.sql.workflow_runs, &[])?,
-            };
-            rows.iter().map(|r| self.decode_workflow(r)).collect()
         })
     }
 }

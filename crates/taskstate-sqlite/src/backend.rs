@@ -260,12 +260,33 @@ impl Engine for SqliteBackend {
         })
     }
 
-    fn get_all_workflow_runs(&self) -> Result<Vec<WorkflowIdentity>> {
-        self.workflow_runs(None)
-    }
-
-    fn get_workflow_runs(&self, workflow_type: &TaskId) -> Result<Vec<WorkflowIdentity>> {
-        self.workflow_runs(Some(workflow_type))
+    fn workflow_runs(&self, ty: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
+        let ctx = &self.ctx;
+        self.read(|c| {
+            let (sql, key) = match ty {
+                Some(t) => (
+                    "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
+                     WHERE workflow_type_key = ?1 ORDER BY workflow_id",
+                    Some(t.key()),
+                ),
+                None => (
+                    "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
+                     ORDER BY workflow_id",
+                    None,
+                ),
+            };
+            let mut st = c.prepare_cached(sql).map_err(|e| sql_err(ctx, "prepare", e))?;
+            let mut rows = match key {
+                Some(k) => st.query([k]),
+                None => st.query([]),
+            }
+            .map_err(|e| sql_err(ctx, "query", e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
+                out.push(decode_workflow(ctx, row)?);
+            }
+            Ok(out)
+        })
     }
 
     fn store_workflow_sub_invocation(
@@ -483,35 +504,6 @@ impl SqliteBackend {
                 Some(row) => text_at(row, 0, ctx, table, id.as_str()),
                 None => Err(Error::not_found(entity, id.as_str())),
             }
-        })
-    }
-
-    fn workflow_runs(&self, ty: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
-        let ctx = &self.ctx;
-        self.read(|c| {
-            let (sql, key) = match ty {
-                Some(t) => (
-                    "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
-                     WHERE workflow_type_key = ?1 ORDER BY workflow_id",
-                    Some(t.key()),
-                ),
-                None => (
-                    "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
-                     ORDER BY workflow_id",
-                    None,
-                ),
-            };
-            let mut st = c.prepare_cached(sql).map_err(|e| sql_err(ctx, "prepare", e))?;
-            let mut rows = match key {
-                Some(k) => st.query([k]),
-                None => st.query([]),
-            }
-            .map_err(|e| sql_err(ctx, "query", e))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
-                out.push(decode_workflow(ctx, row)?);
-            }
-            Ok(out)
         })
     }
 }

@@ -65,30 +65,43 @@ pub(crate) fn opt_id_at(
 }
 
 pub(crate) fn int_at(row: &Row<'_>, i: usize, ctx: &Ctx, table: &str, key: &str) -> Result<i64> {
-    match row.get_ref(i) {
-        Ok(ValueRef::Integer(n)) => Ok(n),
-        Ok(other) => Err(corrupt(
-            ctx,
-            table,
-            key,
-            format!("column {i} holds {:?}, expected integer", other.data_type()),
-        )),
-        Err(e) => Err(corrupt(ctx, table, key, format!("column {i}: {e}"))),
-    }
+    number_at(row, i, ctx, table, key, "integer", |v| match v {
+        ValueRef::Integer(n) => Some(n),
+        _ => None,
+    })
 }
 
 pub(crate) fn real_at(row: &Row<'_>, i: usize, ctx: &Ctx, table: &str, key: &str) -> Result<f64> {
-    match row.get_ref(i) {
-        Ok(ValueRef::Real(f)) => Ok(f),
-        Ok(ValueRef::Integer(n)) => Ok(n as f64),
-        Ok(other) => Err(corrupt(
+    number_at(row, i, ctx, table, key, "real", |v| match v {
+        ValueRef::Real(f) => Some(f),
+        ValueRef::Integer(n) => Some(n as f64),
+        _ => None,
+    })
+}
+
+/// Column `i` as the number `pick` takes from it; any other value is
+/// corrupt data naming the type found and the one `want`ed.
+fn number_at<T>(
+    row: &Row<'_>,
+    i: usize,
+    ctx: &Ctx,
+    table: &str,
+    key: &str,
+    want: &str,
+    pick: impl Fn(ValueRef<'_>) -> Option<T>,
+) -> Result<T> {
+    let v = row
+        .get_ref(i)
+        .map_err(|e| corrupt(ctx, table, key, format!("column {i}: {e}")))?;
+    let found = v.data_type();
+    pick(v).ok_or_else(|| {
+        corrupt(
             ctx,
             table,
             key,
-            format!("column {i} holds {:?}, expected real", other.data_type()),
-        )),
-        Err(e) => Err(corrupt(ctx, table, key, format!("column {i}: {e}"))),
-    }
+            format!("column {i} holds {found:?}, expected {want}"),
+        )
+    })
 }
 
 pub(crate) const T_INV: &str = "state_backend_invocations";

@@ -62,26 +62,23 @@ pub const ENGINES: &[EngineEntry] = &[
 ];
 
 mod memory {
-    use super::{CheckFn, EngineUrl, OpenFn, StateBackend, UrlError};
+    use super::{CheckFn, OpenFn};
 
     #[cfg(feature = "memory")]
-    pub(super) const CHECK: Option<CheckFn> = Some(check);
-    #[cfg(not(feature = "memory"))]
-    pub(super) const CHECK: Option<CheckFn> = None;
-
-    fn check(url: &EngineUrl) -> Result<(), UrlError> {
+    pub(super) const CHECK: Option<CheckFn> = Some(|url| {
         if !url.body.is_empty() || !url.params.is_empty() {
-            return Err(UrlError::Malformed(
+            return Err(super::UrlError::Malformed(
                 "memory:// takes no path or parameters".into(),
             ));
         }
         Ok(())
-    }
+    });
+    #[cfg(not(feature = "memory"))]
+    pub(super) const CHECK: Option<CheckFn> = None;
 
     #[cfg(feature = "memory")]
-    pub(super) const OPEN: Option<OpenFn> = Some(|url, _read_only| {
-        check(url)?;
-        Ok(Box::new(taskstate_memory::MemoryBackend::new()) as Box<dyn StateBackend>)
+    pub(super) const OPEN: Option<OpenFn> = Some(|_url, _read_only| {
+        Ok(Box::new(taskstate_memory::MemoryBackend::new()) as Box<dyn super::StateBackend>)
     });
     #[cfg(not(feature = "memory"))]
     pub(super) const OPEN: Option<OpenFn> = None;
@@ -89,6 +86,7 @@ mod memory {
 
 /// A `sqlite://PATH?…` URL: the decoded path, `synchronous=full`, and
 /// `busy_timeout_ms`.
+#[cfg(feature = "sqlite")]
 pub(crate) fn sqlite_parts(url: &EngineUrl) -> Result<(String, bool, Option<u64>), UrlError> {
     let path = url.decoded_body()?;
     if path.is_empty() {

@@ -29,6 +29,12 @@ pub struct RawPostgres {
     idle: Mutex<Vec<Conn>>,
 }
 
+/// Column `i` of a row the baseline wrote itself; a type it does not hold
+/// is an error, not a panic.
+fn col_of<T: for<'r> postgres::types::FromSql<'r>>(r: &postgres::Row, i: usize) -> Result<T> {
+    r.try_get(i).map_err(|x| e("read column", x))
+}
+
 fn e(what: &str, err: postgres::Error) -> Error {
     Error::Storage {
         message: format!("raw postgres: {what}: {err}"),
@@ -104,11 +110,10 @@ impl RawPostgres {
         params: &[&(dyn ToSql + Sync)],
         col: usize,
     ) -> Result<Vec<String>> {
-        Ok(self
-            .run(sql, params)?
+        self.run(sql, params)?
             .iter()
-            .map(|r| r.get::<_, String>(col))
-            .collect())
+            .map(|r| col_of::<String>(r, col))
+            .collect()
     }
 }
 
@@ -139,7 +144,14 @@ impl BenchTarget for RawPostgres {
         let Some(r) = rows.first() else {
             return Ok(false);
         };
-        let got: [Option<String>; 6] = [r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)];
+        let got: [Option<String>; 6] = [
+            col_of(r, 0)?,
+            col_of(r, 1)?,
+            col_of(r, 2)?,
+            col_of(r, 3)?,
+            col_of(r, 4)?,
+            col_of(r, 5)?,
+        ];
         Ok(self.encoded.invocation_matches(i, &got))
     }
     fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
@@ -185,10 +197,13 @@ impl BenchTarget for RawPostgres {
                 Some((t, s)) => self.run(&self.sql.history_after, &[&lo, &hi, &page, &t, &s])?,
             };
             let done = (rows.len() as i64) < page;
-            after = rows
-                .last()
-                .map(|r| (r.get::<_, f64>(0), r.get::<_, i64>(1)));
-            out.extend(rows.iter().map(|r| r.get::<_, String>(2)));
+            after = match rows.last() {
+                Some(r) => Some((col_of::<f64>(r, 0)?, col_of::<i64>(r, 1)?)),
+                None => None,
+            };
+            for r in &rows {
+                out.push(col_of::<String>(r, 2)?);
+            }
             if done {
                 return Ok(super::Scanned::Json(out));
             }
