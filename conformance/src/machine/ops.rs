@@ -1,14 +1,6 @@
-//! The model-based test: random sequences of every operation, run against
-//! the reference [`Model`] and an engine; every output must be equal.
-//!
-//! Ids come from small pools so that replacements, re-parenting, duplicate
-//! history identities and timestamp ties happen often.
+//! The operations of the model-based test, with the small id pools they
+//! draw from, and how each runs on the model and on an engine.
 
-use std::marker::PhantomData;
-
-use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
-use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 use taskstate_core::{
     AppId, AppInfo, CallDTO, Cursor, Error, ErrorKind, HistoryRow, InvocationDTO,
     InvocationHistory, InvocationId, InvocationStatus, InvocationStatusRecord, Page, RunnerContext,
@@ -17,16 +9,15 @@ use taskstate_core::{
 };
 
 use crate::model::Model;
-use crate::{Factory, Instance};
 
-const INVS: [&str; 5] = ["i0", "i1", "i2", "i3", "i4"];
-const TASKS: [&str; 3] = ["m.a", "m.b", "pkg.mod.c"];
-const RUNNERS: [&str; 4] = ["r0", "r1", "R0x", "r%"];
-const PARTIALS: [&str; 6] = ["", "r", "R0", "%", "x", "r1"];
-const KEYS: [&str; 2] = ["k0", "k1"];
-const VALUES: [&str; 3] = ["v0", "v1", "ü\"'"];
-const APPS: [&str; 2] = ["a0", "a1"];
-const STATUSES: [InvocationStatus; 3] = [
+pub(crate) const INVS: [&str; 5] = ["i0", "i1", "i2", "i3", "i4"];
+pub(crate) const TASKS: [&str; 3] = ["m.a", "m.b", "pkg.mod.c"];
+pub(crate) const RUNNERS: [&str; 4] = ["r0", "r1", "R0x", "r%"];
+pub(crate) const PARTIALS: [&str; 6] = ["", "r", "R0", "%", "x", "r1"];
+pub(crate) const KEYS: [&str; 2] = ["k0", "k1"];
+pub(crate) const VALUES: [&str; 3] = ["v0", "v1", "ü\"'"];
+pub(crate) const APPS: [&str; 2] = ["a0", "a1"];
+pub(crate) const STATUSES: [InvocationStatus; 3] = [
     InvocationStatus::Registered,
     InvocationStatus::Running,
     InvocationStatus::Success,
@@ -34,11 +25,11 @@ const STATUSES: [InvocationStatus; 3] = [
 
 /// An invocation id from the pool; index `INVS.len()` is the empty id
 /// (invalid input, so error paths are compared too).
-fn inv(i: usize) -> InvocationId {
+pub(crate) fn inv(i: usize) -> InvocationId {
     InvocationId::new(INVS.get(i).copied().unwrap_or(""))
 }
 
-fn task(i: usize) -> TaskId {
+pub(crate) fn task(i: usize) -> TaskId {
     TaskId::new(
         TASKS[i].rsplit_once('.').map_or("m", |p| p.0),
         TASKS[i].rsplit_once('.').map_or("x", |p| p.1),
@@ -47,7 +38,7 @@ fn task(i: usize) -> TaskId {
 }
 
 /// Pool timestamp `t` (steps of 1 ms), optionally shown at +01:00.
-fn ts(t: u8, shifted: bool) -> Timestamp {
+pub(crate) fn ts(t: u8, shifted: bool) -> Timestamp {
     let micros = 1_736_942_400_000_000 + i64::from(t) * 1000;
     Timestamp::from_micros_with_offset(micros, if shifted { 3600 } else { 0 })
         .unwrap_or_else(|e| panic!("pool timestamp: {e}"))
@@ -56,11 +47,11 @@ fn ts(t: u8, shifted: bool) -> Timestamp {
 /// One invocation of an upsert batch.
 #[derive(Clone, Debug)]
 pub struct InvSpec {
-    inv: usize,
-    parent: Option<usize>,
-    wf: usize,
-    task: usize,
-    args: u8,
+    pub(crate) inv: usize,
+    pub(crate) parent: Option<usize>,
+    pub(crate) wf: usize,
+    pub(crate) task: usize,
+    pub(crate) args: u8,
 }
 
 impl InvSpec {
@@ -91,15 +82,15 @@ impl InvSpec {
 #[derive(Clone, Debug)]
 pub struct HistSpec {
     /// The key the row is stored under when not the record's own id (SPEC §3).
-    key: Option<usize>,
+    pub(crate) key: Option<usize>,
     /// A stored time key other than the record's instant (a naive pynenc
     /// timestamp), as a time index.
-    stored_at: Option<u8>,
-    inv: usize,
-    t: u8,
-    shifted: bool,
-    status: usize,
-    runner: usize,
+    pub(crate) stored_at: Option<u8>,
+    pub(crate) inv: usize,
+    pub(crate) t: u8,
+    pub(crate) shifted: bool,
+    pub(crate) status: usize,
+    pub(crate) runner: usize,
 }
 
 impl HistSpec {
@@ -134,20 +125,20 @@ impl HistSpec {
 /// Rows of a batch: each spec's row, then (for `AddUnderKeys`) one record
 /// under several keys, as the reference's `_add_histories(ids, record)`.
 /// A history row: key, record, stored time key (none: the record's instant).
-type Row = (InvocationId, InvocationHistory, Option<TimeKey>);
+pub(crate) type Row = (InvocationId, InvocationHistory, Option<TimeKey>);
 
-fn rows_of(specs: &[HistSpec]) -> Vec<Row> {
+pub(crate) fn rows_of(specs: &[HistSpec]) -> Vec<Row> {
     specs.iter().map(HistSpec::row).collect()
 }
 
-fn rows_under(spec: &HistSpec, keys: &[usize]) -> Vec<Row> {
+pub(crate) fn rows_under(spec: &HistSpec, keys: &[usize]) -> Vec<Row> {
     let rec = spec.build();
     keys.iter()
         .map(|k| (inv(*k), rec.clone(), spec.time_key()))
         .collect()
 }
 
-fn engine_rows(b: &dyn StateBackend, rows: &[Row]) -> taskstate_core::Result<()> {
+pub(crate) fn engine_rows(b: &dyn StateBackend, rows: &[Row]) -> taskstate_core::Result<()> {
     let borrowed: Vec<HistoryRow<'_>> = rows
         .iter()
         .map(|(k, r, t)| HistoryRow::under(k, r).at_time_key(*t))
@@ -231,25 +222,25 @@ pub enum Out {
     Failed(String),
 }
 
-fn err_str(e: &Error) -> String {
+pub(crate) fn err_str(e: &Error) -> String {
     match e.kind() {
         ErrorKind::NotFound => e.to_string(),
         k => format!("{k:?}"),
     }
 }
 
-fn range(lo: u8, hi: u8) -> TimeRange {
+pub(crate) fn range(lo: u8, hi: u8) -> TimeRange {
     TimeRange::new(ts(lo, false), ts(hi, false))
 }
 
-fn chunks<T: Clone>(items: Vec<T>, page: usize) -> Vec<Vec<T>> {
+pub(crate) fn chunks<T: Clone>(items: Vec<T>, page: usize) -> Vec<Vec<T>> {
     if items.is_empty() {
         return vec![Vec::new()];
     }
     items.chunks(page).map(<[T]>::to_vec).collect()
 }
 
-fn app(i: usize, with_config: bool) -> AppInfo {
+pub(crate) fn app(i: usize, with_config: bool) -> AppInfo {
     let mut a = AppInfo::new(APPS[i], "mod.app");
     if with_config {
         a.config_values = serde_json::json!({"b": 1.5, "a": [null, "x"]})
@@ -260,7 +251,7 @@ fn app(i: usize, with_config: bool) -> AppInfo {
     a
 }
 
-fn runner_chain(idx: &[usize]) -> RunnerContext {
+pub(crate) fn runner_chain(idx: &[usize]) -> RunnerContext {
     let mut ctx: Option<RunnerContext> = None;
     for &i in idx.iter().rev() {
         ctx = Some(RunnerContext {
@@ -358,7 +349,7 @@ pub fn run_model(m: &mut Model, op: &Op) -> Out {
 
 /// Walks every page of a paged query; a page that breaks the paging
 /// contract (empty before the end, larger than asked, endless) is reported.
-fn walk<T>(
+pub(crate) fn walk<T>(
     page: usize,
     mut fetch: impl FnMut(Option<&Cursor>) -> Result<Page<T>, Error>,
 ) -> Result<Vec<Vec<T>>, String> {
@@ -469,173 +460,5 @@ pub fn run_engine(b: &dyn StateBackend, op: &Op) -> Out {
             )
         }),
         Op::Purge => unit(b.purge()),
-    }
-}
-
-/// The reference state: the model plus the output of the last operation.
-#[derive(Clone, Debug, Default)]
-pub struct RefState {
-    model: Model,
-    last: Option<Out>,
-}
-
-/// The reference state machine (generation and the model side).
-pub struct ModelMachine;
-
-fn i() -> impl Strategy<Value = usize> {
-    0..INVS.len()
-}
-
-fn op_strategy() -> BoxedStrategy<Op> {
-    let inv_spec = (
-        0..INVS.len(),
-        // 1 in 12 parents is the empty id: invalid input, whole batch refused.
-        prop::option::of(0..=INVS.len()),
-        i(),
-        0..TASKS.len(),
-        0..3u8,
-    )
-        .prop_map(|(inv, parent, wf, task, args)| InvSpec {
-            inv,
-            parent,
-            wf,
-            task,
-            args,
-        });
-    let hist_spec = (
-        // 1 in 4 rows is stored under another invocation's key (SPEC §3).
-        prop::option::weighted(0.25, i()),
-        // 1 in 8 rows is stored at another time key (SPEC §3, pynenc's
-        // naive timestamps).
-        prop::option::weighted(0.125, 0..6u8),
-        i(),
-        0..6u8,
-        any::<bool>(),
-        0..STATUSES.len(),
-        0..RUNNERS.len(),
-    )
-        .prop_map(
-            |(key, stored_at, inv, t, shifted, status, runner)| HistSpec {
-                key,
-                stored_at,
-                inv,
-                t,
-                shifted,
-                status,
-                runner,
-            },
-        )
-        .boxed();
-    let chain =
-        prop::sample::subsequence((0..RUNNERS.len()).collect::<Vec<_>>(), 1..=3).prop_shuffle();
-    let t = 0..6u8;
-    prop_oneof![
-        4 => prop::collection::vec(inv_spec, 1..4).prop_map(Op::Upsert),
-        2 => i().prop_map(Op::GetInvocation),
-        2 => i().prop_map(Op::Children),
-        2 => (prop::option::of(i()), prop::option::of(0..TASKS.len())).prop_map(|(w, t)| Op::ByWorkflow(w, t)),
-        5 => prop::collection::vec(hist_spec.clone(), 1..4).prop_map(Op::AddHistories),
-        2 => (hist_spec, prop::collection::vec(i(), 1..4)).prop_map(|(h, k)| Op::AddUnderKeys(h, k)),
-        2 => i().prop_map(Op::GetHistory),
-        2 => (t.clone(), t.clone(), 1..4usize).prop_map(|(lo, hi, page)| Op::HistoryRange { lo, hi, page }),
-        2 => (t.clone(), t, 1..4usize).prop_map(|(lo, hi, page)| Op::IdsRange { lo, hi, page }),
-        1 => (i(), 0..VALUES.len()).prop_map(|(a, v)| Op::SetResult(a, v)),
-        1 => i().prop_map(Op::GetResult),
-        1 => (i(), 0..VALUES.len()).prop_map(|(a, v)| Op::SetException(a, v)),
-        1 => i().prop_map(Op::GetException),
-        2 => (i(), 0..TASKS.len(), prop::option::of(i())).prop_map(|(wf, task, parent)| Op::StoreRun { wf, task, parent }),
-        1 => Just(Op::Types),
-        1 => Just(Op::Runs),
-        1 => (0..TASKS.len()).prop_map(Op::RunsOf),
-        1 => (i(), i()).prop_map(|(w, s)| Op::StoreSub(w, s)),
-        1 => i().prop_map(Op::Subs),
-        1 => (i(), 0..KEYS.len(), 0..VALUES.len()).prop_map(|(w, k, v)| Op::SetData(w, k, v)),
-        1 => (i(), 0..KEYS.len()).prop_map(|(w, k)| Op::GetData(w, k)),
-        1 => (0..APPS.len(), any::<bool>()).prop_map(|(a, c)| Op::StoreApp(a, c)),
-        1 => (0..APPS.len()).prop_map(Op::GetApp),
-        1 => Just(Op::Apps),
-        2 => chain.prop_map(Op::StoreRunner),
-        1 => (0..RUNNERS.len()).prop_map(Op::GetRunner),
-        1 => prop::collection::vec(0..RUNNERS.len(), 0..4).prop_map(Op::GetRunners),
-        2 => (0..PARTIALS.len()).prop_map(Op::MatchRunners),
-        1 => Just(Op::ResultIds),
-        1 => Just(Op::ExceptionIds),
-        1 => Just(Op::AllSubs),
-        1 => Just(Op::AllData),
-        1 => Just(Op::Purge),
-    ]
-    .boxed()
-}
-
-impl ReferenceStateMachine for ModelMachine {
-    type State = RefState;
-    type Transition = Op;
-
-    fn init_state() -> BoxedStrategy<RefState> {
-        Just(RefState::default()).boxed()
-    }
-
-    fn transitions(_: &RefState) -> BoxedStrategy<Op> {
-        op_strategy()
-    }
-
-    fn apply(mut state: RefState, op: &Op) -> RefState {
-        state.last = Some(run_model(&mut state.model, op));
-        state
-    }
-}
-
-/// The engine side of the model test, for the engine that `F` builds.
-pub struct EngineMachine<F>(PhantomData<F>);
-
-impl<F: Factory> StateMachineTest for EngineMachine<F> {
-    type SystemUnderTest = Instance<F>;
-    type Reference = ModelMachine;
-
-    fn init_test(_: &RefState) -> Instance<F> {
-        Instance::<F>::create()
-            .unwrap_or_else(|| panic!("the factory stopped offering an engine mid-run"))
-    }
-
-    fn apply(sut: Instance<F>, state: &RefState, op: Op) -> Instance<F> {
-        let got = run_engine(&sut.backend, &op);
-        assert_eq!(
-            Some(&got),
-            state.last.as_ref(),
-            "engine and model differ on {op:?}"
-        );
-        sut
-    }
-}
-
-/// Default number of generated sequences (each up to 60 operations); the
-/// `PROPTEST_CASES` environment variable overrides it.
-pub const DEFAULT_CASES: u32 = 64;
-
-/// Runs the model-based test against `F`'s engine. `regressions` is the file
-/// where failing seeds are kept (commit it).
-pub fn run_model_test<F: Factory>(regressions: &'static str) {
-    if Instance::<F>::create().is_none() {
-        return;
-    }
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    let config = Config {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(regressions))),
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new(config.clone());
-    let result = runner.run(
-        &ModelMachine::sequential_strategy(1..60),
-        |(init, ops, seen)| {
-            EngineMachine::<F>::test_sequential(config.clone(), init, ops, seen);
-            Ok(())
-        },
-    );
-    if let Err(e) = result {
-        panic!("model-based test failed: {e}");
     }
 }
