@@ -5,20 +5,24 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::error::KeyError;
 
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        ///
+        /// Cloning is cheap (a shared, immutable string: one reference
+        /// count), so records holding ids clone without copying text.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Wraps a string as this id. Any string is accepted.
             #[must_use]
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
+            pub fn new(id: impl AsRef<str>) -> Self {
+                Self(Arc::from(id.as_ref()))
             }
 
             /// The id as a string slice.
@@ -27,10 +31,10 @@ macro_rules! string_id {
                 &self.0
             }
 
-            /// Consumes the id, returning its string.
+            /// The id's string, owned.
             #[must_use]
             pub fn into_string(self) -> String {
-                self.0
+                self.0.as_ref().to_owned()
             }
         }
 
@@ -48,13 +52,13 @@ macro_rules! string_id {
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                Self(s.to_owned())
+                Self(Arc::from(s))
             }
         }
 
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                Self(s)
+                Self(Arc::from(s))
             }
         }
 
@@ -114,7 +118,7 @@ string_id! {
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TaskId {
-    key: String,
+    key: Arc<str>,
     /// Byte index of the separating `.` in `key`.
     dot: usize,
 }
@@ -132,7 +136,7 @@ impl TaskId {
             ));
         }
         Ok(Self {
-            key: format!("{module}.{func_name}"),
+            key: Arc::from(format!("{module}.{func_name}")),
             dot: module.len(),
         })
     }
@@ -162,7 +166,7 @@ impl FromStr for TaskId {
     fn from_str(key: &str) -> Result<Self, Self::Err> {
         match key.rfind('.') {
             Some(dot) if dot > 0 && dot + 1 < key.len() => Ok(Self {
-                key: key.to_owned(),
+                key: Arc::from(key),
                 dot,
             }),
             Some(_) => Err(KeyError::new(
@@ -205,7 +209,7 @@ impl fmt::Debug for TaskId {
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CallId {
-    key: String,
+    key: Arc<str>,
     task: TaskId,
 }
 
@@ -214,7 +218,7 @@ impl CallId {
     #[must_use]
     pub fn new(task: TaskId, args_id: &str) -> Self {
         Self {
-            key: format!("{}:{args_id}", task.key()),
+            key: Arc::from(format!("{}:{args_id}", task.key())),
             task,
         }
     }
@@ -249,7 +253,7 @@ impl FromStr for CallId {
             .parse::<TaskId>()
             .map_err(|e| KeyError::new("call id", key, format!("bad task key: {}", e.reason)))?;
         Ok(Self {
-            key: key.to_owned(),
+            key: Arc::from(key),
             task,
         })
     }

@@ -37,9 +37,17 @@ enum Command {
         /// Number of invocations (1 to 2,000,000: the workload is built in memory).
         #[arg(long, default_value_t = 2000, value_parser = bounded::<1, 2_000_000>)]
         n: usize,
-        /// Also run the write operations with T threads (1 to 256) sharing one engine.
+        /// Also run every operation with T threads (1 to 256) sharing one engine.
         #[arg(long, default_value_t = 1, value_parser = bounded::<1, 256>)]
         threads: usize,
+        /// Rounds (1 to 100): every target runs every operation once per
+        /// round, targets interleaved; figures are medians over rounds.
+        #[arg(long, default_value_t = 3, value_parser = bounded::<1, 100>)]
+        repeat: usize,
+        /// A timed read loop repeats over the workload until it lasts this
+        /// many milliseconds (0 to 60000).
+        #[arg(long, default_value_t = 200, value_parser = bounded::<0, 60_000>)]
+        min_time_ms: usize,
         /// Write the results as JSON to PATH.
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
@@ -191,9 +199,19 @@ fn main() -> ExitCode {
             engines,
             n,
             threads,
+            repeat,
+            min_time_ms,
             json,
             seed,
-        } => cmd_bench(engines, n, threads, json.as_deref(), seed),
+        } => cmd_bench(bench_cmd::BenchArgs {
+            engines,
+            n,
+            threads,
+            repeat,
+            min_time_ms: min_time_ms as u64,
+            json,
+            seed,
+        }),
         Command::Export {
             url,
             output,

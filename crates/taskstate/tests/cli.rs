@@ -37,6 +37,10 @@ fn bench_writes_a_validated_json_report() {
         "120",
         "--threads",
         "2",
+        "--repeat",
+        "2",
+        "--min-time-ms",
+        "5",
         "--json",
         json.to_str().unwrap(),
     ]);
@@ -44,17 +48,20 @@ fn bench_writes_a_validated_json_report() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("sqlite/raw"), "{table}");
     assert!(table.contains("iter_history_in_timerange"), "{table}");
+    assert!(table.contains("2 rounds"), "{table}");
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["meta"]["n"], 120);
-    let results = doc["results"].as_array().unwrap();
-    // 3 engines x (9 single-thread ops + 3 writes with 2 threads).
-    assert_eq!(results.len(), 3 * 12);
-    for r in results {
+    assert_eq!(doc["meta"]["repeat"], 2);
+    let samples = doc["samples"].as_array().unwrap();
+    // 3 targets x 2 rounds x (9 single-thread ops + 7 with 2 threads: the
+    // writes and point reads).
+    assert_eq!(samples.len(), 3 * 2 * 16);
+    for r in samples {
         assert_eq!(r["validation"], "ok", "{r}");
         assert!(r["ops_per_s"].as_f64().unwrap() > 0.0, "{r}");
     }
-    let engines: std::collections::BTreeSet<&str> = results
+    let engines: std::collections::BTreeSet<&str> = samples
         .iter()
         .map(|r| r["engine"].as_str().unwrap())
         .collect();
@@ -62,6 +69,24 @@ fn bench_writes_a_validated_json_report() {
         engines.into_iter().collect::<Vec<_>>(),
         ["memory", "raw-sqlite", "sqlite"]
     );
+    // Every (engine, op, threads) is summarised by its median and range,
+    // and sqlite/raw by the median of the per-round ratios.
+    let summary = doc["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), 3 * 16);
+    for s in summary {
+        let (lo, med, hi) = (
+            s["min_ops_per_s"].as_f64().unwrap(),
+            s["median_ops_per_s"].as_f64().unwrap(),
+            s["max_ops_per_s"].as_f64().unwrap(),
+        );
+        assert!(lo <= med && med <= hi, "{s}");
+    }
+    let ratios = doc["ratios"].as_array().unwrap();
+    assert_eq!(ratios.len(), 16);
+    for r in ratios {
+        assert_eq!(r["engine"], "sqlite");
+        assert_eq!(r["per_round"].as_array().unwrap().len(), 2, "{r}");
+    }
 }
 
 #[test]
@@ -212,15 +237,19 @@ fn bench_on_postgres_with_threads() {
         "60",
         "--threads",
         "2",
+        "--repeat",
+        "1",
+        "--min-time-ms",
+        "0",
         "--json",
         json.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let results = doc["results"].as_array().unwrap();
-    // postgres + raw-sqlite + raw-postgres, 12 rows each.
-    assert_eq!(results.len(), 36);
+    let results = doc["samples"].as_array().unwrap();
+    // postgres + raw-postgres, 16 rows each.
+    assert_eq!(results.len(), 32);
     assert!(
         results.iter().all(|r| r["validation"] == "ok"),
         "{results:?}"

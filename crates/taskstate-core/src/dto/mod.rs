@@ -25,14 +25,17 @@ pub use context::{AppInfo, RunnerContext};
 /// assert_eq!(args.to_json(), r#"{"b": "2", "a": "1"}"#);
 /// assert_eq!(args.args_id(), "81eb42d9b7f448d9d35d384a3d4e57cbf9566765fff5744a9635609ce64d72e6");
 /// ```
+///
+/// Cloning is cheap: the pairs are shared (one reference count) until one
+/// side changes them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct SerializedArguments(Vec<(String, String)>);
+pub struct SerializedArguments(std::sync::Arc<Vec<(String, String)>>);
 
 impl SerializedArguments {
     /// No arguments.
     #[must_use]
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self::default()
     }
 
     /// From (name, value) pairs; a repeated name keeps its first position and
@@ -50,9 +53,10 @@ impl SerializedArguments {
     /// Sets one argument.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let (name, value) = (name.into(), value.into());
-        match self.0.iter_mut().find(|(k, _)| *k == name) {
+        let pairs = std::sync::Arc::make_mut(&mut self.0);
+        match pairs.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
-            None => self.0.push((name, value)),
+            None => pairs.push((name, value)),
         }
     }
 
@@ -138,7 +142,7 @@ impl SerializedArguments {
             .deserialize_map(Pairs)
             .and_then(|p| de.end().map(|()| p))
             .map_err(|e| format!("serialized_arguments: {e}"))?;
-        Ok(Self(pairs))
+        Ok(Self(std::sync::Arc::new(pairs)))
     }
 }
 
@@ -338,16 +342,11 @@ impl InvocationHistory {
             timestamp: parse_key(Timestamp::parse(&w.timestamp))?,
             status_record: InvocationStatusRecord {
                 status: parse_key(w.status_record.status.parse())?,
-                runner_id: w
-                    .status_record
-                    .runner_id
-                    .map(|r| RunnerId::new(r.into_owned())),
+                runner_id: w.status_record.runner_id.map(|r| RunnerId::new(&r)),
                 timestamp: parse_key(Timestamp::parse(&w.status_record.timestamp))?,
             },
-            runner_context_id: RunnerId::new(w.runner_context_id.into_owned()),
-            registered_by_inv_id: w
-                .registered_by_inv_id
-                .map(|r| InvocationId::new(r.into_owned())),
+            runner_context_id: RunnerId::new(&w.runner_context_id),
+            registered_by_inv_id: w.registered_by_inv_id.map(|r| InvocationId::new(&r)),
         })
     }
 

@@ -195,37 +195,109 @@ fn timed<T: Send>(n: usize, threads: usize, body: impl Fn(usize) -> T + Sync) ->
     (start.elapsed().as_secs_f64(), out)
 }
 
-fn check_all(
+/// How [`run`] measures.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Threads sharing the target, for the writes and the timed reads.
+    pub threads: usize,
+    /// Time the read operations (else only the writes are reported; they
+    /// are still validated by reading everything back).
+    pub reads: bool,
+    /// A timed read loop repeats over the workload until it has run at
+    /// least this long, so a short loop's noise does not decide a figure.
+    pub min_time: std::time::Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            reads: true,
+            min_time: std::time::Duration::from_millis(200),
+        }
+    }
+}
+
+/// Runs `f` over the workload's `n` items with `threads` threads, pass
+/// after pass until the timed passes add up to `min_time`; returns the
+/// items processed, the seconds they took, and the validation of every
+/// output (`f` says whether an item came back right).
+fn read_loop(
     n: usize,
     threads: usize,
+    min_time: f64,
     f: impl Fn(usize) -> Result<bool> + Sync,
     what: &str,
-) -> (f64, Validation) {
-    let (secs, out) = timed(n, threads, f);
-    let v = first_error(out).and_then(|oks| {
-        let bad = oks.iter().filter(|ok| !**ok).count();
-        verdict(bad == 0, || {
-            format!("{bad} of {n} {what} differ from the input")
-        })
+) -> (usize, f64, Validation) {
+    let (mut items, mut secs, mut bad) = (0, 0.0, 0);
+    loop {
+        let (s, out) = timed(n, threads, &f);
+        items += n;
+        secs += s;
+        match first_error(out) {
+            Ok(oks) => bad += oks.iter().filter(|ok| !**ok).count(),
+            Err(e) => return (items, secs, Err(e)),
+        }
+        if secs >= min_time {
+            break;
+        }
+    }
+    let v = verdict(bad == 0, || {
+        format!("{bad} of {items} {what} read back differ from the input")
     });
-    (secs, v)
+    (items, secs, v)
+}
+
+/// A whole-range scan, repeated until it has run `min_time` seconds;
+/// returns the scans' items, their seconds, and the validation of each.
+fn scan_loop<T>(
+    per_scan: usize,
+    min_time: f64,
+    scan: impl Fn() -> Result<T>,
+    check: impl Fn(&T) -> Validation,
+) -> (usize, f64, Validation) {
+    let (mut items, mut secs) = (0, 0.0);
+    loop {
+        let start = Instant::now();
+        let got = scan();
+        secs += start.elapsed().as_secs_f64();
+        items += per_scan;
+        match got {
+            Ok(got) => {
+                if let Err(e) = check(&got) {
+                    return (items, secs, Err(e));
+                }
+            }
+            Err(e) => return (items, secs, Err(format!("error: {e}"))),
+        }
+        if secs >= min_time {
+            return (items, secs, Ok(()));
+        }
+    }
 }
 
 /// One write of the workload, by item index.
 type WriteFn<'a> = dyn Fn(usize) -> Result<()> + Sync + 'a;
 
-/// Runs the write operations with `threads` threads on `target`, then the
-/// (single-thread) reads that validate them, and, when `reads`, times the
-/// read operations too. Returns one result per timed operation.
+/// One checked read of the workload, by item index: whether it came back
+/// right.
+type ReadFn<'a> = dyn Fn(usize) -> Result<bool> + Sync + 'a;
+
+/// Runs the write operations with `options.threads` threads on `target`,
+/// validates them by reading everything back, and, when `options.reads`,
+/// times the read operations (point reads with the same threads, each loop
+/// lasting at least `options.min_time`; the range scans only when
+/// single-threaded). Returns one result per timed operation.
 pub fn run<T: BenchTarget + ?Sized>(
     engine: &str,
     target: &T,
     w: &Workload,
-    threads: usize,
-    reads: bool,
+    options: &RunOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Vec<OpResult> {
     let n = w.n();
+    let threads = options.threads.max(1);
+    let min_time = options.min_time.as_secs_f64();
     let mut out = Vec::new();
     let mut push = |op: Op, items: usize, t: usize, secs: f64, validation: Validation| {
         out.push(OpResult {
@@ -248,13 +320,13 @@ pub fn run<T: BenchTarget + ?Sized>(
         let (secs, res) = timed(items, threads, f);
         write_times.push((op, items, secs, first_error(res).err()));
     }
-    // Reads, timed (single thread) and checked; they validate the writes.
-    progress("get_invocation");
-    let (s_inv, v_inv) = check_all(n, 1, |i| target.check_invocation(w, i), "invocations");
-    progress("get_history");
-    let (s_his, v_his) = check_all(n, 1, |i| target.check_history(w, i), "histories");
-    progress("get_result");
-    let (s_res, v_res) = check_all(n, 1, |i| target.check_result(w, i), "results");
+    // Every write read back once (untimed): the writes' validation.
+    progress("reading the writes back");
+    let once =
+        |f: &(dyn Fn(usize) -> Result<bool> + Sync), what: &str| read_loop(n, 1, 0.0, f, what).2;
+    let v_inv = once(&|i| target.check_invocation(w, i), "invocations");
+    let v_his = once(&|i| target.check_history(w, i), "histories");
+    let v_res = once(&|i| target.check_result(w, i), "results");
     for (op, items, secs, err) in write_times {
         let read_check = match op {
             Op::UpsertInvocations => &v_inv,
@@ -267,51 +339,68 @@ pub fn run<T: BenchTarget + ?Sized>(
         };
         push(op, items, threads, secs, v);
     }
-    if !reads {
+    if !options.reads {
         return out;
     }
-    push(Op::GetInvocation, n, 1, s_inv, v_inv);
-    push(Op::GetHistory, n, 1, s_his, v_his);
-    push(Op::GetResult, n, 1, s_res, v_res);
-    progress("get_child_invocations");
-    let (s, v) = check_all(n, 1, |i| target.check_children(w, i), "child lists");
-    push(Op::GetChildInvocations, n, 1, s, v);
+    let point: [(Op, &ReadFn<'_>, &str); 4] = [
+        (
+            Op::GetInvocation,
+            &|i| target.check_invocation(w, i),
+            "invocations",
+        ),
+        (Op::GetHistory, &|i| target.check_history(w, i), "histories"),
+        (Op::GetResult, &|i| target.check_result(w, i), "results"),
+        (
+            Op::GetChildInvocations,
+            &|i| target.check_children(w, i),
+            "child lists",
+        ),
+    ];
+    for (op, f, what) in point {
+        progress(op.name());
+        let (items, secs, v) = read_loop(n, threads, min_time, f, what);
+        push(op, items, threads, secs, v);
+    }
 
+    // The range scans are one long paged walk each: timed on one thread,
+    // in the single-thread pass only.
+    if threads > 1 {
+        return out;
+    }
     progress("iter_invocations_in_timerange");
-    let start = Instant::now();
-    let ids = target.scan_ids(w);
-    let secs = start.elapsed().as_secs_f64();
     let want: Vec<String> = w
         .sorted_ids()
         .into_iter()
         .map(InvocationId::into_string)
         .collect();
-    let v = match ids {
-        Ok(ids) => verdict(ids == want, || {
-            format!("scan returned {} ids, expected {}", ids.len(), want.len())
-        }),
-        Err(e) => Err(format!("error: {e}")),
-    };
-    push(Op::IterInvocationsInTimerange, n, 1, secs, v);
+    let (items, secs, v) = scan_loop(
+        n,
+        min_time,
+        || target.scan_ids(w),
+        |ids| {
+            verdict(*ids == want, || {
+                format!("scan returned {} ids, expected {}", ids.len(), want.len())
+            })
+        },
+    );
+    push(Op::IterInvocationsInTimerange, items, 1, secs, v);
 
     progress("iter_history_in_timerange");
-    let start = Instant::now();
-    let recs = target.scan_history(w);
-    let secs = start.elapsed().as_secs_f64();
-    let v = match recs {
-        Ok(recs) => {
-            let ok = recs.matches(w);
-            verdict(ok, || {
+    let (items, secs, v) = scan_loop(
+        3 * n,
+        min_time,
+        || target.scan_history(w),
+        |recs| {
+            verdict(recs.matches(w), || {
                 format!(
                     "scan returned {} records, expected {} in order",
                     recs.len(),
                     w.histories.len()
                 )
             })
-        }
-        Err(e) => Err(format!("error: {e}")),
-    };
-    push(Op::IterHistoryInTimerange, 3 * n, 1, secs, v);
+        },
+    );
+    push(Op::IterHistoryInTimerange, items, 1, secs, v);
     out
 }
 
@@ -382,24 +471,48 @@ mod tests {
     fn run_validates_memory_engine() {
         let w = Workload::build(200, 3);
         let b = taskstate_memory_for_tests();
-        let results = run("memory", b.as_ref(), &w, 1, true, &mut |_| {});
+        let quick = RunOptions {
+            min_time: std::time::Duration::ZERO,
+            ..RunOptions::default()
+        };
+        let results = run("memory", b.as_ref(), &w, &quick, &mut |_| {});
         assert_eq!(results.len(), Op::ALL.len());
         for r in &results {
             assert_eq!(r.validation, Ok(()), "{}", r.op);
         }
+        let four = RunOptions {
+            threads: 4,
+            ..quick
+        };
         let threaded = run(
             "memory",
             taskstate_memory_for_tests().as_ref(),
             &w,
-            4,
-            false,
+            &four,
             &mut |_| {},
         );
-        assert!(
-            threaded
-                .iter()
-                .all(|r| r.validation.is_ok() && r.threads == 4)
+        // Writes and point reads with 4 threads; the scans only single-threaded.
+        assert_eq!(threaded.len(), Op::ALL.len() - 2);
+        for r in &threaded {
+            assert_eq!(r.validation, Ok(()), "{}", r.op);
+            assert_eq!(r.threads, 4, "{}", r.op);
+        }
+        // A read loop repeats over the workload until it lasts min_time.
+        let long = RunOptions {
+            min_time: std::time::Duration::from_millis(50),
+            ..quick
+        };
+        let repeated = run(
+            "memory",
+            taskstate_memory_for_tests().as_ref(),
+            &w,
+            &long,
+            &mut |_| {},
         );
+        for r in repeated.iter().filter(|r| !r.op.is_write()) {
+            assert!(r.seconds >= 0.05, "{} ran {} s", r.op, r.seconds);
+            assert_eq!(r.n % 200, 0, "{}: whole passes only", r.op);
+        }
     }
 
     #[test]
@@ -441,14 +554,20 @@ mod tests {
             }
         }
         let lossy = Lossy(taskstate_memory_for_tests());
-        let results = run("lossy", &lossy, &w, 1, true, &mut |_| {});
+        let quick = RunOptions {
+            min_time: std::time::Duration::ZERO,
+            ..RunOptions::default()
+        };
+        let results = run("lossy", &lossy, &w, &quick, &mut |_| {});
         let set = results
             .iter()
             .find(|r| r.op == Op::SetResult)
             .map(|r| r.validation.clone());
         assert_eq!(
             set,
-            Some(Err("6 of 60 results differ from the input".to_owned()))
+            Some(Err(
+                "6 of 60 results read back differ from the input".to_owned()
+            ))
         );
         assert!(results.iter().filter(|r| r.validation.is_ok()).count() == Op::ALL.len() - 2);
     }

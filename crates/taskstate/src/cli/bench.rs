@@ -52,102 +52,138 @@ fn rusqlite_version() -> Option<&'static str> {
     None
 }
 
-struct Measured {
-    name: String,
-    /// The raw baseline this engine is compared with, if any.
-    baseline: Option<&'static str>,
-    results: Vec<OpResult>,
+/// What one bench target is: an engine by URL, or a raw baseline.
+enum Kind {
+    Engine { url: String },
+    RawSqlite,
+    RawPostgres { url: String },
 }
 
-fn bench_engine(
-    name: &str,
-    url: &str,
+/// One measured target and its results, round by round.
+struct Measured {
+    name: String,
+    kind: Kind,
+    /// The raw baseline this engine is compared with, if any.
+    baseline: Option<&'static str>,
+    /// One entry per round: every timed operation of that round.
+    rounds: Vec<Vec<OpResult>>,
+}
+
+/// How a bench run measures, from the command line.
+pub(crate) struct BenchArgs {
+    pub(crate) engines: Vec<String>,
+    pub(crate) n: usize,
+    pub(crate) threads: usize,
+    pub(crate) repeat: usize,
+    pub(crate) min_time_ms: u64,
+    pub(crate) json: Option<std::path::PathBuf>,
+    pub(crate) seed: Option<u64>,
+}
+
+/// One round of one target: every operation single-threaded, and again
+/// with `threads` threads when more than one, each pass on an empty store.
+fn run_round(
+    m: &Measured,
+    round: usize,
+    dir: &Path,
     w: &Workload,
     threads: usize,
+    min_time: std::time::Duration,
     bar: &ProgressBar,
 ) -> Result<Vec<OpResult>, String> {
-    let b = open_url(url)?;
-    let shown = redact_url(url);
-    if !export::is_empty(b.as_ref()).map_err(|e| format!("{shown}: {e}"))? {
-        return Err(format!(
-            "{shown}: bench needs an empty store (it writes and then purges its data)"
-        ));
-    }
-    let mut step = |op: &str| bar.set_message(format!("{name}: {op}"));
-    let mut results = bench::run(name, b.as_ref(), w, 1, true, &mut step);
+    let name = &m.name;
+    let mut step = |op: &str| bar.set_message(format!("round {}: {name}: {op}", round + 1));
+    let mut passes = vec![1];
     if threads > 1 {
-        b.purge()
-            .map_err(|e| format!("{shown}: purge between runs: {e}"))?;
-        results.extend(bench::run(name, b.as_ref(), w, threads, false, &mut step));
+        passes.push(threads);
     }
-    b.purge()
-        .map_err(|e| format!("{shown}: purge after bench: {e}"))?;
+    let mut results = Vec::new();
+    for t in passes {
+        let options = bench::RunOptions {
+            threads: t,
+            reads: true,
+            min_time,
+        };
+        match &m.kind {
+            Kind::Engine { url } => {
+                let b = open_url(url)?;
+                let shown = redact_url(url);
+                if !export::is_empty(b.as_ref()).map_err(|e| format!("{shown}: {e}"))? {
+                    return Err(format!(
+                        "{shown}: bench needs an empty store (it writes and then purges its data)"
+                    ));
+                }
+                results.extend(bench::run(name, b.as_ref(), w, &options, &mut step));
+                b.purge()
+                    .map_err(|e| format!("{shown}: purge after the round: {e}"))?;
+            }
+            Kind::RawSqlite => results.extend(raw_sqlite(dir, round, t, w, &options, &mut step)?),
+            Kind::RawPostgres { url } => {
+                results.extend(raw_postgres(url, w, &options, &mut step)?);
+            }
+        }
+    }
     Ok(results)
 }
 
 #[cfg(feature = "sqlite")]
-fn bench_raw(
+fn raw_sqlite(
     dir: &Path,
-    w: &Workload,
+    round: usize,
     threads: usize,
-    bar: &ProgressBar,
+    w: &Workload,
+    options: &bench::RunOptions,
+    step: &mut dyn FnMut(&str),
 ) -> Result<Vec<OpResult>, String> {
     use taskstate::sqlite::SqliteOptions;
-    let mut step = |op: &str| bar.set_message(format!("raw-sqlite: {op}"));
-    let raw = bench::RawSqlite::create(dir.join("raw-1.db"), SqliteOptions::default(), w)
+    let path = dir.join(format!("raw-{round}-{threads}.db"));
+    let raw = bench::RawSqlite::create(path.clone(), SqliteOptions::default(), w)
         .map_err(|e| format!("raw-sqlite: {e}"))?;
-    let mut results = bench::run("raw-sqlite", &raw, w, 1, true, &mut step);
-    if threads > 1 {
-        let raw = bench::RawSqlite::create(dir.join("raw-t.db"), SqliteOptions::default(), w)
-            .map_err(|e| format!("raw-sqlite: {e}"))?;
-        results.extend(bench::run("raw-sqlite", &raw, w, threads, false, &mut step));
+    let results = bench::run("raw-sqlite", &raw, w, options, step);
+    drop(raw);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     Ok(results)
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn bench_raw(_: &Path, _: &Workload, _: usize, _: &ProgressBar) -> Result<Vec<OpResult>, String> {
+fn raw_sqlite(
+    _: &Path,
+    _: usize,
+    _: usize,
+    _: &Workload,
+    _: &bench::RunOptions,
+    _: &mut dyn FnMut(&str),
+) -> Result<Vec<OpResult>, String> {
     Ok(Vec::new())
 }
 
 /// The raw-PostgreSQL baseline, on the server of `url`, in a schema of its
 /// own that is dropped afterwards.
 #[cfg(feature = "postgres")]
-fn bench_raw_postgres(
+fn raw_postgres(
     url: &str,
     w: &Workload,
-    threads: usize,
-    bar: &ProgressBar,
+    options: &bench::RunOptions,
+    step: &mut dyn FnMut(&str),
 ) -> Result<Vec<OpResult>, String> {
     let url = taskstate::postgres::connection_url(url).map_err(|e| e.to_string())?;
     let schema = format!("taskstate_bench_raw_{}", std::process::id());
-    let mut step = |op: &str| bar.set_message(format!("raw-postgres: {op}"));
     let raw =
         bench::RawPostgres::create(&url, &schema, w).map_err(|e| format!("raw-postgres: {e}"))?;
-    let mut results = bench::run("raw-postgres", &raw, w, 1, true, &mut step);
-    if threads > 1 {
-        let again = bench::RawPostgres::create(&url, &schema, w)
-            .map_err(|e| format!("raw-postgres: {e}"))?;
-        results.extend(bench::run(
-            "raw-postgres",
-            &again,
-            w,
-            threads,
-            false,
-            &mut step,
-        ));
-    }
+    let results = bench::run("raw-postgres", &raw, w, options, step);
     raw.drop_schema()
         .map_err(|e| format!("raw-postgres: {e}"))?;
     Ok(results)
 }
 
 #[cfg(not(feature = "postgres"))]
-fn bench_raw_postgres(
+fn raw_postgres(
     _: &str,
     _: &Workload,
-    _: usize,
-    _: &ProgressBar,
+    _: &bench::RunOptions,
+    _: &mut dyn FnMut(&str),
 ) -> Result<Vec<OpResult>, String> {
     Ok(Vec::new())
 }
@@ -167,76 +203,168 @@ fn fmt_rate(r: f64) -> String {
     out
 }
 
-fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<()> {
-    let ratio_of: Vec<&Measured> = measured.iter().filter(|m| m.baseline.is_some()).collect();
-    let mut rows: Vec<(Op, usize, usize)> = Vec::new();
-    for m in measured {
-        for r in &m.results {
-            if !rows.iter().any(|(op, t, _)| *op == r.op && *t == r.threads) {
-                rows.push((r.op, r.threads, r.n));
-            }
+/// A rate in 3 significant digits with a k/M suffix (for ranges).
+fn short_rate(r: f64) -> String {
+    let (v, unit) = if r >= 1e6 {
+        (r / 1e6, "M")
+    } else if r >= 1e3 {
+        (r / 1e3, "k")
+    } else {
+        (r, "")
+    };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.digits$}{unit}")
+}
+
+/// Median, min and max.
+fn spread(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    };
+    Some((median, v[0], v[v.len() - 1]))
+}
+
+fn find(round: &[OpResult], op: Op, t: usize) -> Option<&OpResult> {
+    round.iter().find(|r| r.op == op && r.threads == t)
+}
+
+/// The ops/s of `op` at `t` threads, round by round.
+fn rates(m: &Measured, op: Op, t: usize) -> Vec<f64> {
+    m.rounds
+        .iter()
+        .filter_map(|r| find(r, op, t))
+        .map(OpResult::ops_per_s)
+        .collect()
+}
+
+/// `m`'s ops/s over its baseline's, per round (rounds where both ran).
+fn ratios(measured: &[Measured], m: &Measured, op: Op, t: usize) -> Vec<f64> {
+    let Some(raw) = measured
+        .iter()
+        .find(|r| Some(r.name.as_str()) == m.baseline)
+    else {
+        return Vec::new();
+    };
+    m.rounds
+        .iter()
+        .zip(&raw.rounds)
+        .filter_map(|(a, b)| Some(find(a, op, t)?.ops_per_s() / find(b, op, t)?.ops_per_s()))
+        .collect()
+}
+
+fn rows_of(measured: &[Measured]) -> Vec<(Op, usize)> {
+    let mut rows: Vec<(Op, usize)> = Vec::new();
+    for r in measured.iter().flat_map(|m| m.rounds.iter().flatten()) {
+        if !rows.contains(&(r.op, r.threads)) {
+            rows.push((r.op, r.threads));
         }
     }
-    rows.sort_by_key(|(op, t, _)| (*t, *op));
-    write!(out, "{:<32}{:>8}{:>4}", "operation", "n", "T")?;
+    rows.sort_by_key(|(op, t)| (*t, *op));
+    rows
+}
+
+fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<()> {
+    let ratio_of: Vec<&Measured> = measured.iter().filter(|m| m.baseline.is_some()).collect();
+    write!(out, "{:<30}{:>3}", "operation", "T")?;
     for m in measured {
-        write!(out, "{:>19}", format!("{} op/s", m.name))?;
+        write!(out, "{:>30}", format!("{} op/s [min-max]", m.name))?;
     }
     for m in &ratio_of {
-        write!(out, "{:>14}", format!("{}/raw", m.name))?;
+        write!(out, "{:>22}", format!("{}/raw", m.name))?;
     }
     writeln!(out, "  valid")?;
-    let find = |m: &Measured, op: Op, t: usize| {
-        m.results
-            .iter()
-            .find(|r| r.op == op && r.threads == t)
-            .cloned()
-    };
-    for (op, t, n) in rows {
-        write!(out, "{op:<32}{n:>8}{t:>4}")?;
+    for (op, t) in rows_of(measured) {
+        write!(out, "{op:<30}{t:>3}")?;
         let mut bad = Vec::new();
         for m in measured {
-            match find(m, op, t) {
-                Some(r) => {
-                    write!(out, "{:>19}", fmt_rate(r.ops_per_s()))?;
-                    if let Err(e) = &r.validation {
-                        bad.push(format!("{}: {e}", m.name));
-                    }
+            let cell = match spread(rates(m, op, t)) {
+                Some((med, lo, hi)) => {
+                    format!("{} [{}-{}]", fmt_rate(med), short_rate(lo), short_rate(hi))
                 }
-                None => write!(out, "{:>19}", "-")?,
+                None => "-".into(),
+            };
+            write!(out, "{cell:>30}")?;
+            for r in m.rounds.iter().filter_map(|r| find(r, op, t)) {
+                if let Err(e) = &r.validation {
+                    bad.push(format!("{}: {e}", m.name));
+                }
             }
         }
         for m in &ratio_of {
-            let raw = measured
-                .iter()
-                .find(|r| Some(r.name.as_str()) == m.baseline);
-            let ratio = match (find(m, op, t), raw.and_then(|raw| find(raw, op, t))) {
-                (Some(a), Some(b)) => format!("{:.2}", a.ops_per_s() / b.ops_per_s()),
-                _ => "-".into(),
+            let cell = match spread(ratios(measured, m, op, t)) {
+                Some((med, lo, hi)) => format!("{med:.2} [{lo:.2}-{hi:.2}]"),
+                None => "-".into(),
             };
-            write!(out, "{ratio:>14}")?;
+            write!(out, "{cell:>22}")?;
         }
         if bad.is_empty() {
             writeln!(out, "  ok")?;
         } else {
+            bad.dedup();
             writeln!(out, "  FAILED ({})", bad.join("; "))?;
         }
     }
     Ok(())
 }
 
-pub(crate) fn cmd_bench(
-    engines: Vec<String>,
-    n: usize,
-    threads: usize,
-    json_path: Option<&Path>,
-    seed: Option<u64>,
-) -> CliResult {
-    if n == 0 {
-        return Err("--n must be at least 1".into());
+/// The JSON report: every sample, and per row the median and range of
+/// each target and of each engine/raw ratio.
+fn report_json(measured: &[Measured], meta: serde_json::Value) -> serde_json::Value {
+    let samples: Vec<_> = measured
+        .iter()
+        .flat_map(|m| {
+            m.rounds.iter().enumerate().flat_map(|(round, rs)| {
+                rs.iter().map(move |r| {
+                    let mut v = r.to_json();
+                    v["round"] = json!(round);
+                    v
+                })
+            })
+        })
+        .collect();
+    let mut summary = Vec::new();
+    let mut ratio_rows = Vec::new();
+    for (op, t) in rows_of(measured) {
+        for m in measured {
+            if let Some((median, min, max)) = spread(rates(m, op, t)) {
+                summary.push(json!({"engine": m.name, "op": op.name(), "threads": t,
+                    "median_ops_per_s": median, "min_ops_per_s": min, "max_ops_per_s": max}));
+            }
+            let per_round = ratios(measured, m, op, t);
+            if let Some((median, min, max)) = spread(per_round.clone()) {
+                ratio_rows.push(json!({"engine": m.name, "baseline": m.baseline, "op": op.name(),
+                    "threads": t, "median": median, "min": min, "max": max, "per_round": per_round}));
+            }
+        }
     }
-    if threads == 0 {
-        return Err("--threads must be at least 1".into());
+    json!({"meta": meta, "samples": samples, "summary": summary, "ratios": ratio_rows})
+}
+
+pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
+    let BenchArgs {
+        engines,
+        n,
+        threads,
+        repeat,
+        min_time_ms,
+        json: json_path,
+        seed,
+    } = args;
+    if n == 0 || threads == 0 || repeat == 0 {
+        return Err("--n, --threads and --repeat must be at least 1".into());
     }
     if cfg!(debug_assertions) {
         eprintln!(
@@ -274,60 +402,83 @@ pub(crate) fn cmd_bench(
         }
         v
     };
-    let bar = progress_bar(None);
-    bar.set_message("building workload");
-    let w = Workload::build(n, seed);
-    let mut measured = Vec::new();
+    let mut measured: Vec<Measured> = Vec::new();
     for (name, url) in &urls {
-        let results = bench_engine(name, url, &w, threads, &bar)?;
-        let baseline = match taskstate::parse_url(url).map(|u| u.engine) {
-            Ok("sqlite") => Some("raw-sqlite"),
-            Ok("postgres") => Some("raw-postgres"),
+        let engine = taskstate::parse_url(url).map(|u| u.engine);
+        let baseline = match engine {
+            Ok("sqlite") if cfg!(feature = "sqlite") => Some("raw-sqlite"),
+            Ok("postgres") if cfg!(feature = "postgres") => Some("raw-postgres"),
             _ => None,
         };
         measured.push(Measured {
             name: name.clone(),
+            kind: Kind::Engine { url: url.clone() },
             baseline,
-            results,
+            rounds: Vec::new(),
         });
     }
-    let raw = bench_raw(dir.path(), &w, threads, &bar)?;
-    if !raw.is_empty() {
+    if measured.iter().any(|m| m.baseline == Some("raw-sqlite")) {
         measured.push(Measured {
             name: "raw-sqlite".into(),
+            kind: Kind::RawSqlite,
             baseline: None,
-            results: raw,
+            rounds: Vec::new(),
         });
     }
-    if let Some((_, pg_url)) = urls.iter().find(|(_, u)| u.starts_with("postgres")) {
-        let raw = bench_raw_postgres(pg_url, &w, threads, &bar)?;
-        if !raw.is_empty() {
-            measured.push(Measured {
-                name: "raw-postgres".into(),
-                baseline: None,
-                results: raw,
-            });
+    if let Some((_, pg)) = urls
+        .iter()
+        .find(|(_, u)| taskstate::parse_url(u).is_ok_and(|p| p.engine == "postgres"))
+    {
+        measured.push(Measured {
+            name: "raw-postgres".into(),
+            kind: Kind::RawPostgres { url: pg.clone() },
+            baseline: None,
+            rounds: Vec::new(),
+        });
+    }
+    let bar = progress_bar(None);
+    bar.set_message("building workload");
+    let w = Workload::build(n, seed);
+    let min_time = std::time::Duration::from_millis(min_time_ms);
+    for round in 0..repeat {
+        // Targets interleaved, the order rotated each round: a noisy moment
+        // of the machine hits every target, and none always runs first.
+        let k = measured.len();
+        for i in 0..k {
+            let idx = (i + round) % k;
+            let results = run_round(
+                &measured[idx],
+                round,
+                dir.path(),
+                &w,
+                threads,
+                min_time,
+                &bar,
+            )?;
+            measured[idx].rounds.push(results);
         }
     }
     bar.finish_and_clear();
 
-    let meta = machine_meta(n, threads, seed);
+    let mut meta = machine_meta(n, threads, seed);
+    meta["repeat"] = json!(repeat);
+    meta["min_time_ms"] = json!(min_time_ms);
     let mut table = Vec::new();
     let _ = writeln!(
         table,
-        "taskstate bench: N={n}, threads={threads}, {} build, {} cores, {}",
+        "taskstate bench: N={n}, threads={threads}, {repeat} rounds (targets interleaved), read loops >= {min_time_ms} ms, {} build, {} cores, {}",
         meta["build"].as_str().unwrap_or("?"),
         meta["cores"],
         meta["cpu"].as_str().unwrap_or("unknown cpu")
     );
     print_table(&measured, &mut table).map_err(|e| format!("writing the table: {e}"))?;
+    let _ = writeln!(
+        table,
+        "median of the rounds [min-max]; a ratio is the median of the per-round ratios [their range]"
+    );
     emit(&String::from_utf8_lossy(&table))?;
-    if let Some(path) = json_path {
-        let results: Vec<_> = measured
-            .iter()
-            .flat_map(|m| m.results.iter().map(OpResult::to_json))
-            .collect();
-        let doc = json!({"meta": meta, "results": results});
+    if let Some(path) = json_path.as_deref() {
+        let doc = report_json(&measured, meta);
         let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
         write_atomically(path, |out| {
             out.write_all(text.as_bytes())
@@ -337,7 +488,7 @@ pub(crate) fn cmd_bench(
     }
     let failed: Vec<String> = measured
         .iter()
-        .flat_map(|m| m.results.iter())
+        .flat_map(|m| m.rounds.iter().flatten())
         .filter_map(|r| {
             r.validation
                 .as_ref()
