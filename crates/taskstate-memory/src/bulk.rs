@@ -14,17 +14,55 @@ use taskstate_core::{
     StoredHistory,
 };
 
-use crate::{History, Invocations, MemoryBackend, RunnerRow, Workflows, strip_parent};
+use crate::{History, Invocations, Map, MemoryBackend, RunnerRow, Workflows, strip_parent};
 use std::collections::BTreeMap;
+
+/// The keys of a hash map, sorted once when a snapshot first pages it (the
+/// snapshot holds the read lock, so they cannot change under it).
+#[derive(Default)]
+struct Sorted(Option<Vec<InvocationId>>);
+
+impl Sorted {
+    fn of<'s, V>(&'s mut self, map: &Map<InvocationId, V>) -> &'s [InvocationId] {
+        self.0.get_or_insert_with(|| {
+            let mut keys: Vec<InvocationId> = map.keys().cloned().collect();
+            keys.sort_unstable();
+            keys
+        })
+    }
+}
+
+/// The sorted keys within `(lo, hi)` bounds.
+fn within<'k>(
+    keys: &'k [InvocationId],
+    lo: &Bound<InvocationId>,
+    hi: &Bound<InvocationId>,
+) -> &'k [InvocationId] {
+    let start = match lo {
+        Bound::Included(a) => keys.partition_point(|k| k < a),
+        Bound::Excluded(a) => keys.partition_point(|k| k <= a),
+        Bound::Unbounded => 0,
+    };
+    let end = match hi {
+        Bound::Included(b) => keys.partition_point(|k| k <= b),
+        Bound::Excluded(b) => keys.partition_point(|k| k < b),
+        Bound::Unbounded => keys.len(),
+    };
+    keys.get(start..end.max(start)).unwrap_or_default()
+}
 
 pub(crate) struct MemSnapshot<'a> {
     inv: RwLockReadGuard<'a, Invocations>,
     his: RwLockReadGuard<'a, History>,
-    res: RwLockReadGuard<'a, BTreeMap<InvocationId, String>>,
-    exc: RwLockReadGuard<'a, BTreeMap<InvocationId, String>>,
+    res: RwLockReadGuard<'a, Map<InvocationId, String>>,
+    exc: RwLockReadGuard<'a, Map<InvocationId, String>>,
     wf: RwLockReadGuard<'a, Workflows>,
     apps: RwLockReadGuard<'a, BTreeMap<AppId, AppInfo>>,
     run: RwLockReadGuard<'a, BTreeMap<RunnerId, RunnerRow>>,
+    sorted_inv: Sorted,
+    sorted_res: Sorted,
+    sorted_exc: Sorted,
+    sorted_parents: Sorted,
 }
 
 impl<'a> MemSnapshot<'a> {
@@ -38,6 +76,10 @@ impl<'a> MemSnapshot<'a> {
             wf: b.workflows.read(),
             apps: b.apps.read(),
             run: b.runners.read(),
+            sorted_inv: Sorted::default(),
+            sorted_res: Sorted::default(),
+            sorted_exc: Sorted::default(),
+            sorted_parents: Sorted::default(),
         }
     }
 }
@@ -72,6 +114,36 @@ fn range_bounds(r: &KeyRange) -> (Bound<InvocationId>, Bound<InvocationId>) {
     )
 }
 
+impl MemSnapshot<'_> {
+    /// Results or exceptions with keys within bounds, ascending, at most
+    /// `take`.
+    fn texts(
+        &mut self,
+        kind: Kind,
+        lo: &Bound<InvocationId>,
+        hi: &Bound<InvocationId>,
+        take: usize,
+    ) -> Vec<Row> {
+        let (map, sorted) = if kind == Kind::Result {
+            (&self.res, &mut self.sorted_res)
+        } else {
+            (&self.exc, &mut self.sorted_exc)
+        };
+        within(sorted.of(map), lo, hi)
+            .iter()
+            .take(take)
+            .filter_map(|k| {
+                let v = map.get(k)?.clone();
+                Some(if kind == Kind::Result {
+                    Row::Result(k.clone(), v)
+                } else {
+                    Row::Exception(k.clone(), v)
+                })
+            })
+            .collect()
+    }
+}
+
 impl Snapshot for MemSnapshot<'_> {
     fn page(&mut self, kind: Kind, after: Option<&Cursor>, limit: usize) -> Result<Page<Row>> {
         if let Some(c) = after {
@@ -83,11 +155,12 @@ impl Snapshot for MemSnapshot<'_> {
         let rows: Vec<Row> = match kind {
             Kind::Invocation => {
                 let lo = id_bound(after_one(after)?);
-                self.inv
-                    .rows
-                    .range((lo, Bound::Unbounded))
+                let keys = self.sorted_inv.of(&self.inv.rows);
+                within(keys, &lo, &Bound::Unbounded)
+                    .iter()
                     .take(take)
-                    .map(|(_, p)| Row::Invocation(Box::new((**p).clone())))
+                    .filter_map(|id| self.inv.rows.get(id))
+                    .map(|p| Row::Invocation(Box::new((**p).clone())))
                     .collect()
             }
             Kind::History => {
@@ -129,22 +202,8 @@ impl Snapshot for MemSnapshot<'_> {
                 }));
             }
             Kind::Result | Kind::Exception => {
-                let map = if kind == Kind::Result {
-                    &self.res
-                } else {
-                    &self.exc
-                };
                 let lo = id_bound(after_one(after)?);
-                map.range((lo, Bound::Unbounded))
-                    .take(take)
-                    .map(|(k, v)| {
-                        if kind == Kind::Result {
-                            Row::Result(k.clone(), v.clone())
-                        } else {
-                            Row::Exception(k.clone(), v.clone())
-                        }
-                    })
-                    .collect()
+                self.texts(kind, &lo, &Bound::Unbounded, take)
             }
             Kind::WorkflowRun => {
                 let lo = id_bound(after_one(after)?);
@@ -197,8 +256,9 @@ impl Snapshot for MemSnapshot<'_> {
         Ok(match kind {
             Kind::History => self
                 .his
-                .per_invocation
+                .keys
                 .range(bounds)
+                .filter_map(|key| Some((key, self.his.per_invocation.get(key)?)))
                 .flat_map(|(key, list)| {
                     list.iter().map(move |((tk, _), r)| {
                         Row::History(
@@ -211,33 +271,19 @@ impl Snapshot for MemSnapshot<'_> {
                     })
                 })
                 .collect(),
-            Kind::Result => self
-                .res
-                .range(bounds)
-                .map(|(k, v)| Row::Result(k.clone(), v.clone()))
-                .collect(),
-            Kind::Exception => self
-                .exc
-                .range(bounds)
-                .map(|(k, v)| Row::Exception(k.clone(), v.clone()))
-                .collect(),
+            Kind::Result | Kind::Exception => self.texts(kind, &bounds.0, &bounds.1, usize::MAX),
             other => return Err(not_keyed(other)),
         })
     }
 
     fn children(&mut self, range: &KeyRange) -> Result<Vec<(InvocationId, InvocationId)>> {
-        // From the first link of the lower bound's parent (the empty id sorts
-        // first), skipping that parent's own links: the bound is exclusive.
-        let lo = range.after.clone().map_or(Bound::Unbounded, |a| {
-            Bound::Included((a, InvocationId::new("")))
-        });
-        Ok(self
-            .inv
-            .children
-            .range((lo, Bound::Unbounded))
-            .skip_while(|(p, _)| range.after.as_ref() == Some(p))
-            .take_while(|(p, _)| range.upto.as_ref().is_none_or(|u| p <= u))
-            .cloned()
+        // Parents in (after, upto], each with its children ascending.
+        let (lo, hi) = range_bounds(range);
+        let parents = self.sorted_parents.of(&self.inv.children);
+        Ok(within(parents, &lo, &hi)
+            .iter()
+            .filter_map(|p| Some((p, self.inv.children.get(p)?)))
+            .flat_map(|(p, kids)| kids.iter().map(move |c| (p.clone(), c.clone())))
             .collect())
     }
 

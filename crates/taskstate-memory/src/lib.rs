@@ -21,12 +21,15 @@
 //! workflows, apps, runner contexts), each behind its own `parking_lot`
 //! read-write lock: reads proceed in parallel, writes to different areas do
 //! not contend, and every operation is atomic because it touches one area.
-//! Indexes (children, workflow members, the history time index) make every
-//! point operation O(log n) under its lock; only whole-store operations
+//! Point lookups go through hash maps (ids are cheap shared strings, so a
+//! read hands out records without copying text); what the contract returns
+//! in order is kept ordered (children and workflow members per key, the
+//! history time index, the ids with history). Only whole-store operations
 //! (purge, full listings, substring search) do work proportional to the
 //! store. `purge` takes every lock in one fixed order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -45,27 +48,59 @@ use taskstate_core::{
 type Pair = Arc<(InvocationDTO, CallDTO)>;
 type HistKey = HistoryPos;
 
+/// A hash map with a fast hasher, seeded per process.
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Ids grouped under a key (a parent, a workflow, a type), each group
+/// ascending.
+type Groups<K> = Map<K, BTreeSet<InvocationId>>;
+
+fn group_add<K: Hash + Eq>(g: &mut Groups<K>, key: K, id: InvocationId) {
+    g.entry(key).or_default().insert(id);
+}
+
+fn group_remove<K: Hash + Eq>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
+    if let Some(set) = g.get_mut(key) {
+        set.remove(id);
+        if set.is_empty() {
+            g.remove(key);
+        }
+    }
+}
+
+/// The members of group `key`, ascending.
+fn members<K: Hash + Eq>(g: &Groups<K>, key: &K) -> Vec<InvocationId> {
+    g.get(key)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The members of an ordered pair set whose first element is `key`,
+/// ascending (the workflows area, which the bulk path pages in order).
+fn pair_members<K: Ord + Clone>(set: &BTreeSet<(K, InvocationId)>, key: &K) -> Vec<InvocationId> {
+    set.range((key.clone(), InvocationId::new(""))..)
+        .take_while(|(k, _)| k == key)
+        .map(|(_, id)| id.clone())
+        .collect()
+}
+
 #[derive(Default)]
 struct Invocations {
-    rows: BTreeMap<InvocationId, Pair>,
-    children: BTreeSet<(InvocationId, InvocationId)>,
-    by_workflow: BTreeSet<(InvocationId, InvocationId)>,
-    by_type: BTreeSet<(TaskId, InvocationId)>,
+    rows: Map<InvocationId, Pair>,
+    children: Groups<InvocationId>,
+    by_workflow: Groups<InvocationId>,
+    by_type: Groups<TaskId>,
 }
 
 impl Invocations {
     fn unindex(&mut self, pair: &Pair) {
         let inv = &pair.0;
+        let id = &inv.invocation_id;
         if let Some(p) = &inv.parent_invocation_id {
-            self.children
-                .remove(&(p.clone(), inv.invocation_id.clone()));
+            group_remove(&mut self.children, p, id);
         }
-        self.by_workflow
-            .remove(&(inv.workflow.workflow_id.clone(), inv.invocation_id.clone()));
-        self.by_type.remove(&(
-            inv.workflow.workflow_type.clone(),
-            inv.invocation_id.clone(),
-        ));
+        group_remove(&mut self.by_workflow, &inv.workflow.workflow_id, id);
+        group_remove(&mut self.by_type, &inv.workflow.workflow_type, id);
     }
 
     /// Stores `pair`, replacing (and unindexing) the invocation it
@@ -79,31 +114,30 @@ impl Invocations {
 
     fn index(&mut self, pair: &Pair) {
         let inv = &pair.0;
+        let id = &inv.invocation_id;
         if let Some(p) = &inv.parent_invocation_id {
-            self.children.insert((p.clone(), inv.invocation_id.clone()));
+            group_add(&mut self.children, p.clone(), id.clone());
         }
-        self.by_workflow
-            .insert((inv.workflow.workflow_id.clone(), inv.invocation_id.clone()));
-        self.by_type.insert((
+        group_add(
+            &mut self.by_workflow,
+            inv.workflow.workflow_id.clone(),
+            id.clone(),
+        );
+        group_add(
+            &mut self.by_type,
             inv.workflow.workflow_type.clone(),
-            inv.invocation_id.clone(),
-        ));
+            id.clone(),
+        );
     }
-}
-
-/// The members of `set` whose first element is `key`, ascending.
-fn members<K: Ord + Clone>(set: &BTreeSet<(K, InvocationId)>, key: &K) -> Vec<InvocationId> {
-    set.range((key.clone(), InvocationId::new(""))..)
-        .take_while(|(k, _)| k == key)
-        .map(|(_, id)| id.clone())
-        .collect()
 }
 
 #[derive(Default)]
 struct History {
     next_seq: i64,
-    identity: HashMap<(InvocationId, TimeKey, InvocationStatus), i64>,
-    per_invocation: BTreeMap<InvocationId, BTreeMap<HistKey, Arc<InvocationHistory>>>,
+    identity: Map<(InvocationId, TimeKey, InvocationStatus), i64>,
+    per_invocation: Map<InvocationId, BTreeMap<HistKey, Arc<InvocationHistory>>>,
+    /// The keys with history, ascending (pages of ids in a time range).
+    keys: BTreeSet<InvocationId>,
     by_time: BTreeMap<HistKey, Arc<InvocationHistory>>,
     /// Insertion order: sequence number → (key, time key), for the bulk
     /// path's history pages.
@@ -128,10 +162,16 @@ impl History {
         self.identity.insert(ident, seq);
         self.by_time.insert((key, seq), rec.clone());
         self.by_seq.insert(seq, (id.clone(), key));
-        self.per_invocation
-            .entry(id.clone())
-            .or_default()
-            .insert((key, seq), rec);
+        match self.per_invocation.get_mut(id) {
+            Some(list) => {
+                list.insert((key, seq), rec);
+            }
+            None => {
+                self.keys.insert(id.clone());
+                self.per_invocation
+                    .insert(id.clone(), BTreeMap::from([((key, seq), rec)]));
+            }
+        }
     }
 }
 
@@ -165,8 +205,8 @@ type RunnerRow = (RunnerContext, Option<RunnerId>);
 pub struct MemoryBackend {
     invocations: RwLock<Invocations>,
     history: RwLock<History>,
-    results: RwLock<BTreeMap<InvocationId, String>>,
-    exceptions: RwLock<BTreeMap<InvocationId, String>>,
+    results: RwLock<Map<InvocationId, String>>,
+    exceptions: RwLock<Map<InvocationId, String>>,
     workflows: RwLock<Workflows>,
     apps: RwLock<BTreeMap<AppId, AppInfo>>,
     runners: RwLock<BTreeMap<RunnerId, RunnerRow>>,
@@ -234,7 +274,11 @@ impl Engine for MemoryBackend {
     ) -> Result<Vec<InvocationId>> {
         let s = self.invocations.read();
         Ok(match (workflow_id, workflow_type) {
-            (None, None) => s.rows.keys().cloned().collect(),
+            (None, None) => {
+                let mut all: Vec<InvocationId> = s.rows.keys().cloned().collect();
+                all.sort_unstable();
+                all
+            }
             (Some(w), None) => members(&s.by_workflow, w),
             (None, Some(t)) => members(&s.by_type, t),
             (Some(w), Some(t)) => members(&s.by_workflow, w)
@@ -282,10 +326,10 @@ impl Engine for MemoryBackend {
         let (lo, hi) = ((q.lo, i64::MIN), (q.hi, i64::MAX));
         let h = self.history.read();
         let mut items = Vec::new();
-        for (id, list) in h
-            .per_invocation
-            .range::<InvocationId, _>((lower, Bound::Unbounded))
-        {
+        for id in h.keys.range::<InvocationId, _>((lower, Bound::Unbounded)) {
+            let Some(list) = h.per_invocation.get(id) else {
+                continue;
+            };
             if list.range(lo..=hi).next().is_some() {
                 items.push(id.clone());
                 if items.len() >= q.fetch {
@@ -374,7 +418,7 @@ impl Engine for MemoryBackend {
         let w = self.workflows.read();
         Ok(match workflow_type {
             None => w.runs.values().cloned().collect(),
-            Some(t) => members(&w.by_type, t)
+            Some(t) => pair_members(&w.by_type, t)
                 .iter()
                 .filter_map(|id| w.runs.get(id).cloned())
                 .collect(),
@@ -397,7 +441,10 @@ impl Engine for MemoryBackend {
         &self,
         workflow_id: &InvocationId,
     ) -> Result<Vec<InvocationId>> {
-        Ok(members(&self.workflows.read().sub_invocations, workflow_id))
+        Ok(pair_members(
+            &self.workflows.read().sub_invocations,
+            workflow_id,
+        ))
     }
 
     fn set_workflow_data(&self, workflow_id: &InvocationId, key: &str, value: &str) -> Result<()> {
