@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 
 use crate::error::KeyError;
 
@@ -184,8 +184,10 @@ impl Timestamp {
         if b[13] != b':' || b[16] != b':' {
             return Err(err("expected HH:MM:SS"));
         }
-        let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
-            .ok_or_else(|| err("no such date"))?;
+        let (year, month, day) = (num(0..4)? as i32, num(5..7)?, num(8..10)?);
+        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return Err(err("no such date"));
+        }
         let (h, m, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
         let mut pos = 19;
         let mut micros = 0u32;
@@ -202,33 +204,71 @@ impl Timestamp {
             micros = num(start..end)? * 10u32.pow((6 - n) as u32);
             pos = end;
         }
-        let time = NaiveTime::from_hms_micro_opt(h, m, s, micros)
-            .ok_or_else(|| err("no such time of day"))?;
-        let offset_secs = match &text[pos..] {
-            "" | "Z" => 0,
-            rest => parse_offset(rest).ok_or_else(|| err("bad UTC offset"))?,
+        if h > 23 || m > 59 || s > 59 {
+            return Err(err("no such time of day"));
+        }
+        let offset_secs = match text.get(pos..) {
+            Some("" | "Z") => 0,
+            Some(rest) => parse_offset(rest).ok_or_else(|| err("bad UTC offset"))?,
+            None => return Err(err("bad UTC offset")),
         };
-        let local = NaiveDateTime::new(date, time);
-        let utc_micros =
-            local.and_utc().timestamp_micros() - i64::from(offset_secs) * MICROS_PER_SEC;
+        // Plain arithmetic (no calendar library on this hot path): the
+        // days since the epoch of a proleptic Gregorian date.
+        let days = days_from_civil(year, month, day);
+        let local_secs = days * 86_400 + i64::from(h * 3600 + m * 60 + s);
+        let utc_micros = local_secs * MICROS_PER_SEC + i64::from(micros)
+            - i64::from(offset_secs) * MICROS_PER_SEC;
         Self::from_micros_with_offset(utc_micros, offset_secs)
     }
+}
+
+/// Days in `month` (1–12) of `year`, proleptic Gregorian.
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a (valid) proleptic Gregorian date (Howard
+/// Hinnant's `days_from_civil`).
+fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(month) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// `+HH:MM`, `-HH:MM` or `±HH:MM:SS` (also without colons) → seconds.
 fn parse_offset(s: &str) -> Option<i32> {
     let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1, &s[1..]),
-        b'-' => (-1, &s[1..]),
+        b'+' => (1, &s.as_bytes()[1..]),
+        b'-' => (-1, &s.as_bytes()[1..]),
         _ => return None,
     };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    if !digits.bytes().all(|c| c.is_ascii_digit()) || !matches!(digits.len(), 4 | 6) {
+    let mut digits = [0u8; 6];
+    let mut n = 0;
+    for &c in rest {
+        if c == b':' {
+            continue;
+        }
+        if !c.is_ascii_digit() || n == 6 {
+            return None;
+        }
+        digits[n] = c - b'0';
+        n += 1;
+    }
+    if !matches!(n, 4 | 6) {
         return None;
     }
-    let part = |i: usize| digits.get(i..i + 2)?.parse::<i32>().ok();
+    let part = |i: usize| Some(i32::from(digits[i]) * 10 + i32::from(digits[i + 1]));
     let (h, m) = (part(0)?, part(2)?);
-    let sec = if digits.len() == 6 { part(4)? } else { 0 };
+    let sec = if n == 6 { part(4)? } else { 0 };
     if h > 23 || m > 59 || sec > 59 {
         return None;
     }
@@ -315,6 +355,53 @@ impl TimeRange {
 
 #[cfg(test)]
 mod tests {
+    /// The calendar arithmetic of `parse` agrees with chrono's on dates
+    /// across years 0–9999 (leap days, month ends, negative and positive
+    /// offsets, with and without a fraction).
+    #[test]
+    fn parse_agrees_with_chrono_across_the_calendar() {
+        use chrono::{NaiveDate, TimeZone};
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..200_000 {
+            let y = next(10_000) as i32;
+            let mo = 1 + next(12) as u32;
+            let d = 1 + next(31) as u32;
+            let Some(date) = NaiveDate::from_ymd_opt(y, mo, d) else {
+                let text = format!("{y:04}-{mo:02}-{d:02}T00:00:00+00:00");
+                assert!(Timestamp::parse(&text).is_err(), "{text} accepted");
+                continue;
+            };
+            let (h, mi, sec, us) = (
+                next(24) as u32,
+                next(60) as u32,
+                next(60) as u32,
+                next(1_000_000) as u32,
+            );
+            let off = (next(2 * 86_399) as i32) - 86_399;
+            let off = off - off % 60;
+            let sign = if off < 0 { '-' } else { '+' };
+            let text = format!(
+                "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{us:06}{sign}{:02}:{:02}",
+                off.abs() / 3600,
+                off.abs() % 3600 / 60
+            );
+            let want = chrono::FixedOffset::east_opt(off)
+                .and_then(|tz| {
+                    tz.from_local_datetime(&date.and_hms_micro_opt(h, mi, sec, us)?)
+                        .single()
+                })
+                .map(|t| t.timestamp_micros());
+            let got = Timestamp::parse(&text).map(|t| t.micros()).ok();
+            assert_eq!(got, want, "{text}");
+        }
+    }
+
     use super::*;
 
     fn rt(s: &str) -> String {

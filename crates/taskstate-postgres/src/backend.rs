@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 
 use taskstate_core::engine::{Engine, HistoryPos, RangeQuery, runner_id_matches};
 use taskstate_core::{
-    AppId, AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, Result,
-    Row as BulkRow, RunnerContext, RunnerId, Snapshot, TaskId, TimeKey, WorkflowIdentity,
+    AppId, AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
+    RecentIds, Result, Row as BulkRow, RunnerContext, RunnerId, Snapshot, TaskId, TimeKey,
+    WorkflowIdentity,
 };
 
 use crate::encode::{exec_history, exec_invocations, history_columns, invocation_columns};
@@ -93,22 +94,10 @@ impl Engine for PostgresBackend {
 
     fn get_history_rows(&self, id: &InvocationId) -> Result<Vec<taskstate_core::StoredHistory>> {
         self.read("get history", false, |tx| {
+            let mut recent = RecentIds::default();
             self.q(tx, &self.sql.get_history, &[&id.as_str()])?
                 .iter()
-                .map(|r| {
-                    let record = self.decode_history(r, 0, 1)?;
-                    let time_key = r
-                        .try_get::<_, f64>(2)
-                        .ok()
-                        .filter(|k| k.is_finite())
-                        .ok_or_else(|| {
-                            self.corrupt("history", id.as_str(), "ts_key is not a finite number")
-                        })?;
-                    Ok(taskstate_core::StoredHistory {
-                        record,
-                        time_key: taskstate_core::TimeKey::from_seconds(time_key),
-                    })
-                })
+                .map(|r| self.decode_stored_history(r, 0, 1, 2, &mut recent))
                 .collect()
         })
     }
@@ -138,13 +127,14 @@ impl Engine for PostgresBackend {
                     &[&lo, &hi, &n, &ts.seconds(), &seq],
                 )?,
             };
+            let mut recent = RecentIds::default();
             rows.iter()
                 .map(|r| {
                     let ts = self.col::<f64>(r, 0, "history", "?")?;
                     let seq = self.col::<i64>(r, 1, "history", "?")?;
                     Ok((
                         (TimeKey::from_seconds(ts), seq),
-                        self.decode_history(r, 2, 3)?,
+                        self.decode_history(r, 2, 3, &mut recent)?,
                     ))
                 })
                 .collect()

@@ -15,8 +15,8 @@ use taskstate_core::bulk::{
     cursor_after, cursor_arity, cursor_parts, not_keyed, salvage_page, salvage_rows,
 };
 use taskstate_core::{
-    AppInfo, Cursor, Error, InvocationId, KeyRange, Kind, Page, Result, Row, RunnerContext,
-    RunnerId, Snapshot,
+    AppInfo, Cursor, Error, InvocationId, KeyRange, Kind, Page, RecentIds, Result, Row,
+    RunnerContext, RunnerId, Snapshot,
 };
 
 use crate::PostgresBackend;
@@ -315,7 +315,10 @@ impl<'a> PgSnapshot<'a> {
             }
             Kind::History => {
                 let key = text(1, "history", "?")?;
-                Row::History(InvocationId::new(key), b.decode_stored_history(r, 3, 1, 2)?)
+                Row::History(
+                    InvocationId::new(key),
+                    b.decode_stored_history(r, 3, 1, 2, &mut RecentIds::default())?,
+                )
             }
             Kind::Result => {
                 let id = text(0, "results", "?")?;

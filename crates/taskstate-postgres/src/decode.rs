@@ -7,8 +7,8 @@ use postgres::Row;
 use postgres::types::ToSql;
 use taskstate_core::engine::{absent_if_empty, resolve_runner_chain};
 use taskstate_core::{
-    CallDTO, CallId, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, Result,
-    RunnerContext, RunnerId, SerializedArguments, StoredHistory, TimeKey, WorkflowIdentity,
+    CallDTO, CallId, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, RecentIds,
+    Result, RunnerContext, RunnerId, SerializedArguments, StoredHistory, TimeKey, WorkflowIdentity,
 };
 
 use crate::PostgresBackend;
@@ -109,8 +109,9 @@ impl PostgresBackend {
         json_col: usize,
         id_col: usize,
         ts_col: usize,
+        recent: &mut RecentIds,
     ) -> Result<StoredHistory> {
-        let record = self.decode_history(r, json_col, id_col)?;
+        let record = self.decode_history(r, json_col, id_col, recent)?;
         let time_key = r
             .try_get::<_, f64>(ts_col)
             .ok()
@@ -142,15 +143,23 @@ impl PostgresBackend {
         })
     }
 
+    /// A history record from its JSON column, read in place; `id_col`
+    /// names a bad row.
     pub(crate) fn decode_history(
         &self,
         row: &Row,
         json_col: usize,
         id_col: usize,
+        recent: &mut RecentIds,
     ) -> Result<InvocationHistory> {
-        let id: String = self.col(row, id_col, "history", "?")?;
-        let json: String = self.col(row, json_col, "history", &id)?;
-        InvocationHistory::from_json(&json).map_err(|e| self.corrupt("history", &id, e))
+        let bad = |reason: String| {
+            let id: String = row.try_get(id_col).unwrap_or_default();
+            self.corrupt("history", &id, reason)
+        };
+        let json: &str = row
+            .try_get(json_col)
+            .map_err(|e| bad(format!("column {json_col}: {e}")))?;
+        InvocationHistory::from_json_reusing(json, recent).map_err(bad)
     }
 
     pub(crate) fn load_runner(

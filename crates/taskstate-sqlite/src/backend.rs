@@ -5,9 +5,9 @@
 use rusqlite::params;
 use taskstate_core::engine::{Engine, HistoryPos, RangeQuery, runner_id_matches};
 use taskstate_core::{
-    AppId, AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, Result,
-    Row as BulkRow, RunnerContext, RunnerId, Snapshot, StoredHistory, TaskId, TimeKey,
-    WorkflowIdentity,
+    AppId, AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
+    RecentIds, Result, Row as BulkRow, RunnerContext, RunnerId, Snapshot, StoredHistory, TaskId,
+    TimeKey, WorkflowIdentity,
 };
 
 use crate::decode::{
@@ -134,9 +134,9 @@ impl Engine for SqliteBackend {
             let mut rows = st
                 .query([id.as_str()])
                 .map_err(|e| sql_err(ctx, "query", e))?;
-            let mut out = Vec::new();
+            let (mut out, mut recent) = (Vec::new(), RecentIds::default());
             while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
-                out.push(decode_stored_history(ctx, row, 0, 1, 2)?);
+                out.push(decode_stored_history(ctx, row, 0, 1, 2, &mut recent)?);
             }
             Ok(out)
         })
@@ -189,13 +189,13 @@ impl Engine for SqliteBackend {
                 }
             }
             .map_err(|e| sql_err(ctx, "query", e))?;
-            let mut out = Vec::new();
+            let (mut out, mut recent) = (Vec::new(), RecentIds::default());
             while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
                 let ts = real_at(row, 0, ctx, T_HIST, "?")?;
                 let rowid = int_at(row, 1, ctx, T_HIST, "?")?;
                 out.push((
                     (TimeKey::from_seconds(ts), rowid),
-                    decode_history(ctx, row, 2, 3)?,
+                    decode_history(ctx, row, 2, 3, &mut recent)?,
                 ));
             }
             Ok(out)

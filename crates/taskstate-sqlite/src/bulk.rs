@@ -181,7 +181,14 @@ fn decode_kind(ctx: &Ctx, kind: Kind, row: &SqlRow<'_>) -> Result<Row> {
             let key = text_at(row, 1, ctx, T_HIST, "?")?;
             Row::History(
                 InvocationId::new(key),
-                decode_stored_history(ctx, row, 3, 1, 2)?,
+                decode_stored_history(
+                    ctx,
+                    row,
+                    3,
+                    1,
+                    2,
+                    &mut taskstate_core::RecentIds::default(),
+                )?,
             )
         }
         Kind::Result | Kind::Exception => {

@@ -6,7 +6,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 use taskstate_core::engine::{absent_if_empty, resolve_runner_chain};
 use taskstate_core::{
-    AppInfo, CallDTO, CallId, InvocationDTO, InvocationHistory, InvocationId, Result,
+    AppInfo, CallDTO, CallId, InvocationDTO, InvocationHistory, InvocationId, RecentIds, Result,
     RunnerContext, RunnerId, SerializedArguments, StoredHistory, TaskId, TimeKey, WorkflowIdentity,
 };
 
@@ -134,6 +134,7 @@ pub(crate) fn decode_history(
     row: &Row<'_>,
     json_col: usize,
     id_col: usize,
+    recent: &mut RecentIds,
 ) -> Result<InvocationHistory> {
     // Decoded straight from SQLite's buffer (no copy of the JSON text);
     // the key is read only to name a bad row.
@@ -143,7 +144,7 @@ pub(crate) fn decode_history(
         _ => None,
     };
     match json {
-        Some(json) => InvocationHistory::from_json(json).map_err(|e| match key() {
+        Some(json) => InvocationHistory::from_json_reusing(json, recent).map_err(|e| match key() {
             Ok(k) => corrupt(ctx, T_HIST, &k, e),
             Err(err) => err,
         }),
@@ -200,8 +201,9 @@ pub(crate) fn decode_stored_history(
     json_col: usize,
     id_col: usize,
     ts_col: usize,
+    recent: &mut RecentIds,
 ) -> Result<StoredHistory> {
-    let record = decode_history(ctx, row, json_col, id_col)?;
+    let record = decode_history(ctx, row, json_col, id_col, recent)?;
     let time_key = match row.get_ref(ts_col) {
         Ok(ValueRef::Real(s)) if s.is_finite() => s,
         Ok(ValueRef::Integer(i)) => i as f64,
