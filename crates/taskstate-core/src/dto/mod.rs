@@ -494,7 +494,7 @@ impl<'a> Exact<'a> {
     /// A string's contents up to its closing quote (the opening one already
     /// read); `None` if it holds an escape.
     fn text(&mut self) -> Option<&'a str> {
-        let end = self.rest.find(['"', '\\'])?;
+        let end = memchr::memchr2(b'"', b'\\', self.rest.as_bytes())?;
         if self.rest.as_bytes()[end] != b'"' {
             return None;
         }
