@@ -14,6 +14,7 @@ use taskstate_core::{
     StoredHistory,
 };
 
+use crate::shards::Shards;
 use crate::{History, Invocations, Map, MemoryBackend, RunnerRow, Workflows, strip_parent};
 use std::collections::BTreeMap;
 
@@ -24,11 +25,44 @@ struct Sorted(Option<Vec<InvocationId>>);
 
 impl Sorted {
     fn of<'s, V>(&'s mut self, map: &Map<InvocationId, V>) -> &'s [InvocationId] {
+        self.of_all(&[map])
+    }
+
+    /// The keys of several maps (the shards of one, as guards or
+    /// references), sorted together.
+    fn of_all<'s, V, M: std::ops::Deref<Target = Map<InvocationId, V>>>(
+        &'s mut self,
+        maps: &[M],
+    ) -> &'s [InvocationId] {
         self.0.get_or_insert_with(|| {
-            let mut keys: Vec<InvocationId> = map.keys().cloned().collect();
+            let mut keys: Vec<InvocationId> = maps.iter().flat_map(|m| m.keys().cloned()).collect();
             keys.sort_unstable();
             keys
         })
+    }
+}
+
+/// A sharded map read-locked whole: its shards' guards and where each key
+/// lives.
+struct ShardedRead<'a, V> {
+    guards: Vec<RwLockReadGuard<'a, Map<InvocationId, V>>>,
+    shards: &'a Shards<Map<InvocationId, V>>,
+}
+
+impl<'a, V> ShardedRead<'a, V> {
+    fn new(shards: &'a Shards<Map<InvocationId, V>>) -> Self {
+        Self {
+            guards: shards.read_all(),
+            shards,
+        }
+    }
+
+    fn get(&self, id: &InvocationId) -> Option<&V> {
+        self.guards.get(self.shards.index(id))?.get(id)
+    }
+
+    fn len(&self) -> usize {
+        self.guards.iter().map(|g| g.len()).sum()
     }
 }
 
@@ -54,8 +88,8 @@ fn within<'k>(
 pub(crate) struct MemSnapshot<'a> {
     inv: RwLockReadGuard<'a, Invocations>,
     his: RwLockReadGuard<'a, History>,
-    res: RwLockReadGuard<'a, Map<InvocationId, String>>,
-    exc: RwLockReadGuard<'a, Map<InvocationId, String>>,
+    res: ShardedRead<'a, String>,
+    exc: ShardedRead<'a, String>,
     wf: RwLockReadGuard<'a, Workflows>,
     apps: RwLockReadGuard<'a, BTreeMap<AppId, AppInfo>>,
     run: RwLockReadGuard<'a, BTreeMap<RunnerId, RunnerRow>>,
@@ -71,8 +105,8 @@ impl<'a> MemSnapshot<'a> {
         Self {
             inv: b.invocations.read(),
             his: b.history.read(),
-            res: b.results.read(),
-            exc: b.exceptions.read(),
+            res: ShardedRead::new(&b.results),
+            exc: ShardedRead::new(&b.exceptions),
             wf: b.workflows.read(),
             apps: b.apps.read(),
             run: b.runners.read(),
@@ -129,7 +163,7 @@ impl MemSnapshot<'_> {
         } else {
             (&self.exc, &mut self.sorted_exc)
         };
-        within(sorted.of(map), lo, hi)
+        within(sorted.of_all(&map.guards), lo, hi)
             .iter()
             .take(take)
             .filter_map(|k| {
@@ -319,8 +353,8 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
     }
     let mut inv = b.invocations.write();
     let mut his = b.history.write();
-    let mut res = b.results.write();
-    let mut exc = b.exceptions.write();
+    let mut res = b.results.write_all();
+    let mut exc = b.exceptions.write_all();
     let mut wf = b.workflows.write();
     let mut apps = b.apps.write();
     let mut run = b.runners.write();
@@ -333,10 +367,10 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
                 }
             }
             Row::Result(k, v) => {
-                res.insert(k.clone(), v.clone());
+                res[b.results.index(k)].insert(k.clone(), v.clone());
             }
             Row::Exception(k, v) => {
-                exc.insert(k.clone(), v.clone());
+                exc[b.exceptions.index(k)].insert(k.clone(), v.clone());
             }
             Row::WorkflowRun(w) => wf.store_run(w),
             Row::SubInvocation(w, s) => {

@@ -35,6 +35,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 mod bulk;
+mod shards;
+
+use shards::Shards;
 
 use taskstate_core::engine::{
     Engine, HistoryPos, RangeQuery, resolve_runner_chain, runner_id_matches,
@@ -205,8 +208,8 @@ type RunnerRow = (RunnerContext, Option<RunnerId>);
 pub struct MemoryBackend {
     invocations: RwLock<Invocations>,
     history: RwLock<History>,
-    results: RwLock<Map<InvocationId, String>>,
-    exceptions: RwLock<Map<InvocationId, String>>,
+    results: Shards<Map<InvocationId, String>>,
+    exceptions: Shards<Map<InvocationId, String>>,
     workflows: RwLock<Workflows>,
     apps: RwLock<BTreeMap<AppId, AppInfo>>,
     runners: RwLock<BTreeMap<RunnerId, RunnerRow>>,
@@ -371,28 +374,32 @@ impl Engine for MemoryBackend {
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
-        self.results.write().insert(id.clone(), result.to_owned());
+        let i = self.results.index(id);
+        self.results.write(i).insert(id.clone(), result.to_owned());
         Ok(())
     }
 
     fn get_result(&self, id: &InvocationId) -> Result<String> {
+        let i = self.results.index(id);
         self.results
-            .read()
+            .read(i)
             .get(id)
             .cloned()
             .ok_or_else(|| Error::not_found(Entity::Result, id.as_str()))
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
+        let i = self.exceptions.index(id);
         self.exceptions
-            .write()
+            .write(i)
             .insert(id.clone(), exception.to_owned());
         Ok(())
     }
 
     fn get_exception(&self, id: &InvocationId) -> Result<String> {
+        let i = self.exceptions.index(id);
         self.exceptions
-            .read()
+            .read(i)
             .get(id)
             .cloned()
             .ok_or_else(|| Error::not_found(Entity::Exception, id.as_str()))
@@ -526,8 +533,8 @@ impl Engine for MemoryBackend {
         // Fixed lock order (field order) so purge cannot deadlock with itself.
         let mut inv = self.invocations.write();
         let mut his = self.history.write();
-        let mut res = self.results.write();
-        let mut exc = self.exceptions.write();
+        let mut res = self.results.write_all();
+        let mut exc = self.exceptions.write_all();
         let mut wf = self.workflows.write();
         let mut apps = self.apps.write();
         let mut run = self.runners.write();
@@ -538,8 +545,8 @@ impl Engine for MemoryBackend {
             next_seq,
             ..History::default()
         };
-        res.clear();
-        exc.clear();
+        res.iter_mut().for_each(|m| m.clear());
+        exc.iter_mut().for_each(|m| m.clear());
         *wf = Workflows::default();
         apps.clear();
         run.clear();
