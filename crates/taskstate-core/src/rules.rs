@@ -80,13 +80,9 @@ pub fn check_workflow(wf: &WorkflowIdentity) -> Result<()> {
 /// assert!(check_timestamp("t", &early).is_err());
 /// ```
 pub fn check_timestamp(what: &str, t: &Timestamp) -> Result<()> {
-    use chrono::Datelike;
-    let years = t
-        .to_chrono()
-        .map(|local| (local.year(), local.naive_utc().year()));
-    match years {
-        Some((local, utc)) if (1..=9999).contains(&local) && (1..=9999).contains(&utc) => Ok(()),
-        _ => Err(Error::invalid(format!(
+    match t.in_years_1_to_9999() {
+        true => Ok(()),
+        false => Err(Error::invalid(format!(
             "{what} {t} is outside years 1-9999 (in UTC or its own offset), \
              which pynenc cannot read back"
         ))),

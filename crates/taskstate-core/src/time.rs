@@ -307,6 +307,15 @@ fn push_digits(out: &mut [u8; 40], at: &mut usize, n: u32, width: usize) {
 }
 
 impl Timestamp {
+    /// Whether the date, in UTC and in the timestamp's own offset, falls in
+    /// years 1–9999 (what Python's `datetime` holds).
+    pub(crate) fn in_years_1_to_9999(&self) -> bool {
+        let lo = days_from_civil(1, 1, 1) * 86_400 * MICROS_PER_SEC;
+        let hi = days_from_civil(10_000, 1, 1) * 86_400 * MICROS_PER_SEC;
+        let local = self.micros + i64::from(self.offset_secs) * MICROS_PER_SEC;
+        (lo..hi).contains(&self.micros) && (lo..hi).contains(&local)
+    }
+
     /// The isoformat text of a four-digit-year instant, without the
     /// formatting machinery (the hot path of every history write); `None`
     /// for other years.
@@ -437,6 +446,34 @@ impl TimeRange {
 
 #[cfg(test)]
 mod tests {
+    /// The year-range rule by arithmetic agrees with chrono's calendar at
+    /// the edges and across offsets.
+    #[test]
+    fn year_range_agrees_with_chrono() {
+        use chrono::Datelike;
+        let lo = days_from_civil(1, 1, 1) * 86_400 * MICROS_PER_SEC;
+        let hi = days_from_civil(10_000, 1, 1) * 86_400 * MICROS_PER_SEC;
+        for base in [lo, hi] {
+            for delta in [
+                -90_000_000_000,
+                -3_600_000_001,
+                -1,
+                0,
+                1,
+                3_600_000_000,
+                90_000_000_000,
+            ] {
+                for off in [-86_399, -3600, 0, 1, 3600, 86_399] {
+                    let t = Timestamp::from_micros_with_offset(base + delta, off).unwrap();
+                    let want = t.to_chrono().is_some_and(|l| {
+                        (1..=9999).contains(&l.year()) && (1..=9999).contains(&l.naive_utc().year())
+                    });
+                    assert_eq!(t.in_years_1_to_9999(), want, "{} {off}", base + delta);
+                }
+            }
+        }
+    }
+
     /// The fast isoformat writer and chrono's formatting agree on instants
     /// across years 0–9999 and offsets within a day.
     #[test]

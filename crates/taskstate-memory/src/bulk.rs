@@ -207,20 +207,20 @@ impl Snapshot for MemSnapshot<'_> {
                                 c.token()
                             ))
                         })?;
-                        Bound::Excluded(seq)
+                        Some(seq)
                     }
-                    None => Bound::Unbounded,
+                    None => None,
                 };
                 let mut out = Vec::new();
-                for (seq, (key, tk)) in self.his.by_seq.range((lo, Bound::Unbounded)).take(take) {
+                for (seq, (key, tk)) in self.his.by_seq.after(lo).take(take) {
                     if let Some(r) = self
                         .his
                         .per_invocation
                         .get(key)
-                        .and_then(|l| l.get(&(*tk, *seq)))
+                        .and_then(|l| l.get(&(*tk, seq)))
                     {
                         out.push((
-                            *seq,
+                            seq,
                             Row::History(
                                 key.clone(),
                                 StoredHistory {
