@@ -312,11 +312,129 @@ type WriteFn<'a> = dyn Fn(usize) -> Result<()> + Sync + 'a;
 /// right.
 type ReadFn<'a> = dyn Fn(usize) -> Result<bool> + Sync + 'a;
 
-/// Runs the write operations with `options.threads` threads on `target`,
-/// validates them by reading everything back, and, when `options.reads`,
-/// times the read operations (point reads with the same threads, each loop
-/// lasting at least `options.min_time`; the range scans only when
-/// single-threaded). Returns one result per timed operation.
+/// Which operations a pass of [`run`] times, in order: the writes, then
+/// (when `options.reads`) the point reads, then — single-threaded passes
+/// only — the range scans.
+#[must_use]
+pub fn pass_ops(options: &RunOptions) -> Vec<Op> {
+    Op::ALL
+        .into_iter()
+        .filter(|op| {
+            op.is_write()
+                || options.reads
+                    && (options.threads <= 1
+                        || !matches!(
+                            op,
+                            Op::IterInvocationsInTimerange | Op::IterHistoryInTimerange
+                        ))
+        })
+        .collect()
+}
+
+/// Times one operation of the workload on `target` (writes in one pass
+/// with `options.threads` threads; point reads with those threads, each
+/// loop lasting at least `options.min_time`; range scans on one thread).
+/// A write's validation here covers only its own errors: read everything
+/// back afterwards with [`validate_writes`]. Run the writes before the
+/// reads, in [`Op::ALL`] order, on an empty store.
+pub fn run_op<T: BenchTarget + ?Sized>(
+    engine: &str,
+    target: &T,
+    w: &Workload,
+    op: Op,
+    options: &RunOptions,
+) -> OpResult {
+    let n = w.n();
+    let threads = options.threads.max(1);
+    let min_time = options.min_time.as_secs_f64();
+    let result = |items: usize, t: usize, secs: f64, validation: Validation| OpResult {
+        engine: engine.to_owned(),
+        op,
+        n: items,
+        threads: t,
+        seconds: secs,
+        validation,
+    };
+    let write = |items: usize, f: &WriteFn<'_>| {
+        let (secs, res) = timed(items, threads, f);
+        result(items, threads, secs, first_error(res).map(drop))
+    };
+    let read = |f: &ReadFn<'_>, what: &str| {
+        let (items, secs, v) = read_loop(n, threads, min_time, f, what);
+        result(items, threads, secs, v)
+    };
+    match op {
+        Op::UpsertInvocations => write(n, &|i| target.upsert(w, i)),
+        Op::AddHistories => write(3 * n, &|r| target.add_history(w, r)),
+        Op::SetResult => write(n, &|i| target.set_result(w, i)),
+        Op::GetInvocation => read(&|i| target.check_invocation(w, i), "invocations"),
+        Op::GetHistory => read(&|i| target.check_history(w, i), "histories"),
+        Op::GetResult => read(&|i| target.check_result(w, i), "results"),
+        Op::GetChildInvocations => read(&|i| target.check_children(w, i), "child lists"),
+        Op::IterInvocationsInTimerange => {
+            let want: Vec<String> = w
+                .sorted_ids()
+                .into_iter()
+                .map(InvocationId::into_string)
+                .collect();
+            let (items, secs, v) = scan_loop(
+                n,
+                min_time,
+                || target.scan_ids(w),
+                |ids| {
+                    verdict(*ids == want, || {
+                        format!("scan returned {} ids, expected {}", ids.len(), want.len())
+                    })
+                },
+            );
+            result(items, 1, secs, v)
+        }
+        Op::IterHistoryInTimerange => {
+            let (items, secs, v) = scan_loop(
+                3 * n,
+                min_time,
+                || target.scan_history(w),
+                |recs| {
+                    verdict(recs.matches(w), || {
+                        format!(
+                            "scan returned {} records, expected {} in order",
+                            recs.len(),
+                            w.histories.len()
+                        )
+                    })
+                },
+            );
+            result(items, 1, secs, v)
+        }
+    }
+}
+
+/// Reads every write of the workload back (untimed, one thread) and folds
+/// the outcome into the write results in `results`: a write is valid only
+/// if what it stored reads back equal.
+pub fn validate_writes<T: BenchTarget + ?Sized>(
+    target: &T,
+    w: &Workload,
+    results: &mut [OpResult],
+) {
+    let n = w.n();
+    let once = |f: &ReadFn<'_>, what: &str| read_loop(n, 1, 0.0, f, what).2;
+    let v_inv = once(&|i| target.check_invocation(w, i), "invocations");
+    let v_his = once(&|i| target.check_history(w, i), "histories");
+    let v_res = once(&|i| target.check_result(w, i), "results");
+    for r in results.iter_mut().filter(|r| r.op.is_write()) {
+        if r.validation.is_ok() {
+            r.validation = match r.op {
+                Op::UpsertInvocations => v_inv.clone(),
+                Op::AddHistories => v_his.clone(),
+                _ => v_res.clone(),
+            };
+        }
+    }
+}
+
+/// One whole pass on an empty `target`: every operation of
+/// [`pass_ops`] in order, the writes validated by reading them back.
 pub fn run<T: BenchTarget + ?Sized>(
     engine: &str,
     target: &T,
@@ -324,112 +442,15 @@ pub fn run<T: BenchTarget + ?Sized>(
     options: &RunOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Vec<OpResult> {
-    let n = w.n();
-    let threads = options.threads.max(1);
-    let min_time = options.min_time.as_secs_f64();
     let mut out = Vec::new();
-    let mut push = |op: Op, items: usize, t: usize, secs: f64, validation: Validation| {
-        out.push(OpResult {
-            engine: engine.to_owned(),
-            op,
-            n: items,
-            threads: t,
-            seconds: secs,
-            validation,
-        });
-    };
-    let writes: [(Op, usize, &WriteFn<'_>); 3] = [
-        (Op::UpsertInvocations, n, &|i| target.upsert(w, i)),
-        (Op::AddHistories, 3 * n, &|r| target.add_history(w, r)),
-        (Op::SetResult, n, &|i| target.set_result(w, i)),
-    ];
-    let mut write_times = Vec::new();
-    for (op, items, f) in writes {
+    for op in pass_ops(options) {
         progress(op.name());
-        let (secs, res) = timed(items, threads, f);
-        write_times.push((op, items, secs, first_error(res).err()));
+        out.push(run_op(engine, target, w, op, options));
+        if op == Op::SetResult {
+            progress("reading the writes back");
+            validate_writes(target, w, &mut out);
+        }
     }
-    // Every write read back once (untimed): the writes' validation.
-    progress("reading the writes back");
-    let once =
-        |f: &(dyn Fn(usize) -> Result<bool> + Sync), what: &str| read_loop(n, 1, 0.0, f, what).2;
-    let v_inv = once(&|i| target.check_invocation(w, i), "invocations");
-    let v_his = once(&|i| target.check_history(w, i), "histories");
-    let v_res = once(&|i| target.check_result(w, i), "results");
-    for (op, items, secs, err) in write_times {
-        let read_check = match op {
-            Op::UpsertInvocations => &v_inv,
-            Op::AddHistories => &v_his,
-            _ => &v_res,
-        };
-        let v = match err {
-            Some(e) => Err(e),
-            None => read_check.clone(),
-        };
-        push(op, items, threads, secs, v);
-    }
-    if !options.reads {
-        return out;
-    }
-    let point: [(Op, &ReadFn<'_>, &str); 4] = [
-        (
-            Op::GetInvocation,
-            &|i| target.check_invocation(w, i),
-            "invocations",
-        ),
-        (Op::GetHistory, &|i| target.check_history(w, i), "histories"),
-        (Op::GetResult, &|i| target.check_result(w, i), "results"),
-        (
-            Op::GetChildInvocations,
-            &|i| target.check_children(w, i),
-            "child lists",
-        ),
-    ];
-    for (op, f, what) in point {
-        progress(op.name());
-        let (items, secs, v) = read_loop(n, threads, min_time, f, what);
-        push(op, items, threads, secs, v);
-    }
-
-    // The range scans are one long paged walk each: timed on one thread,
-    // in the single-thread pass only.
-    if threads > 1 {
-        return out;
-    }
-    progress("iter_invocations_in_timerange");
-    let want: Vec<String> = w
-        .sorted_ids()
-        .into_iter()
-        .map(InvocationId::into_string)
-        .collect();
-    let (items, secs, v) = scan_loop(
-        n,
-        min_time,
-        || target.scan_ids(w),
-        |ids| {
-            verdict(*ids == want, || {
-                format!("scan returned {} ids, expected {}", ids.len(), want.len())
-            })
-        },
-    );
-    push(Op::IterInvocationsInTimerange, items, 1, secs, v);
-
-    progress("iter_history_in_timerange");
-    let (items, secs, v) = scan_loop(
-        3 * n,
-        min_time,
-        || target.scan_history(w),
-        |recs| {
-            verdict(recs.matches(w), || {
-                format!(
-                    "scan returned {} records, expected {} in order",
-                    recs.len(),
-                    w.histories.len()
-                )
-            })
-        },
-    );
-    push(Op::IterHistoryInTimerange, items, 1, secs, v);
     out
 }
 

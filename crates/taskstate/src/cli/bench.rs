@@ -80,112 +80,147 @@ pub(crate) struct BenchArgs {
     pub(crate) seed: Option<u64>,
 }
 
-/// One round of one target: every operation single-threaded, and again
-/// with `threads` threads when more than one, each pass on an empty store.
-fn run_round(
-    m: &Measured,
-    round: usize,
-    dir: &Path,
-    w: &Workload,
-    threads: usize,
-    min_time: std::time::Duration,
-    bar: &ProgressBar,
-) -> Result<Vec<OpResult>, String> {
-    let name = &m.name;
-    let mut step = |op: &str| bar.set_message(format!("round {}: {name}: {op}", round + 1));
-    let mut passes = vec![1];
-    if threads > 1 {
-        passes.push(threads);
-    }
-    let mut results = Vec::new();
-    for t in passes {
-        let options = bench::RunOptions {
-            threads: t,
-            reads: true,
-            min_time,
-        };
+/// A target's empty store for one pass, and what cleans it up.
+enum Store {
+    Engine {
+        backend: Box<dyn taskstate::StateBackend>,
+        shown: String,
+    },
+    #[cfg(feature = "sqlite")]
+    RawSqlite {
+        raw: Box<bench::RawSqlite>,
+        path: std::path::PathBuf,
+    },
+    #[cfg(feature = "postgres")]
+    RawPostgres(Box<bench::RawPostgres>),
+}
+
+impl Store {
+    fn open(m: &Measured, dir: &Path, tag: &str, w: &Workload) -> Result<Self, String> {
         match &m.kind {
             Kind::Engine { url } => {
-                let b = open_url(url)?;
+                let backend = open_url(url)?;
                 let shown = redact_url(url);
-                if !export::is_empty(b.as_ref()).map_err(|e| format!("{shown}: {e}"))? {
+                if !export::is_empty(backend.as_ref()).map_err(|e| format!("{shown}: {e}"))? {
                     return Err(format!(
                         "{shown}: bench needs an empty store (it writes and then purges its data)"
                     ));
                 }
-                results.extend(bench::run(name, b.as_ref(), w, &options, &mut step));
-                b.purge()
-                    .map_err(|e| format!("{shown}: purge after the round: {e}"))?;
+                Ok(Store::Engine { backend, shown })
             }
-            Kind::RawSqlite => results.extend(raw_sqlite(dir, round, t, w, &options, &mut step)?),
-            Kind::RawPostgres { url } => {
-                results.extend(raw_postgres(url, w, &options, &mut step)?);
-            }
+            Kind::RawSqlite => raw_sqlite(dir, tag, w),
+            Kind::RawPostgres { url } => raw_postgres(url, w),
         }
     }
-    Ok(results)
+
+    fn run_op(&self, name: &str, w: &Workload, op: Op, options: &bench::RunOptions) -> OpResult {
+        match self {
+            Store::Engine { backend, .. } => bench::run_op(name, backend.as_ref(), w, op, options),
+            #[cfg(feature = "sqlite")]
+            Store::RawSqlite { raw, .. } => bench::run_op(name, raw.as_ref(), w, op, options),
+            #[cfg(feature = "postgres")]
+            Store::RawPostgres(raw) => bench::run_op(name, raw.as_ref(), w, op, options),
+        }
+    }
+
+    fn validate_writes(&self, w: &Workload, results: &mut [OpResult]) {
+        match self {
+            Store::Engine { backend, .. } => bench::validate_writes(backend.as_ref(), w, results),
+            #[cfg(feature = "sqlite")]
+            Store::RawSqlite { raw, .. } => bench::validate_writes(raw.as_ref(), w, results),
+            #[cfg(feature = "postgres")]
+            Store::RawPostgres(raw) => bench::validate_writes(raw.as_ref(), w, results),
+        }
+    }
+
+    /// Empties the store (engines) or removes it (raw baselines).
+    fn close(self) -> Result<(), String> {
+        match self {
+            Store::Engine { backend, shown } => backend
+                .purge()
+                .map_err(|e| format!("{shown}: purge after the pass: {e}")),
+            #[cfg(feature = "sqlite")]
+            Store::RawSqlite { raw, path } => {
+                drop(raw);
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                Ok(())
+            }
+            #[cfg(feature = "postgres")]
+            Store::RawPostgres(raw) => raw.drop_schema().map_err(|e| format!("raw-postgres: {e}")),
+        }
+    }
 }
 
 #[cfg(feature = "sqlite")]
-fn raw_sqlite(
-    dir: &Path,
-    round: usize,
-    threads: usize,
-    w: &Workload,
-    options: &bench::RunOptions,
-    step: &mut dyn FnMut(&str),
-) -> Result<Vec<OpResult>, String> {
+fn raw_sqlite(dir: &Path, tag: &str, w: &Workload) -> Result<Store, String> {
     use taskstate::sqlite::SqliteOptions;
-    let path = dir.join(format!("raw-{round}-{threads}.db"));
+    let path = dir.join(format!("raw-{tag}.db"));
     let raw = bench::RawSqlite::create(path.clone(), SqliteOptions::default(), w)
         .map_err(|e| format!("raw-sqlite: {e}"))?;
-    let results = bench::run("raw-sqlite", &raw, w, options, step);
-    drop(raw);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    Ok(results)
+    Ok(Store::RawSqlite {
+        raw: Box::new(raw),
+        path,
+    })
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn raw_sqlite(
-    _: &Path,
-    _: usize,
-    _: usize,
-    _: &Workload,
-    _: &bench::RunOptions,
-    _: &mut dyn FnMut(&str),
-) -> Result<Vec<OpResult>, String> {
-    Ok(Vec::new())
+fn raw_sqlite(_: &Path, _: &str, _: &Workload) -> Result<Store, String> {
+    Err("raw-sqlite needs the sqlite feature".into())
 }
 
 /// The raw-PostgreSQL baseline, on the server of `url`, in a schema of its
-/// own that is dropped afterwards.
+/// own that is dropped when the pass ends.
 #[cfg(feature = "postgres")]
-fn raw_postgres(
-    url: &str,
-    w: &Workload,
-    options: &bench::RunOptions,
-    step: &mut dyn FnMut(&str),
-) -> Result<Vec<OpResult>, String> {
+fn raw_postgres(url: &str, w: &Workload) -> Result<Store, String> {
     let url = taskstate::postgres::connection_url(url).map_err(|e| e.to_string())?;
     let schema = format!("taskstate_bench_raw_{}", std::process::id());
-    let raw =
-        bench::RawPostgres::create(&url, &schema, w).map_err(|e| format!("raw-postgres: {e}"))?;
-    let results = bench::run("raw-postgres", &raw, w, options, step);
-    raw.drop_schema()
-        .map_err(|e| format!("raw-postgres: {e}"))?;
-    Ok(results)
+    bench::RawPostgres::create(&url, &schema, w)
+        .map(|raw| Store::RawPostgres(Box::new(raw)))
+        .map_err(|e| format!("raw-postgres: {e}"))
 }
 
 #[cfg(not(feature = "postgres"))]
-fn raw_postgres(
-    _: &str,
-    _: &Workload,
-    _: &bench::RunOptions,
-    _: &mut dyn FnMut(&str),
-) -> Result<Vec<OpResult>, String> {
-    Ok(Vec::new())
+fn raw_postgres(_: &str, _: &Workload) -> Result<Store, String> {
+    Err("raw-postgres needs the postgres feature".into())
+}
+
+/// One pass of a round: an empty store per target, then each operation on
+/// every target before the next operation (targets in `order`), so the
+/// figures a ratio compares are taken seconds apart, not a whole pass
+/// apart. Returns each target's results, by its index in `measured`.
+fn run_pass(
+    measured: &[Measured],
+    order: &[usize],
+    dir: &Path,
+    w: &Workload,
+    options: &bench::RunOptions,
+    label: &str,
+    bar: &ProgressBar,
+) -> Result<Vec<(usize, Vec<OpResult>)>, String> {
+    let mut stores = Vec::new();
+    for &idx in order {
+        stores.push((idx, Store::open(&measured[idx], dir, label, w)?, Vec::new()));
+    }
+    for op in bench::pass_ops(options) {
+        for (idx, store, results) in &mut stores {
+            let name = &measured[*idx].name;
+            bar.set_message(format!("{label}: {op}: {name}"));
+            results.push(store.run_op(name, w, op, options));
+        }
+        if op == Op::SetResult {
+            for (_, store, results) in &mut stores {
+                store.validate_writes(w, results);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (idx, store, results) in stores {
+        store.close()?;
+        out.push((idx, results));
+    }
+    Ok(out)
 }
 
 fn fmt_rate(r: f64) -> String {
@@ -441,21 +476,31 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
     let w = Workload::build(n, seed);
     let min_time = std::time::Duration::from_millis(min_time_ms);
     for round in 0..repeat {
-        // Targets interleaved, the order rotated each round: a noisy moment
-        // of the machine hits every target, and none always runs first.
+        // Targets interleaved per operation, their order rotated each
+        // round: a noisy moment of the machine hits every target, and none
+        // always runs first.
         let k = measured.len();
-        for i in 0..k {
-            let idx = (i + round) % k;
-            let results = run_round(
-                &measured[idx],
-                round,
-                dir.path(),
-                &w,
-                threads,
+        let order: Vec<usize> = (0..k).map(|i| (i + round) % k).collect();
+        let mut passes = vec![1];
+        if threads > 1 {
+            passes.push(threads);
+        }
+        let mut by_target: Vec<Vec<OpResult>> = vec![Vec::new(); k];
+        for t in passes {
+            let options = bench::RunOptions {
+                threads: t,
+                reads: true,
                 min_time,
-                &bar,
-            )?;
-            measured[idx].rounds.push(results);
+            };
+            let label = format!("round {} of {repeat}, T={t}", round + 1);
+            for (idx, results) in
+                run_pass(&measured, &order, dir.path(), &w, &options, &label, &bar)?
+            {
+                by_target[idx].extend(results);
+            }
+        }
+        for (m, results) in measured.iter_mut().zip(by_target) {
+            m.rounds.push(results);
         }
     }
     bar.finish_and_clear();
