@@ -69,8 +69,9 @@ impl<P> RangeQuery<P> {
 /// An id read back from a nullable text column: the reference writes an
 /// absent id as NULL or as the empty string, and both read as absent.
 #[must_use]
-pub fn absent_if_empty(text: Option<String>) -> Option<InvocationId> {
-    text.filter(|s| !s.is_empty()).map(InvocationId::new)
+pub fn absent_if_empty<S: AsRef<str>>(text: Option<S>) -> Option<InvocationId> {
+    text.filter(|s| !s.as_ref().is_empty())
+        .map(InvocationId::new)
 }
 
 /// A page of `rows` fetched for a page of `page_size` (at most one more):

@@ -37,7 +37,9 @@ impl PostgresBackend {
         table: &str,
         key: &str,
     ) -> Result<Option<InvocationId>> {
-        Ok(absent_if_empty(self.col(r, i, table, key)?))
+        Ok(absent_if_empty(
+            self.col::<Option<String>>(r, i, table, key)?,
+        ))
     }
 
     /// A column parsed with `FromStr` (task and call keys); a bad key is

@@ -229,7 +229,7 @@ fn decode_kind(ctx: &Ctx, kind: Kind, row: &SqlRow<'_>) -> Result<Row> {
                     hostname: text_at(row, 4, ctx, T_RUN, k)?,
                     thread_id: int_at(row, 5, ctx, T_RUN, k)?,
                 },
-                opt_id_at(row, 2, ctx, T_RUN, k)?.map(RunnerId::new),
+                opt_id_at(row, 2, ctx, T_RUN, k)?.map(|p| RunnerId::new(p.as_str())),
             )
         }
     })

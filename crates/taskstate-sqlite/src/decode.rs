@@ -21,8 +21,7 @@ pub(crate) fn text_at(
     table: &str,
     key: &str,
 ) -> Result<String> {
-    opt_text_at(row, i, ctx, table, key)?
-        .ok_or_else(|| corrupt(ctx, table, key, format!("column {i} is NULL")))
+    str_at(row, i, ctx, table, key).map(str::to_owned)
 }
 
 pub(crate) fn opt_text_at(
@@ -32,6 +31,30 @@ pub(crate) fn opt_text_at(
     table: &str,
     key: &str,
 ) -> Result<Option<String>> {
+    Ok(opt_str_at(row, i, ctx, table, key)?.map(str::to_owned))
+}
+
+/// [`text_at`] borrowed from the row (no copy; what is built from it
+/// copies once).
+pub(crate) fn str_at<'r>(
+    row: &'r Row<'_>,
+    i: usize,
+    ctx: &Ctx,
+    table: &str,
+    key: &str,
+) -> Result<&'r str> {
+    opt_str_at(row, i, ctx, table, key)?
+        .ok_or_else(|| corrupt(ctx, table, key, format!("column {i} is NULL")))
+}
+
+/// [`opt_text_at`] borrowed from the row.
+pub(crate) fn opt_str_at<'r>(
+    row: &'r Row<'_>,
+    i: usize,
+    ctx: &Ctx,
+    table: &str,
+    key: &str,
+) -> Result<Option<&'r str>> {
     let v = row
         .get_ref(i)
         .map_err(|e| corrupt(ctx, table, key, format!("column {i}: {e}")))?;
@@ -47,7 +70,7 @@ pub(crate) fn opt_text_at(
             ));
         }
     };
-    String::from_utf8(bytes.to_vec())
+    std::str::from_utf8(bytes)
         .map(Some)
         .map_err(|e| corrupt(ctx, table, key, format!("column {i} is not UTF-8: {e}")))
 }
@@ -60,8 +83,8 @@ pub(crate) fn opt_id_at(
     ctx: &Ctx,
     table: &str,
     key: &str,
-) -> Result<Option<String>> {
-    Ok(absent_if_empty(opt_text_at(row, i, ctx, table, key)?).map(InvocationId::into_string))
+) -> Result<Option<InvocationId>> {
+    Ok(absent_if_empty(opt_str_at(row, i, ctx, table, key)?))
 }
 
 pub(crate) fn int_at(row: &Row<'_>, i: usize, ctx: &Ctx, table: &str, key: &str) -> Result<i64> {
@@ -124,7 +147,7 @@ pub(crate) fn ids(
     let mut rows = st.query(params).map_err(|e| sql_err(ctx, "query", e))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
-        out.push(InvocationId::new(text_at(row, 0, ctx, table, "id")?));
+        out.push(InvocationId::new(str_at(row, 0, ctx, table, "id")?));
     }
     Ok(out)
 }
@@ -167,24 +190,34 @@ pub(crate) fn decode_invocation(
     at: usize,
 ) -> Result<(InvocationDTO, CallDTO)> {
     let k = id.as_str();
-    let call_id: CallId = text_at(row, at, ctx, T_INV, k)?
+    let call_id: CallId = str_at(row, at, ctx, T_INV, k)?
         .parse()
         .map_err(|e| corrupt(ctx, T_INV, k, e))?;
-    let args = SerializedArguments::from_json(&text_at(row, at + 1, ctx, T_INV, k)?)
+    let args = SerializedArguments::from_json(str_at(row, at + 1, ctx, T_INV, k)?)
         .map_err(|e| corrupt(ctx, T_INV, k, e))?;
-    let workflow_type: TaskId = text_at(row, at + 4, ctx, T_INV, k)?
-        .parse()
-        .map_err(|e| corrupt(ctx, T_INV, k, e))?;
+    // A root's workflow type is its own task: share the key, not a copy.
+    let type_key = str_at(row, at + 4, ctx, T_INV, k)?;
+    let workflow_type: TaskId = if type_key == call_id.task_id().key() {
+        call_id.task_id().clone()
+    } else {
+        type_key.parse().map_err(|e| corrupt(ctx, T_INV, k, e))?
+    };
+    let workflow_key = str_at(row, at + 3, ctx, T_INV, k)?;
+    let workflow_id = if workflow_key == k {
+        id.clone()
+    } else {
+        InvocationId::new(workflow_key)
+    };
     Ok((
         InvocationDTO {
             invocation_id: id.clone(),
             call_id: call_id.clone(),
             workflow: WorkflowIdentity {
-                workflow_id: InvocationId::new(text_at(row, at + 3, ctx, T_INV, k)?),
+                workflow_id,
                 workflow_type,
-                parent_workflow_id: opt_id_at(row, at + 5, ctx, T_INV, k)?.map(InvocationId::new),
+                parent_workflow_id: opt_id_at(row, at + 5, ctx, T_INV, k)?,
             },
-            parent_invocation_id: opt_id_at(row, at + 2, ctx, T_INV, k)?.map(InvocationId::new),
+            parent_invocation_id: opt_id_at(row, at + 2, ctx, T_INV, k)?,
         },
         CallDTO {
             call_id,
@@ -228,7 +261,7 @@ pub(crate) fn decode_workflow(ctx: &Ctx, row: &Row<'_>) -> Result<WorkflowIdenti
     let ty = text_at(row, 1, ctx, T_WF, &id)?;
     Ok(WorkflowIdentity {
         workflow_type: ty.parse().map_err(|e| corrupt(ctx, T_WF, &id, e))?,
-        parent_workflow_id: opt_id_at(row, 2, ctx, T_WF, &id)?.map(InvocationId::new),
+        parent_workflow_id: opt_id_at(row, 2, ctx, T_WF, &id)?,
         workflow_id: InvocationId::new(id),
     })
 }
@@ -268,7 +301,7 @@ pub(crate) fn load_runner(
             hostname: text_at(row, 3, ctx, T_RUN, k)?,
             thread_id: int_at(row, 4, ctx, T_RUN, k)?,
         },
-        opt_id_at(row, 1, ctx, T_RUN, k)?.map(RunnerId::new),
+        opt_id_at(row, 1, ctx, T_RUN, k)?.map(|p| RunnerId::new(p.as_str())),
     )))
 }
 
