@@ -478,13 +478,7 @@ mod tests {
     /// across years 0–9999 and offsets within a day.
     #[test]
     fn display_agrees_with_chrono_across_the_calendar() {
-        let mut x: u64 = 0xD1B5_4A32_D192_ED03;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = below(0xD1B5_4A32_D192_ED03);
         let lo = days_from_civil(0, 1, 2) * 86_400 * MICROS_PER_SEC;
         let hi = days_from_civil(9999, 12, 30) * 86_400 * MICROS_PER_SEC;
         for k in 0..200_000 {
@@ -522,13 +516,7 @@ mod tests {
     #[test]
     fn parse_agrees_with_chrono_across_the_calendar() {
         use chrono::{NaiveDate, TimeZone};
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = below(0x9E37_79B9_7F4A_7C15);
         for _ in 0..200_000 {
             let y = next(10_000) as i32;
             let mo = 1 + next(12) as u32;
@@ -564,6 +552,18 @@ mod tests {
     }
 
     use super::*;
+
+    /// A xorshift stream of numbers below the bound asked for (the
+    /// calendar tests' inputs, reproducible from the seed).
+    fn below(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed;
+        move |n| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        }
+    }
 
     fn rt(s: &str) -> String {
         s.parse::<Timestamp>().unwrap().to_string()
