@@ -10,8 +10,11 @@ use crate::status::InvocationStatus;
 use crate::time::Timestamp;
 
 mod context;
+mod wire;
 
 pub use context::{AppInfo, RunnerContext};
+pub use wire::RecentIds;
+use wire::{WireHistory, fast_history};
 
 /// A call's serialized arguments: argument name → serialized value, in the
 /// order the caller gave them (pynenc's dict order, which its JSON keeps).
@@ -437,130 +440,6 @@ impl serde::Serialize for InvocationStatusRecord {
     }
 }
 
-/// The stored history JSON, decoded without building a `Value` tree
-/// (history decoding is on the hot read path).
-#[derive(serde::Deserialize)]
-struct WireHistory<'a> {
-    #[serde(borrow)]
-    invocation_id: std::borrow::Cow<'a, str>,
-    #[serde(rename = "_timestamp", borrow)]
-    timestamp: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    status_record: WireStatus<'a>,
-    #[serde(borrow)]
-    runner_context_id: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    registered_by_inv_id: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// The ids of the history records decoded last, to share with the next
-/// (see [`InvocationHistory::from_json_reusing`]).
-#[derive(Debug, Default)]
-pub struct RecentIds {
-    invocation: Option<InvocationId>,
-    runner: Option<RunnerId>,
-}
-
-impl RecentIds {
-    fn invocation(&mut self, text: &str) -> InvocationId {
-        match &self.invocation {
-            Some(id) if id.as_str() == text => id.clone(),
-            _ => self.invocation.insert(InvocationId::new(text)).clone(),
-        }
-    }
-
-    fn runner(&mut self, text: &str) -> RunnerId {
-        match &self.runner {
-            Some(id) if id.as_str() == text => id.clone(),
-            _ => self.runner.insert(RunnerId::new(text)).clone(),
-        }
-    }
-}
-
-/// A reader over the exact text `InvocationHistory::to_json` writes (and
-/// pynenc's `json.dumps` with its default separators): the fixed keys in
-/// their fixed order, strings without escapes. Anything else — another key
-/// order, whitespace, an escape — is `None`, and serde_json reads it.
-struct Exact<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Exact<'a> {
-    fn lit(&mut self, s: &str) -> Option<()> {
-        self.rest = self.rest.strip_prefix(s)?;
-        Some(())
-    }
-
-    /// A string's contents up to its closing quote (the opening one already
-    /// read); `None` if it holds an escape.
-    fn text(&mut self) -> Option<&'a str> {
-        let end = memchr::memchr2(b'"', b'\\', self.rest.as_bytes())?;
-        if self.rest.as_bytes()[end] != b'"' {
-            return None;
-        }
-        let s = &self.rest[..end];
-        // JSON strings hold no raw control characters: let serde refuse.
-        if s.bytes().any(|b| b < 0x20) {
-            return None;
-        }
-        self.rest = &self.rest[end + 1..];
-        Some(s)
-    }
-
-    /// `null` or a string.
-    fn opt_text(&mut self) -> Option<Option<&'a str>> {
-        if self.lit("null").is_some() {
-            return Some(None);
-        }
-        self.lit("\"")?;
-        self.text().map(Some)
-    }
-}
-
-fn fast_history(text: &str) -> Option<WireHistory<'_>> {
-    use std::borrow::Cow::Borrowed;
-    let mut r = Exact { rest: text };
-    r.lit("{\"invocation_id\": \"")?;
-    let invocation_id = r.text()?;
-    r.lit(", \"_timestamp\": \"")?;
-    let timestamp = r.text()?;
-    r.lit(", \"status_record\": {\"status\": \"")?;
-    let status = r.text()?;
-    r.lit(", \"runner_id\": ")?;
-    let runner_id = r.opt_text()?;
-    r.lit(", \"timestamp\": \"")?;
-    let status_time = r.text()?;
-    r.lit("}, \"runner_context_id\": \"")?;
-    let runner_context_id = r.text()?;
-    r.lit(", \"registered_by_inv_id\": ")?;
-    let registered_by = r.opt_text()?;
-    r.lit("}")?;
-    if !r.rest.is_empty() {
-        return None;
-    }
-    Some(WireHistory {
-        invocation_id: Borrowed(invocation_id),
-        timestamp: Borrowed(timestamp),
-        status_record: WireStatus {
-            status: Borrowed(status),
-            runner_id: runner_id.map(Borrowed),
-            timestamp: Borrowed(status_time),
-        },
-        runner_context_id: Borrowed(runner_context_id),
-        registered_by_inv_id: registered_by.map(Borrowed),
-    })
-}
-
-#[derive(serde::Deserialize)]
-struct WireStatus<'a> {
-    #[serde(borrow)]
-    status: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    runner_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    timestamp: std::borrow::Cow<'a, str>,
-}
-
 /// Computes the args id of serialized arguments (SPEC §2); see
 /// [`SerializedArguments::args_id`].
 #[must_use]
@@ -570,65 +449,6 @@ pub fn args_id(args: &SerializedArguments) -> String {
 
 #[cfg(test)]
 mod tests {
-    /// The exact-shape reader and serde_json read every text alike: the
-    /// shape `to_json` writes is taken by the fast path, anything else
-    /// (spacing, key order, escapes, control characters, trailing text)
-    /// falls back, and both give the same record or both refuse.
-    #[test]
-    fn history_fast_path_reads_as_serde_does() {
-        fn serde_only(text: &str) -> Option<InvocationHistory> {
-            let w: WireHistory<'_> = serde_json::from_str(text).ok()?;
-            InvocationHistory::from_json(&serde_json::to_string(&serde_json::json!({
-                "invocation_id": w.invocation_id,
-                "_timestamp": w.timestamp,
-                "status_record": {"status": w.status_record.status,
-                    "runner_id": w.status_record.runner_id, "timestamp": w.status_record.timestamp},
-                "runner_context_id": w.runner_context_id,
-                "registered_by_inv_id": w.registered_by_inv_id,
-            })).ok()?)
-            .ok()
-        }
-        let base = r#"{"invocation_id": "i-1", "_timestamp": "2025-01-15T12:00:00.654321+00:00", "status_record": {"status": "pending", "runner_id": "r-1", "timestamp": "2025-01-15T12:00:00.654321+00:00"}, "runner_context_id": "r-1", "registered_by_inv_id": null}"#;
-        assert!(fast_history(base).is_some());
-        let variants = [
-            base.to_owned(),
-            base.replace(r#""runner_id": "r-1""#, r#""runner_id": null"#),
-            base.replace(
-                r#""registered_by_inv_id": null"#,
-                r#""registered_by_inv_id": "p""#,
-            ),
-            base.replace(
-                r#""status_record": {"status": "pending""#,
-                r#""status_record": {"status": "running""#,
-            ),
-            base.replace(": ", ":"),
-            base.replace("i-1", r"i-\u00e9"),
-            base.replace("i-1", "i-\n"),
-            base.replace("i-1", "i\u{1}"),
-            format!("{base} "),
-            format!("{base}x"),
-            base.replace(
-                r#"T12:00:00.654321+00:00", "status_record""#,
-                r#"T13:00:00+01:00", "status_record""#,
-            ),
-            base.replace(
-                r#"{"invocation_id": "i-1", "_timestamp""#,
-                r#"{"_timestamp""#,
-            ),
-        ];
-        let mut read = 0;
-        for text in &variants {
-            let fast = InvocationHistory::from_json(text).ok();
-            assert_eq!(fast, serde_only(text), "{text}");
-            read += usize::from(fast.is_some());
-        }
-        assert_eq!(read, 8, "the valid variants read");
-        // A record written by to_json takes the fast path and reads back.
-        let h = InvocationHistory::from_json(&variants[2]).unwrap();
-        assert!(fast_history(&h.to_json()).is_some());
-        assert_eq!(InvocationHistory::from_json(&h.to_json()).unwrap(), h);
-    }
-
     use super::*;
 
     #[test]

@@ -10,12 +10,12 @@
 //! through the trait, or a raw baseline), and the runner ([`run`]).
 
 use std::fmt;
-use std::time::Instant;
 
 use serde_json::json;
 use taskstate_core::{InvocationId, Result};
 
 mod target;
+mod timing;
 mod workload;
 
 #[cfg(feature = "postgres")]
@@ -30,6 +30,7 @@ pub use raw_sqlite::RawSqlite;
 pub use target::{BenchTarget, Scanned};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use target::{Encoded, children_match};
+use timing::{Validation, first_error, read_loop, scan_loop, timed, verdict};
 pub use workload::Workload;
 
 /// A timed operation of the reference workload.
@@ -152,49 +153,6 @@ impl OpResult {
     }
 }
 
-/// The validation of outputs: `Ok` when they were right, else what was
-/// wrong.
-type Validation = std::result::Result<(), String>;
-
-fn verdict(ok: bool, what: impl FnOnce() -> String) -> Validation {
-    if ok { Ok(()) } else { Err(what()) }
-}
-
-fn first_error<T>(results: Vec<Result<T>>) -> std::result::Result<Vec<T>, String> {
-    results
-        .into_iter()
-        .collect::<Result<Vec<_>>>()
-        .map_err(|e| format!("error: {e}"))
-}
-
-/// Runs `body(i)` for i in 0..n on `threads` threads (contiguous slices),
-/// returning the wall time and each call's output in index order.
-fn timed<T: Send>(n: usize, threads: usize, body: impl Fn(usize) -> T + Sync) -> (f64, Vec<T>) {
-    let start = Instant::now();
-    let out = if threads <= 1 {
-        (0..n).map(&body).collect()
-    } else {
-        let chunk = n.div_ceil(threads);
-        let body = &body;
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    s.spawn(move || {
-                        (t * chunk..((t + 1) * chunk).min(n))
-                            .map(body)
-                            .collect::<Vec<T>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
-    };
-    (start.elapsed().as_secs_f64(), out)
-}
-
 /// How [`run`] measures.
 #[derive(Clone, Copy, Debug)]
 pub struct RunOptions {
@@ -214,93 +172,6 @@ impl Default for RunOptions {
             threads: 1,
             reads: true,
             min_time: std::time::Duration::from_millis(200),
-        }
-    }
-}
-
-/// Runs `f` over the workload's `n` items with `threads` threads, pass
-/// after pass until the timed passes add up to `min_time`; returns the
-/// items processed, the seconds they took, and the validation of every
-/// output (`f` says whether an item came back right). With several threads
-/// each takes a slice of the items and repeats it until the time is up:
-/// threads start once per loop, not once per pass.
-fn read_loop(
-    n: usize,
-    threads: usize,
-    min_time: f64,
-    f: impl Fn(usize) -> Result<bool> + Sync,
-    what: &str,
-) -> (usize, f64, Validation) {
-    let chunk = n.div_ceil(threads.max(1)).max(1);
-    let start = Instant::now();
-    let f = &f;
-    let worker = move |t: usize| {
-        let slice = (t * chunk).min(n)..((t + 1) * chunk).min(n);
-        let (mut items, mut bad) = (0usize, 0usize);
-        loop {
-            for i in slice.clone() {
-                match f(i) {
-                    Ok(true) => {}
-                    Ok(false) => bad += 1,
-                    Err(e) => return (items, bad, Some(format!("error: {e}"))),
-                }
-                items += 1;
-            }
-            if slice.is_empty() || start.elapsed().as_secs_f64() >= min_time {
-                return (items, bad, None);
-            }
-        }
-    };
-    let outcomes: Vec<(usize, usize, Option<String>)> = if threads <= 1 {
-        vec![worker(0)]
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || worker(t))).collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or((0, 0, Some("a bench thread panicked".to_owned())))
-                })
-                .collect()
-        })
-    };
-    let secs = start.elapsed().as_secs_f64();
-    let items = outcomes.iter().map(|o| o.0).sum();
-    if let Some(e) = outcomes.iter().find_map(|o| o.2.clone()) {
-        return (items, secs, Err(e));
-    }
-    let bad: usize = outcomes.iter().map(|o| o.1).sum();
-    let v = verdict(bad == 0, || {
-        format!("{bad} of {items} {what} read back differ from the input")
-    });
-    (items, secs, v)
-}
-
-/// A whole-range scan, repeated until it has run `min_time` seconds;
-/// returns the scans' items, their seconds, and the validation of each.
-fn scan_loop<T>(
-    per_scan: usize,
-    min_time: f64,
-    scan: impl Fn() -> Result<T>,
-    check: impl Fn(&T) -> Validation,
-) -> (usize, f64, Validation) {
-    let (mut items, mut secs) = (0, 0.0);
-    loop {
-        let start = Instant::now();
-        let got = scan();
-        secs += start.elapsed().as_secs_f64();
-        items += per_scan;
-        match got {
-            Ok(got) => {
-                if let Err(e) = check(&got) {
-                    return (items, secs, Err(e));
-                }
-            }
-            Err(e) => return (items, secs, Err(format!("error: {e}"))),
-        }
-        if secs >= min_time {
-            return (items, secs, Ok(()));
         }
     }
 }
