@@ -116,11 +116,43 @@ string_id! {
 /// assert_eq!(t.key(), "a.b.c.fn");
 /// assert!("nodot".parse::<TaskId>().is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Cloning is cheap (one reference count); a call's task shares the call's
+/// text.
+#[derive(Clone)]
 pub struct TaskId {
-    key: Arc<str>,
-    /// Byte index of the separating `.` in `key`.
+    /// The key, possibly followed by more text it shares (a call's
+    /// `:args_id`): the key is `text[..len]`.
+    text: Arc<str>,
+    len: usize,
+    /// Byte index of the separating `.` in the key.
     dot: usize,
+}
+
+impl PartialEq for TaskId {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for TaskId {}
+
+impl PartialOrd for TaskId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TaskId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(other.key())
+    }
+}
+
+impl std::hash::Hash for TaskId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
 }
 
 impl TaskId {
@@ -135,8 +167,10 @@ impl TaskId {
                 "module and function name must be non-empty and the function name may not contain '.'",
             ));
         }
+        let key = format!("{module}.{func_name}");
         Ok(Self {
-            key: Arc::from(format!("{module}.{func_name}")),
+            len: key.len(),
+            text: Arc::from(key),
             dot: module.len(),
         })
     }
@@ -144,19 +178,24 @@ impl TaskId {
     /// The module part.
     #[must_use]
     pub fn module(&self) -> &str {
-        &self.key[..self.dot]
+        &self.text[..self.dot]
     }
 
     /// The function-name part.
     #[must_use]
     pub fn func_name(&self) -> &str {
-        &self.key[self.dot + 1..]
+        &self.text[self.dot + 1..self.len]
     }
 
     /// The key form, `module.func_name`.
     #[must_use]
     pub fn key(&self) -> &str {
-        &self.key
+        &self.text[..self.len]
+    }
+
+    /// The dot of a task key: `None` unless both sides are non-empty.
+    fn split(key: &str) -> Option<usize> {
+        key.rfind('.').filter(|dot| *dot > 0 && dot + 1 < key.len())
     }
 }
 
@@ -166,7 +205,8 @@ impl FromStr for TaskId {
     fn from_str(key: &str) -> Result<Self, Self::Err> {
         match key.rfind('.') {
             Some(dot) if dot > 0 && dot + 1 < key.len() => Ok(Self {
-                key: Arc::from(key),
+                text: Arc::from(key),
+                len: key.len(),
                 dot,
             }),
             Some(_) => Err(KeyError::new(
@@ -185,13 +225,13 @@ impl FromStr for TaskId {
 
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.key)
+        f.write_str(self.key())
     }
 }
 
 impl fmt::Debug for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TaskId({:?})", self.key)
+        write!(f, "TaskId({:?})", self.key())
     }
 }
 
@@ -207,10 +247,38 @@ impl fmt::Debug for TaskId {
 /// assert_eq!(c.task_id().func_name(), "b:c");
 /// assert_eq!(c.args_id(), "d");
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// One shared string holds the whole key; its task is a view of it.
+#[derive(Clone)]
 pub struct CallId {
-    key: Arc<str>,
+    /// The task, whose text is this call's whole key.
     task: TaskId,
+}
+
+impl PartialEq for CallId {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for CallId {}
+
+impl PartialOrd for CallId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for CallId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(other.key())
+    }
+}
+
+impl std::hash::Hash for CallId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
 }
 
 impl CallId {
@@ -218,8 +286,11 @@ impl CallId {
     #[must_use]
     pub fn new(task: TaskId, args_id: &str) -> Self {
         Self {
-            key: Arc::from(format!("{}:{args_id}", task.key())),
-            task,
+            task: TaskId {
+                text: Arc::from(format!("{}:{args_id}", task.key())),
+                len: task.len,
+                dot: task.dot,
+            },
         }
     }
 
@@ -232,13 +303,13 @@ impl CallId {
     /// The args id (`no_args` or a sha256 hex digest).
     #[must_use]
     pub fn args_id(&self) -> &str {
-        &self.key[self.task.key().len() + 1..]
+        &self.task.text[self.task.len + 1..]
     }
 
     /// The key form, `task_key:args_id`.
     #[must_use]
     pub fn key(&self) -> &str {
-        &self.key
+        &self.task.text
     }
 }
 
@@ -249,31 +320,67 @@ impl FromStr for CallId {
         let colon = key.rfind(':').ok_or_else(|| {
             KeyError::new("call id", key, "expected `task_key:args_id` (no ':' found)")
         })?;
-        let task = key[..colon]
-            .parse::<TaskId>()
-            .map_err(|e| KeyError::new("call id", key, format!("bad task key: {}", e.reason)))?;
+        let task_key = &key[..colon];
+        let dot = TaskId::split(task_key).ok_or_else(|| {
+            let reason = task_key
+                .parse::<TaskId>()
+                .err()
+                .map_or_else(String::new, |e| e.reason);
+            KeyError::new("call id", key, format!("bad task key: {reason}"))
+        })?;
         Ok(Self {
-            key: Arc::from(key),
-            task,
+            task: TaskId {
+                text: Arc::from(key),
+                len: colon,
+                dot,
+            },
         })
     }
 }
 
 impl fmt::Display for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.key)
+        f.write_str(self.key())
     }
 }
 
 impl fmt::Debug for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CallId({:?})", self.key)
+        write!(f, "CallId({:?})", self.key())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call's task is a view of the call's key, yet equal, hashed and
+    /// ordered as the standalone task of the same key.
+    #[test]
+    fn a_calls_task_is_the_same_task() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let hash = |t: &TaskId| {
+            let mut h = DefaultHasher::new();
+            t.hash(&mut h);
+            h.finish()
+        };
+        let alone: TaskId = "pkg.mod.fn".parse().unwrap();
+        let call = CallId::new(alone.clone(), "abc");
+        let parsed: CallId = "pkg.mod.fn:abc".parse().unwrap();
+        for t in [call.task_id(), parsed.task_id()] {
+            assert_eq!(t, &alone);
+            assert_eq!(t.key(), "pkg.mod.fn");
+            assert_eq!((t.module(), t.func_name()), ("pkg.mod", "fn"));
+            assert_eq!(hash(t), hash(&alone));
+            assert_eq!(t.cmp(&alone), std::cmp::Ordering::Equal);
+            assert_eq!(t.to_string(), "pkg.mod.fn");
+        }
+        assert_eq!(call, parsed);
+        assert_eq!((call.key(), call.args_id()), ("pkg.mod.fn:abc", "abc"));
+        let other: TaskId = "pkg.mod.fo".parse().unwrap();
+        assert!(call.task_id() < &other);
+    }
 
     #[test]
     fn task_key_splits_at_last_dot() {
