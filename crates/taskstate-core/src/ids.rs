@@ -103,6 +103,38 @@ string_id! {
     AppId
 }
 
+/// Equality, order and hash of a key type by its `key()` text alone (its
+/// shared text may hold more).
+macro_rules! by_key {
+    ($name:ident) => {
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.key() == other.key()
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.key().cmp(other.key())
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.key().hash(state);
+            }
+        }
+    };
+}
+
 /// A task: the Python module and function name.
 ///
 /// Its key is `module.func_name`; parsing splits at the **last** `.`, and
@@ -129,31 +161,7 @@ pub struct TaskId {
     dot: usize,
 }
 
-impl PartialEq for TaskId {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for TaskId {}
-
-impl PartialOrd for TaskId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for TaskId {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(other.key())
-    }
-}
-
-impl std::hash::Hash for TaskId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
-    }
-}
+by_key!(TaskId);
 
 impl TaskId {
     /// Builds a task id from its parts. Both parts must be non-empty, and the
@@ -255,31 +263,7 @@ pub struct CallId {
     task: TaskId,
 }
 
-impl PartialEq for CallId {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for CallId {}
-
-impl PartialOrd for CallId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for CallId {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(other.key())
-    }
-}
-
-impl std::hash::Hash for CallId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
-    }
-}
+by_key!(CallId);
 
 impl CallId {
     /// Builds a call id from a task and an args id (see [`crate::args_id`]).
