@@ -188,30 +188,37 @@ impl Page<InvocationId> {
     /// A page of ids ordered by id from up to `page_size + 1` fetched ids;
     /// the cursor is the last id kept.
     #[must_use]
-    pub fn from_ids(ids: Vec<InvocationId>, page_size: usize) -> Self {
+    pub(crate) fn from_ids(ids: Vec<InvocationId>, page_size: usize) -> Self {
         let rows = ids.into_iter().map(|id| (id.clone(), id)).collect();
         Page::from_rows(rows, page_size, Cursor::after_id)
     }
 }
 
 impl<T> Page<T> {
-    /// A page from up to `page_size + 1` fetched `(position, item)` rows:
-    /// the extra row only tells that another page follows, and the cursor
-    /// is made from the position of the last row kept.
-    pub fn from_rows<K>(
-        mut rows: Vec<(K, T)>,
-        page_size: usize,
-        cursor: impl Fn(&K) -> Cursor,
-    ) -> Self {
-        let next = if rows.len() > page_size {
-            rows.truncate(page_size);
-            rows.last().map(|(k, _)| cursor(k))
+    /// A page from up to `page_size + 1` fetched items: the extra item only
+    /// tells that another page follows, and the cursor is made from the
+    /// last item kept.
+    pub(crate) fn of(mut items: Vec<T>, page_size: usize, cursor: impl Fn(&T) -> Cursor) -> Self {
+        let next = if items.len() > page_size {
+            items.truncate(page_size);
+            items.last().map(cursor)
         } else {
             None
         };
+        Page { items, next }
+    }
+
+    /// [`Page::of`] over `(position, item)` rows, the cursor made from the
+    /// position of the last row kept.
+    pub(crate) fn from_rows<K>(
+        rows: Vec<(K, T)>,
+        page_size: usize,
+        cursor: impl Fn(&K) -> Cursor,
+    ) -> Self {
+        let page = Page::of(rows, page_size, |(k, _)| cursor(k));
         Page {
-            items: rows.into_iter().map(|(_, t)| t).collect(),
-            next,
+            items: page.items.into_iter().map(|(_, t)| t).collect(),
+            next: page.next,
         }
     }
 }

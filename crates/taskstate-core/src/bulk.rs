@@ -384,14 +384,8 @@ pub fn cursor_parts(cursor: &Cursor, n: usize) -> Result<Vec<String>> {
 
 /// The page of `rows` (fetched up to `limit + 1`) with the cursor of its
 /// last row made by `position`.
-pub fn page_of(mut rows: Vec<Row>, limit: usize, position: impl Fn(&Row) -> Cursor) -> Page<Row> {
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(&position)
-    } else {
-        None
-    };
-    Page { items: rows, next }
+pub fn page_of(rows: Vec<Row>, limit: usize, position: impl Fn(&Row) -> Cursor) -> Page<Row> {
+    Page::of(rows, limit, position)
 }
 
 /// The cursor position of a row of any kind but history (whose position is

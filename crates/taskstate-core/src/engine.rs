@@ -4,8 +4,8 @@
 //! Every type implementing [`Engine`] is a [`StateBackend`] through the
 //! blanket implementation below, which is the one place the contract's
 //! input rules run: it checks every write's input (ids, keys, timestamps,
-//! runner chains, page sizes), decodes cursors, refuses nothing the engine
-//! could accept differently, and shapes pages. An engine therefore receives
+//! runner chains, page sizes), decodes cursors, answers an inverted range
+//! with an empty page, and shapes pages. An engine therefore receives
 //! only requests that already passed the rules and cannot skip one by
 //! forgetting a call; the conformance suite checks what it does with them.
 //!
