@@ -180,6 +180,18 @@ macro_rules! __with_cases {
             bulk_write_rows_later_row_wins,
             bulk_snapshot_is_one_instant,
             bulk_bad_page_requests_are_invalid,
+            prune_plain_tasks_by_final_status_and_cutoff,
+            prune_workflow_tree_with_sub_workflow_goes_whole,
+            prune_tree_with_one_running_invocation_is_kept_whole,
+            prune_invocation_without_history_keeps_its_tree,
+            prune_follows_every_kind_of_link,
+            prune_judges_and_removes_history_by_key,
+            prune_orphans_by_newest_timestamp,
+            prune_pages_across_chunk_boundaries,
+            prune_dry_run_equals_real_run,
+            delete_trees_takes_whole_trees_whatever_status,
+            prune_refuses_future_cutoff_and_bad_chunk,
+            prune_with_concurrent_writers,
         }
     };
 }

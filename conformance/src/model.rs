@@ -11,8 +11,8 @@ use taskstate_core::engine::{
     check_history, check_invocation_pair, check_runner_context, check_workflow,
 };
 use taskstate_core::{
-    AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId, RunnerContext,
-    RunnerId, TaskId, TimeKey, TimeRange, WorkflowIdentity,
+    AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
+    InvocationStatus, RunnerContext, RunnerId, TaskId, TimeKey, TimeRange, WorkflowIdentity,
 };
 
 /// Everything a backend stores.
@@ -286,5 +286,174 @@ impl Model {
 
     pub fn purge(&mut self) {
         *self = Model::default();
+    }
+
+    // ---- retention (SPEC §10), written out plainly -------------------
+
+    /// Every id linked to `id`, by scanning everything stored.
+    fn linked(&self, id: &InvocationId) -> Vec<InvocationId> {
+        let mut out = Vec::new();
+        for (inv, _) in self.invocations.values() {
+            let w = &inv.workflow;
+            let own = [
+                inv.parent_invocation_id.as_ref(),
+                Some(&w.workflow_id),
+                w.parent_workflow_id.as_ref(),
+            ];
+            if inv.invocation_id == *id {
+                out.extend(own.iter().flatten().map(|x| (*x).clone()));
+            }
+            if own.iter().flatten().any(|x| *x == id) {
+                out.push(inv.invocation_id.clone());
+            }
+        }
+        for run in self.runs.values() {
+            if run.workflow_id == *id {
+                out.extend(run.parent_workflow_id.iter().cloned());
+            }
+            if run.parent_workflow_id.as_ref() == Some(id) {
+                out.push(run.workflow_id.clone());
+            }
+        }
+        for (w, sub) in &self.subs {
+            if w == id {
+                out.push(sub.clone());
+            }
+            if sub == id {
+                out.push(w.clone());
+            }
+        }
+        out.retain(|x| !x.as_str().is_empty());
+        out
+    }
+
+    /// The ids connected to `seed`.
+    fn component(&self, seed: &InvocationId) -> BTreeSet<InvocationId> {
+        let mut seen = BTreeSet::from([seed.clone()]);
+        let mut todo = vec![seed.clone()];
+        while let Some(id) = todo.pop() {
+            for other in self.linked(&id) {
+                if seen.insert(other.clone()) {
+                    todo.push(other);
+                }
+            }
+        }
+        seen
+    }
+
+    /// The latest row under key `id` (greatest time key, later insertion
+    /// winning ties): its time key and status.
+    fn latest(&self, id: &InvocationId) -> Option<(TimeKey, InvocationStatus)> {
+        let mut best: Option<(TimeKey, InvocationStatus)> = None;
+        for (k, h, t) in &self.history {
+            if k == id && best.is_none_or(|(bt, _)| *t >= bt) {
+                best = Some((*t, h.status_record.status));
+            }
+        }
+        best
+    }
+
+    fn tree_expired(&self, tree: &BTreeSet<InvocationId>, cutoff: TimeKey) -> bool {
+        let mut dated = false;
+        for id in tree {
+            let stored = self.invocations.contains_key(id);
+            match self.latest(id) {
+                None if stored => return false,
+                None => {}
+                Some((t, status)) => {
+                    dated = true;
+                    if t > cutoff || (stored && !status.is_final()) {
+                        return false;
+                    }
+                }
+            }
+        }
+        dated
+    }
+
+    fn holds_state(&self, tree: &BTreeSet<InvocationId>) -> bool {
+        tree.iter()
+            .any(|id| self.invocations.contains_key(id) || self.latest(id).is_some())
+    }
+
+    /// Removes (or counts) everything under `ids`, as
+    /// `[trees, invocations, history, results, exceptions, runs, subs, data]`
+    /// with `trees` 0.
+    fn remove_all(&mut self, ids: &BTreeSet<InvocationId>, dry: bool) -> [u64; 8] {
+        let n = |it: usize| it as u64;
+        let c = [
+            0,
+            n(self.invocations.keys().filter(|k| ids.contains(*k)).count()),
+            n(self
+                .history
+                .iter()
+                .filter(|(k, _, _)| ids.contains(k))
+                .count()),
+            n(self.results.keys().filter(|k| ids.contains(*k)).count()),
+            n(self.exceptions.keys().filter(|k| ids.contains(*k)).count()),
+            n(self.runs.keys().filter(|k| ids.contains(*k)).count()),
+            n(self
+                .subs
+                .iter()
+                .filter(|(w, s)| ids.contains(w) || ids.contains(s))
+                .count()),
+            n(self.data.keys().filter(|(w, _)| ids.contains(w)).count()),
+        ];
+        if !dry {
+            self.invocations.retain(|k, _| !ids.contains(k));
+            self.history.retain(|(k, _, _)| !ids.contains(k));
+            self.results.retain(|k, _| !ids.contains(k));
+            self.exceptions.retain(|k, _| !ids.contains(k));
+            self.runs.retain(|k, _| !ids.contains(k));
+            self.subs
+                .retain(|(w, s)| !ids.contains(w) && !ids.contains(s));
+            self.data.retain(|(w, _), _| !ids.contains(w));
+        }
+        c
+    }
+
+    /// SPEC §10 in one pass: every expired tree (found from the history
+    /// keys) removed whole.
+    pub fn prune(&mut self, cutoff: TimeKey, dry: bool) -> [u64; 8] {
+        let keys: BTreeSet<InvocationId> = self.history.iter().map(|(k, _, _)| k.clone()).collect();
+        let mut done: BTreeSet<InvocationId> = BTreeSet::new();
+        let mut doomed: BTreeSet<InvocationId> = BTreeSet::new();
+        let mut trees = 0;
+        for key in keys {
+            if done.contains(&key) {
+                continue;
+            }
+            let tree = self.component(&key);
+            if self.tree_expired(&tree, cutoff) {
+                trees += 1;
+                doomed.extend(tree.iter().cloned());
+            }
+            done.extend(tree);
+        }
+        let mut c = self.remove_all(&doomed, dry);
+        c[0] = trees;
+        c
+    }
+
+    /// The whole trees of `ids`, whatever their statuses.
+    pub fn delete_trees(&mut self, ids: &[InvocationId], dry: bool) -> R<[u64; 8]> {
+        if ids.iter().any(|i| i.as_str().is_empty()) {
+            return Err(Error::invalid("invocation id must not be empty"));
+        }
+        let mut all = BTreeSet::new();
+        let mut trees = 0;
+        for id in ids {
+            if all.contains(id) {
+                continue;
+            }
+            let tree = self.component(id);
+            if self.holds_state(&tree) {
+                trees += 1;
+            }
+            all.extend(tree);
+        }
+        let mut c = self.remove_all(&all, dry);
+        c[0] = trees;
+        Ok(c)
     }
 }

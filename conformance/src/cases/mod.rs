@@ -14,6 +14,7 @@ mod history_keys;
 mod ordering;
 mod paging;
 mod records;
+mod retention;
 mod spec8;
 mod values;
 
@@ -25,5 +26,6 @@ pub use history_keys::*;
 pub use ordering::*;
 pub use paging::*;
 pub use records::*;
+pub use retention::*;
 pub use spec8::*;
 pub use values::*;

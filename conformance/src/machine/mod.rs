@@ -40,13 +40,15 @@ fn op_strategy() -> BoxedStrategy<Op> {
         i(),
         0..TASKS.len(),
         0..3u8,
+        prop::option::weighted(0.25, i()),
     )
-        .prop_map(|(inv, parent, wf, task, args)| InvSpec {
+        .prop_map(|(inv, parent, wf, task, args, parent_wf)| InvSpec {
             inv,
             parent,
             wf,
             task,
             args,
+            parent_wf,
         });
     let hist_spec = (
         // 1 in 4 rows is stored under another invocation's key (SPEC §3).
@@ -109,6 +111,8 @@ fn op_strategy() -> BoxedStrategy<Op> {
         1 => Just(Op::AllSubs),
         1 => Just(Op::AllData),
         1 => Just(Op::Purge),
+        3 => (0..7u8, any::<bool>(), 1..4usize).prop_map(|(cutoff, dry, chunk)| Op::Prune { cutoff, dry, chunk }),
+        1 => (prop::collection::vec(0..=INVS.len(), 1..3), any::<bool>()).prop_map(|(ids, dry)| Op::DeleteTrees(ids, dry)),
     ]
     .boxed()
 }

@@ -3,9 +3,9 @@
 
 use taskstate_core::{
     AppId, AppInfo, CallDTO, Cursor, Error, ErrorKind, HistoryRow, InvocationDTO,
-    InvocationHistory, InvocationId, InvocationStatus, InvocationStatusRecord, Page, RunnerContext,
-    RunnerId, SerializedArguments, StateBackend, TaskId, TimeKey, TimeRange, Timestamp,
-    WorkflowIdentity,
+    InvocationHistory, InvocationId, InvocationStatus, InvocationStatusRecord, Page, PruneCounts,
+    PruneOptions, RunnerContext, RunnerId, SerializedArguments, StateBackend, TaskId, TimeKey,
+    TimeRange, Timestamp, WorkflowIdentity,
 };
 
 use crate::model::Model;
@@ -52,6 +52,8 @@ pub struct InvSpec {
     pub(crate) wf: usize,
     pub(crate) task: usize,
     pub(crate) args: u8,
+    /// The parent workflow (a link only retention follows).
+    pub(crate) parent_wf: Option<usize>,
 }
 
 impl InvSpec {
@@ -69,7 +71,7 @@ impl InvSpec {
                 workflow: WorkflowIdentity {
                     workflow_id: inv(self.wf),
                     workflow_type: task(self.task),
-                    parent_workflow_id: None,
+                    parent_workflow_id: self.parent_wf.map(inv),
                 },
                 parent_invocation_id: self.parent.map(inv),
             },
@@ -195,6 +197,13 @@ pub enum Op {
     AllSubs,
     AllData,
     Purge,
+    /// Prune at pool time `cutoff`, maybe dry, in chunks of `chunk` trees.
+    Prune {
+        cutoff: u8,
+        dry: bool,
+        chunk: usize,
+    },
+    DeleteTrees(Vec<usize>, bool),
 }
 
 /// What an operation returned, errors reduced to what the contract fixes
@@ -218,6 +227,8 @@ pub enum Out {
     Runners(Vec<RunnerContext>),
     Links(Vec<(InvocationId, InvocationId)>),
     Data(Vec<(InvocationId, String, String)>),
+    /// Prune counts, in `PruneCounts::fields` order.
+    Counts(Result<Vec<u64>, String>),
     /// An engine error where the model has none.
     Failed(String),
 }
@@ -344,6 +355,17 @@ pub fn run_model(m: &mut Model, op: &Op) -> Out {
             m.purge();
             Out::Unit(Ok(()))
         }
+        Op::Prune { cutoff, dry, .. } => {
+            Out::Counts(Ok(m.prune(ts(*cutoff, false).key(), *dry).to_vec()))
+        }
+        Op::DeleteTrees(ids, dry) => {
+            let ids: Vec<InvocationId> = ids.iter().map(|i| inv(*i)).collect();
+            Out::Counts(
+                m.delete_trees(&ids, *dry)
+                    .map(|c| c.to_vec())
+                    .map_err(|e| err_str(&e)),
+            )
+        }
     }
 }
 
@@ -460,5 +482,22 @@ pub fn run_engine(b: &dyn StateBackend, op: &Op) -> Out {
             )
         }),
         Op::Purge => unit(b.purge()),
+        Op::Prune { cutoff, dry, chunk } => {
+            let options = PruneOptions::new(ts(*cutoff, false))
+                .dry_run(*dry)
+                .chunk(*chunk);
+            counts(b.prune(&options, &mut |_| {}))
+        }
+        Op::DeleteTrees(ids, dry) => {
+            let ids: Vec<InvocationId> = ids.iter().map(|i| inv(*i)).collect();
+            counts(b.delete_trees(&ids, *dry))
+        }
     }
+}
+
+fn counts(r: Result<PruneCounts, Error>) -> Out {
+    Out::Counts(
+        r.map(|c| c.fields().iter().map(|(_, n)| *n).collect())
+            .map_err(|e| err_str(&e)),
+    )
 }

@@ -8,6 +8,7 @@ use crate::dto::{
 };
 use crate::error::{Error, Result};
 use crate::ids::{AppId, InvocationId, RunnerId, TaskId};
+use crate::prune::{PruneCounts, PruneOptions, PruneProgress, SpaceReport};
 use crate::status::InvocationStatus;
 use crate::time::{TimeKey, TimeRange, Timestamp};
 
@@ -496,6 +497,28 @@ pub trait StateBackend: Send + Sync {
 
     /// Deletes everything this backend stores; it stays usable.
     fn purge(&self) -> Result<()>;
+
+    /// Deletes finished state older than [`PruneOptions::before`] (SPEC
+    /// §10): whole workflow trees whose invocations all ended by then, and
+    /// orphan rows as old, in chunks of one short transaction each;
+    /// `progress` hears after every chunk. Returns what was deleted (with
+    /// [`PruneOptions::dry_run`], what would be). See [`crate::prune`].
+    fn prune(
+        &self,
+        options: &PruneOptions,
+        progress: &mut dyn FnMut(&PruneProgress),
+    ) -> Result<PruneCounts>;
+
+    /// Deletes the whole trees holding `ids`, whatever their statuses, in
+    /// one transaction (nothing left behind links into them); with
+    /// `dry_run`, counts instead.
+    fn delete_trees(&self, ids: &[InvocationId], dry_run: bool) -> Result<PruneCounts>;
+
+    /// Gives the space deleted rows held back to the file system where the
+    /// engine keeps it (SQLite: `VACUUM`, which rewrites the file and
+    /// blocks writers while it runs). `None` where there is nothing to do
+    /// (memory; PostgreSQL, whose autovacuum reuses the space).
+    fn reclaim_space(&self) -> Result<Option<SpaceReport>>;
 
     // ---- provided helpers --------------------------------------------
 

@@ -29,6 +29,7 @@ use crate::dto::{
 };
 use crate::error::Result;
 use crate::ids::{AppId, InvocationId, RunnerId, TaskId};
+use crate::prune::{PruneCounts, PruneOptions, PruneProgress, PruneTx, SpaceReport};
 use crate::time::{TimeKey, TimeRange};
 
 pub use crate::backend::fetch_limit;
@@ -189,6 +190,24 @@ pub trait Engine: Send + Sync {
     }
     /// Deletes everything; the engine stays usable.
     fn purge(&self) -> Result<()>;
+
+    /// Runs `work` in one transaction of this engine, handing it a
+    /// [`PruneTx`] over a consistent view: with `write`, a write
+    /// transaction that no concurrent write interleaves with (what `work`
+    /// examined is still true when it deletes), committed when `work`
+    /// returns `Ok` and rolled back otherwise; without, a read-only one
+    /// (dry runs). `work` may run again if the engine retries the
+    /// transaction. The rules of retention live in [`crate::prune`].
+    fn prune_transaction(
+        &self,
+        write: bool,
+        work: &mut dyn FnMut(&mut dyn PruneTx) -> Result<()>,
+    ) -> Result<()>;
+
+    /// See [`StateBackend::reclaim_space`]; nothing to do by default.
+    fn reclaim_space(&self) -> Result<Option<SpaceReport>> {
+        Ok(None)
+    }
 }
 
 /// A snapshot whose page requests are checked before the engine's sees them.
@@ -429,5 +448,27 @@ impl<E: Engine> StateBackend for E {
 
     fn purge(&self) -> Result<()> {
         Engine::purge(self)
+    }
+
+    fn prune(
+        &self,
+        options: &PruneOptions,
+        progress: &mut dyn FnMut(&PruneProgress),
+    ) -> Result<PruneCounts> {
+        crate::prune::run(self, options, progress)
+    }
+
+    fn delete_trees(&self, ids: &[InvocationId], dry_run: bool) -> Result<PruneCounts> {
+        for id in ids {
+            if id.as_str().is_empty() {
+                return Err(crate::Error::invalid("invocation id must not be empty"));
+            }
+            check_invocation_id(id)?;
+        }
+        crate::prune::delete_trees(self, ids, dry_run)
+    }
+
+    fn reclaim_space(&self) -> Result<Option<SpaceReport>> {
+        Engine::reclaim_space(self)
     }
 }

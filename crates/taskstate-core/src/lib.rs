@@ -32,6 +32,7 @@ mod dto;
 pub mod engine;
 mod error;
 mod ids;
+pub mod prune;
 pub mod pyjson;
 mod redact;
 mod rules;
@@ -48,6 +49,7 @@ pub use dto::{
 };
 pub use error::{BoxError, Entity, Error, ErrorKind, KeyError, Result};
 pub use ids::{AppId, CallId, InvocationId, RunnerId, TaskId};
+pub use prune::{PruneCounts, PruneOptions, PruneProgress, SpaceReport};
 pub use redact::redact_url;
 pub use rules::MAX_ID_BYTES;
 pub use status::{

@@ -374,7 +374,7 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
             }
             Row::WorkflowRun(w) => wf.store_run(w),
             Row::SubInvocation(w, s) => {
-                wf.sub_invocations.insert((w.clone(), s.clone()));
+                wf.add_sub(w, s);
             }
             Row::WorkflowData(w, k, v) => {
                 wf.data.insert((w.clone(), k.clone()), v.clone());

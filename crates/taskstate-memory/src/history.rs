@@ -102,6 +102,12 @@ impl SeqLog {
     pub(crate) fn len(&self) -> usize {
         self.live
     }
+
+    /// The key and time key of the row with sequence `seq`, if live.
+    pub(crate) fn get(&self, seq: i64) -> Option<&(InvocationId, TimeKey)> {
+        let at = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.slots.get(at)?.as_ref()
+    }
 }
 
 #[derive(Default)]
@@ -115,6 +121,25 @@ pub(crate) struct History {
 }
 
 impl History {
+    /// Removes every row stored under key `id`; how many there were.
+    pub(crate) fn remove_key(&mut self, id: &InvocationId) -> u64 {
+        let Some(list) = self.per_invocation.remove(id) else {
+            return 0;
+        };
+        self.keys.remove(id);
+        for (pos, _) in &list.0 {
+            self.by_time.remove(pos);
+            self.by_seq.remove(pos.1);
+        }
+        list.0.len() as u64
+    }
+
+    /// The latest row stored under `id`: its time key and status.
+    pub(crate) fn latest(&self, id: &InvocationId) -> Option<(TimeKey, InvocationStatus)> {
+        let ((key, _), rec) = self.per_invocation.get(id)?.0.last()?;
+        Some((*key, rec.status_record.status))
+    }
+
     /// Adds a row; one with the same identity (key, time key, status) is
     /// replaced, and the new one takes the latest insertion position.
     pub(crate) fn add(&mut self, row: &HistoryRow<'_>) {

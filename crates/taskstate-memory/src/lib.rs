@@ -36,6 +36,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 mod bulk;
 mod history;
+mod prune;
 mod shards;
 
 use history::History;
@@ -95,6 +96,8 @@ struct Invocations {
     children: Groups<InvocationId>,
     by_workflow: Groups<InvocationId>,
     by_type: Groups<TaskId>,
+    /// By parent workflow id: only retention follows this link.
+    by_parent_workflow: Groups<InvocationId>,
 }
 
 impl Invocations {
@@ -106,6 +109,9 @@ impl Invocations {
         }
         group_remove(&mut self.by_workflow, &inv.workflow.workflow_id, id);
         group_remove(&mut self.by_type, &inv.workflow.workflow_type, id);
+        if let Some(p) = &inv.workflow.parent_workflow_id {
+            group_remove(&mut self.by_parent_workflow, p, id);
+        }
     }
 
     /// Stores `pair`, replacing (and unindexing) the invocation it
@@ -133,6 +139,20 @@ impl Invocations {
             inv.workflow.workflow_type.clone(),
             id.clone(),
         );
+        if let Some(p) = &inv.workflow.parent_workflow_id {
+            group_add(&mut self.by_parent_workflow, p.clone(), id.clone());
+        }
+    }
+
+    /// Removes an invocation and its index entries; whether it was stored.
+    fn remove(&mut self, id: &InvocationId) -> bool {
+        match self.rows.remove(id) {
+            Some(old) => {
+                self.unindex(&old);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -140,7 +160,12 @@ impl Invocations {
 struct Workflows {
     runs: BTreeMap<InvocationId, WorkflowIdentity>,
     by_type: BTreeSet<(TaskId, InvocationId)>,
+    /// (parent workflow id, workflow id) of runs with a parent.
+    by_parent: BTreeSet<(InvocationId, InvocationId)>,
+    /// (workflow id, sub-invocation id).
     sub_invocations: BTreeSet<(InvocationId, InvocationId)>,
+    /// (sub-invocation id, workflow id): the links reversed.
+    sub_of: BTreeSet<(InvocationId, InvocationId)>,
     data: BTreeMap<(InvocationId, String), String>,
 }
 
@@ -148,11 +173,32 @@ impl Workflows {
     /// Stores a workflow run, replacing (and unindexing) the one it
     /// supersedes.
     fn store_run(&mut self, w: &WorkflowIdentity) {
-        if let Some(old) = self.runs.insert(w.workflow_id.clone(), w.clone()) {
-            self.by_type.remove(&(old.workflow_type, old.workflow_id));
-        }
+        self.remove_run(&w.workflow_id);
+        self.runs.insert(w.workflow_id.clone(), w.clone());
         self.by_type
             .insert((w.workflow_type.clone(), w.workflow_id.clone()));
+        if let Some(p) = &w.parent_workflow_id {
+            self.by_parent.insert((p.clone(), w.workflow_id.clone()));
+        }
+    }
+
+    /// Removes a run and its index entries; whether it was stored.
+    fn remove_run(&mut self, id: &InvocationId) -> bool {
+        let Some(old) = self.runs.remove(id) else {
+            return false;
+        };
+        if let Some(p) = old.parent_workflow_id {
+            self.by_parent.remove(&(p, old.workflow_id.clone()));
+        }
+        self.by_type.remove(&(old.workflow_type, old.workflow_id));
+        true
+    }
+
+    /// Records a sub-invocation link (a set).
+    fn add_sub(&mut self, workflow_id: &InvocationId, sub: &InvocationId) {
+        self.sub_invocations
+            .insert((workflow_id.clone(), sub.clone()));
+        self.sub_of.insert((sub.clone(), workflow_id.clone()));
     }
 }
 
@@ -395,10 +441,7 @@ impl Engine for MemoryBackend {
         workflow_id: &InvocationId,
         sub_invocation: &InvocationId,
     ) -> Result<()> {
-        self.workflows
-            .write()
-            .sub_invocations
-            .insert((workflow_id.clone(), sub_invocation.clone()));
+        self.workflows.write().add_sub(workflow_id, sub_invocation);
         Ok(())
     }
 
@@ -485,6 +528,14 @@ impl Engine for MemoryBackend {
 
     fn write_rows(&self, rows: &[Row]) -> Result<()> {
         bulk::write_rows(self, rows)
+    }
+
+    fn prune_transaction(
+        &self,
+        _write: bool,
+        work: &mut dyn FnMut(&mut dyn taskstate_core::prune::PruneTx) -> Result<()>,
+    ) -> Result<()> {
+        prune::transaction(self, work)
     }
 
     fn purge(&self) -> Result<()> {

@@ -354,4 +354,12 @@ impl Engine for PostgresBackend {
     fn purge(&self) -> Result<()> {
         self.write("purge", false, |tx| tx.batch_execute(&self.sql.purge))
     }
+
+    fn prune_transaction(
+        &self,
+        write: bool,
+        work: &mut dyn FnMut(&mut dyn taskstate_core::prune::PruneTx) -> Result<()>,
+    ) -> Result<()> {
+        self.prune_tx(write, work)
+    }
 }

@@ -50,6 +50,7 @@ mod conn;
 mod decode;
 mod encode;
 mod errors;
+mod prune;
 mod schema;
 mod sql;
 #[cfg(feature = "testing")]
@@ -64,7 +65,7 @@ use taskstate_core::redact_url as redact;
 const ENGINE: &str = "postgres";
 
 /// The schema version this engine writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Connection options.
 #[derive(Clone, Debug)]

@@ -54,6 +54,8 @@ pub struct Statements {
     pub(crate) purge: String,
     /// The bulk path's statements.
     pub(crate) bulk: bulk::BulkSql,
+    /// Retention's statements.
+    pub(crate) prune: crate::prune::PruneSql,
 }
 
 impl Statements {
@@ -207,6 +209,7 @@ impl Statements {
                 "TRUNCATE {inv}, {his}, {res}, {exc}, {wf}, {sub}, {data}, {app}, {run}"
             ),
             bulk: bulk::BulkSql::new(s),
+            prune: crate::prune::PruneSql::new(s),
         }
     }
 }
@@ -282,3 +285,11 @@ CREATE TABLE IF NOT EXISTS {s}.runner_contexts (
 /// Not named `history_seq`: that is the sequence's name, and indexes and
 /// sequences share one namespace (`IF NOT EXISTS` would skip it).
 pub(crate) const DDL_V2: &str = "CREATE INDEX IF NOT EXISTS history_by_seq ON {s}.history (seq);";
+
+/// Version 2 → 3: the links retention follows (SPEC §10) that no earlier
+/// index serves.
+pub(crate) const DDL_V3: &str = "
+CREATE INDEX IF NOT EXISTS invocations_parent_workflow ON {s}.invocations (parent_workflow_id);
+CREATE INDEX IF NOT EXISTS workflows_parent ON {s}.workflows (parent_workflow_id);
+CREATE INDEX IF NOT EXISTS sub_invocations_sub ON {s}.workflow_sub_invocations (sub_invocation_id);
+";

@@ -17,6 +17,7 @@ use crate::decode::{
 };
 use crate::encode::{invocation_row, runner_row, workflow_run_op};
 use crate::errors::{corrupt, sql_err};
+use crate::prune::SqlitePrune;
 use crate::writer::{HistoryRow, WriteOp};
 use crate::{ENGINE, SqliteBackend, bulk, sql};
 
@@ -481,6 +482,53 @@ impl Engine for SqliteBackend {
     fn purge(&self) -> Result<()> {
         let encoding = self.writer.enter();
         self.write(encoding, WriteOp::Purge)
+    }
+
+    fn prune_transaction(
+        &self,
+        write: bool,
+        work: &mut dyn FnMut(&mut dyn taskstate_core::prune::PruneTx) -> Result<()>,
+    ) -> Result<()> {
+        let ctx = &self.ctx;
+        if !write {
+            return self.read_snapshot(|conn| work(&mut SqlitePrune { conn, ctx }));
+        }
+        self.writer.with_conn(|conn| {
+            if !conn.is_autocommit() {
+                // An interrupted transaction; never build on its leftovers.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| sql_err(ctx, "begin prune transaction", e))?;
+            work(&mut SqlitePrune { conn: &tx, ctx })?;
+            tx.commit().map_err(|e| sql_err(ctx, "commit prune", e))
+        })
+    }
+
+    fn reclaim_space(&self) -> Result<Option<taskstate_core::SpaceReport>> {
+        let ctx = &self.ctx;
+        self.writer.with_conn(|conn| {
+            let size = |c: &rusqlite::Connection| -> Result<u64> {
+                let pages: i64 = c
+                    .query_row("PRAGMA page_count", [], |r| r.get(0))
+                    .map_err(|e| sql_err(ctx, "read page count", e))?;
+                let page: i64 = c
+                    .query_row("PRAGMA page_size", [], |r| r.get(0))
+                    .map_err(|e| sql_err(ctx, "read page size", e))?;
+                Ok(u64::try_from(pages.saturating_mul(page)).unwrap_or(0))
+            };
+            let before_bytes = size(conn)?;
+            conn.execute_batch("VACUUM")
+                .map_err(|e| sql_err(ctx, "vacuum", e))?;
+            // Hand the WAL's copy of the rewritten pages back too.
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .map_err(|e| sql_err(ctx, "checkpoint", e))?;
+            Ok(Some(taskstate_core::SpaceReport {
+                before_bytes,
+                after_bytes: size(conn)?,
+            }))
+        })
     }
 }
 

@@ -59,6 +59,7 @@ mod bulk;
 mod decode;
 mod encode;
 mod errors;
+mod prune;
 mod schema;
 pub mod sql;
 mod writer;

@@ -17,7 +17,7 @@ use crate::errors::{Ctx, sql_err};
 
 /// The schema version this engine writes and understands. Version 0 is the
 /// reference's layout (pynenc never sets `user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The reference's tables, in the order the reference creates them.
 pub const TABLES: [&str; 9] = [
@@ -101,6 +101,15 @@ const V1_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS taskstate_history_time ON state_backend_history(history_timestamp);
 CREATE INDEX IF NOT EXISTS taskstate_invocations_workflow ON state_backend_invocations(workflow_id);
 CREATE INDEX IF NOT EXISTS taskstate_invocations_type ON state_backend_invocations(workflow_type_key);
+";
+
+/// Version 1 → 2: the links retention follows (SPEC §10) that no earlier
+/// index serves: invocations and workflow runs by parent workflow, and
+/// sub-invocation links by sub-invocation.
+const V2_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS taskstate_invocations_parent_workflow ON state_backend_invocations(parent_workflow_id);
+CREATE INDEX IF NOT EXISTS taskstate_workflows_parent ON state_backend_workflows(parent_workflow_id);
+CREATE INDEX IF NOT EXISTS taskstate_sub_invocations_sub ON state_backend_workflow_sub_invocations(sub_invocation_id);
 ";
 
 /// Bytes of the file each connection reads through a memory map (point
@@ -246,7 +255,11 @@ pub fn prepare_schema(
             .map_err(|e| sql_err(ctx, "create reference tables", e))?;
         tx.execute_batch(V1_INDEXES)
             .map_err(|e| sql_err(ctx, "create taskstate indexes", e))?;
-        tx.pragma_update(None, "user_version", 1)
+    }
+    if version < 2 {
+        tx.execute_batch(V2_INDEXES)
+            .map_err(|e| sql_err(ctx, "create taskstate indexes", e))?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| sql_err(ctx, "set schema version", e))?;
     }
     tx.commit().map_err(|e| sql_err(ctx, "commit schema", e))

@@ -450,3 +450,102 @@ fn read_only_open_reads_and_never_writes() {
     drop(b);
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+/// The names of the file's indexes that taskstate added.
+fn taskstate_indexes(c: &rusqlite::Connection) -> Vec<String> {
+    c.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'taskstate_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_version_1_file_gains_the_retention_indexes_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let b = SqliteBackend::open(&path).unwrap();
+        cases::populate_everything(&b);
+    }
+    let before_rows;
+    {
+        // Back to what version 1 wrote: its three indexes, version 1.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP INDEX taskstate_invocations_parent_workflow;
+             DROP INDEX taskstate_workflows_parent;
+             DROP INDEX taskstate_sub_invocations_sub;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        before_rows = SqliteBackend::open_with(&path, &SqliteOptions::default().read_only(true))
+            .unwrap()
+            .snapshot_rows();
+    }
+    let b = SqliteBackend::open(&path).unwrap();
+    assert_eq!(b.snapshot_rows(), before_rows);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    assert_eq!(
+        taskstate_indexes(&c),
+        [
+            "taskstate_history_time",
+            "taskstate_invocations_parent_workflow",
+            "taskstate_invocations_type",
+            "taskstate_invocations_workflow",
+            "taskstate_sub_invocations_sub",
+            "taskstate_workflows_parent",
+        ]
+    );
+}
+
+trait SnapshotRows {
+    fn snapshot_rows(&self) -> Vec<taskstate_core::Row>;
+}
+
+impl SnapshotRows for SqliteBackend {
+    fn snapshot_rows(&self) -> Vec<taskstate_core::Row> {
+        taskstate_core::Kind::ALL
+            .iter()
+            .flat_map(|k| cases::paged(self, *k, 100))
+            .collect()
+    }
+}
+
+#[test]
+fn reclaim_space_shrinks_the_file_after_a_prune_and_keeps_what_is_left() {
+    use taskstate_core::{InvocationStatus as S, PruneOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    let big = "x".repeat(2000);
+    for i in 0..400 {
+        let inv = format!("inv-{i:03}");
+        b.upsert_invocations(&[data::root(&inv, "m.t")]).unwrap();
+        b.add_histories(&[data::hist(&inv, S::Success, data::at(i))])
+            .unwrap();
+        b.set_result(&data::id(&inv), &big).unwrap();
+    }
+    let pruned = b
+        .prune(&PruneOptions::new(data::at(359)), &mut |_| {})
+        .unwrap();
+    assert_eq!(pruned.invocations, 360);
+    let kept = b.snapshot_rows();
+    let space = b.reclaim_space().unwrap().unwrap();
+    assert!(
+        space.after_bytes * 3 < space.before_bytes,
+        "{} → {} bytes",
+        space.before_bytes,
+        space.after_bytes
+    );
+    assert_eq!(b.snapshot_rows(), kept);
+    assert_eq!(b.get_result(&data::id("inv-399")).unwrap(), big);
+    drop(b);
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(on_disk, space.after_bytes);
+}

@@ -339,8 +339,11 @@ fn opening_a_pynenc_file_adds_only_indexes_and_changes_no_row() {
     want.extend(
         [
             "index taskstate_history_time",
+            "index taskstate_invocations_parent_workflow",
             "index taskstate_invocations_type",
             "index taskstate_invocations_workflow",
+            "index taskstate_sub_invocations_sub",
+            "index taskstate_workflows_parent",
         ]
         .map(String::from),
     );

@@ -47,9 +47,10 @@ pub use taskstate_core::{
     AppId, AppInfo, BoxError, CallDTO, CallId, ChainError, Cursor, DEFAULT_PAGE_SIZE, Entity,
     Error, ErrorKind, HistoryRow, InvocationDTO, InvocationHistory, InvocationId, InvocationStatus,
     InvocationStatusRecord, KeyError, KeyRange, Kind, MAX_ID_BYTES, OwnershipError, Page, Pages,
-    Result, Row, RunnerContext, RunnerId, SerializedArguments, Snapshot, StateBackend, StatusFlags,
-    StoredHistory, TaskId, TimeKey, TimeRange, Timestamp, WorkflowData, WorkflowIdentity, args_id,
-    bulk, check_ownership, engine, redact_url, validate_chain,
+    PruneCounts, PruneOptions, PruneProgress, Result, Row, RunnerContext, RunnerId,
+    SerializedArguments, Snapshot, SpaceReport, StateBackend, StatusFlags, StoredHistory, TaskId,
+    TimeKey, TimeRange, Timestamp, WorkflowData, WorkflowIdentity, args_id, bulk, check_ownership,
+    engine, prune, redact_url, validate_chain,
 };
 pub use url::{EngineUrl, UrlError, open, open_read_only, parse_url};
 

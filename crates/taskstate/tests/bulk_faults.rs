@@ -166,6 +166,19 @@ impl StateBackend for Flaky {
     fn purge(&self) -> Result<()> {
         self.inner.purge()
     }
+    fn prune(
+        &self,
+        options: &taskstate::PruneOptions,
+        progress: &mut dyn FnMut(&taskstate::PruneProgress),
+    ) -> Result<taskstate::PruneCounts> {
+        self.inner.prune(options, progress)
+    }
+    fn delete_trees(&self, ids: &[InvocationId], dry_run: bool) -> Result<taskstate::PruneCounts> {
+        self.inner.delete_trees(ids, dry_run)
+    }
+    fn reclaim_space(&self) -> Result<Option<taskstate::SpaceReport>> {
+        self.inner.reclaim_space()
+    }
 }
 
 fn no_progress() -> impl FnMut(&str, u64, u64) {
