@@ -444,6 +444,25 @@ impl Store {
         self.run(py, |b| b.purge())
     }
 
+    /// Deletes finished state that ended at or before `before` (SPEC §10:
+    /// whole workflow trees, orphan rows as old), `chunk` trees per
+    /// transaction; with `dry_run`, deletes nothing. Returns the counts of
+    /// what was (or would be) deleted, by kind.
+    #[pyo3(signature = (before, dry_run = false, chunk = taskstate::prune::DEFAULT_CHUNK))]
+    fn prune(
+        &self,
+        py: Python<'_>,
+        before: &Bound<'_, PyAny>,
+        dry_run: bool,
+        chunk: usize,
+    ) -> PyResult<Vec<(&'static str, u64)>> {
+        let options = taskstate::PruneOptions::new(convert::bound_from(before)?)
+            .dry_run(dry_run)
+            .chunk(chunk);
+        let counts = self.run(py, |b| b.prune(&options, &mut |_| {}))?;
+        Ok(counts.fields().to_vec())
+    }
+
     fn __repr__(&self) -> String {
         format!("<taskstate Store engine={}>", self.backend.engine_name())
     }

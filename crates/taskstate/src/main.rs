@@ -1,5 +1,5 @@
 //! The `taskstate` command-line tool: benchmark engines, export, import,
-//! copy and inspect stores. Every failure is one line on stderr: exit
+//! copy, inspect and prune stores. Every failure is one line on stderr: exit
 //! status 1, or 2 for a usage error. Output never panics: a closed pipe
 //! ends the command quietly, any other write error is a failure line.
 
@@ -13,8 +13,13 @@ use taskstate::{InvocationId, Kind, StateBackend, copy, export, inspect, open, r
 
 #[path = "cli/bench.rs"]
 mod bench_cmd;
+#[path = "cli/bench_prune.rs"]
+mod bench_prune_cmd;
+#[path = "cli/prune.rs"]
+mod prune_cmd;
 
 use bench_cmd::cmd_bench;
+use prune_cmd::{cmd_prune, parse_age, parse_instant};
 
 #[derive(Parser)]
 #[command(
@@ -29,8 +34,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the reference workload (SPEC §7) on engines and a raw-SQLite baseline.
+    /// Run the reference workload (SPEC §7) on engines and a raw-SQLite
+    /// baseline; `bench prune` measures retention instead.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        what: Option<BenchWhat>,
         /// Engine URL to measure (repeatable); default: memory:// and a SQLite file in a temp dir.
         #[arg(long = "engine", value_name = "URL")]
         engines: Vec<String>,
@@ -109,6 +118,66 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = bounded::<0, 100_000>)]
         recent: usize,
     },
+    /// Delete finished, old state (SPEC §10): whole workflow trees whose
+    /// invocations all ended by the cutoff, and orphan rows as old; app
+    /// infos and runner contexts stay. Workers may keep writing.
+    #[command(group = clap::ArgGroup::new("cutoff").required(true).args(["older_than", "before"]))]
+    Prune {
+        /// Store URL.
+        url: String,
+        /// Cutoff as an age: 30d, 12h, 90m, 45s, 2w.
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: Option<std::time::Duration>,
+        /// Cutoff as an instant: 2025-01-01T00:00:00Z, or a date (its midnight UTC).
+        #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
+        before: Option<taskstate::Timestamp>,
+        /// Report what would go; delete nothing (opens the store read-only).
+        #[arg(long)]
+        dry_run: bool,
+        /// Trees decided and deleted per transaction (1 to 100,000): writers
+        /// wait for one chunk at most.
+        #[arg(long, default_value_t = taskstate::prune::DEFAULT_CHUNK, value_parser = bounded::<1, 100_000>)]
+        chunk: usize,
+        /// SQLite: VACUUM afterwards to give the space back (rewrites the
+        /// file, needs as much free disk again, blocks writers meanwhile).
+        #[arg(long, conflicts_with = "dry_run")]
+        vacuum: bool,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Build a store of N invocations (most finished long ago), prune it
+    /// at 30 days while a writer calls add_histories, and report the
+    /// prune's time and rate, the writer's p50/p99 latency, and the
+    /// store's size before, after, and after reclaiming space.
+    Prune {
+        /// Engine URL (repeatable; its store is PURGED first); default: a
+        /// SQLite file in a temp dir.
+        #[arg(long = "engine", value_name = "URL")]
+        engines: Vec<String>,
+        /// Invocations in the store (1 to 20,000,000).
+        #[arg(long, default_value_t = 100_000, value_parser = bounded::<1, 20_000_000>)]
+        n: usize,
+        /// Percent of trees finished long before the cutoff (0 to 100).
+        #[arg(long, default_value_t = 90, value_parser = bounded::<0, 100>)]
+        expired_percent: usize,
+        /// Trees per prune transaction (1 to 100,000).
+        #[arg(long, default_value_t = taskstate::prune::DEFAULT_CHUNK, value_parser = bounded::<1, 100_000>)]
+        chunk: usize,
+        /// Milliseconds between the writer's calls (1 to 10,000).
+        #[arg(long, default_value_t = 5, value_parser = bounded::<1, 10_000>)]
+        writer_interval_ms: usize,
+        /// Write the results as JSON to PATH.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// Seed of ids and ages (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 /// Help and version print as clap prints them; any other usage error is one
@@ -120,12 +189,15 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let text = e.to_string();
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("bad usage");
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("bad usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // "the following required arguments were not provided:" names them on
+    // the next line.
+    let first = match (first.ends_with(':'), lines.next()) {
+        (true, Some(next)) => format!("{first} {next}"),
+        _ => first.to_owned(),
+    };
     let _ = writeln!(
         std::io::stderr(),
         "taskstate: usage: {first} (see taskstate --help)"
@@ -196,6 +268,28 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Bench {
+            what:
+                Some(BenchWhat::Prune {
+                    engines,
+                    n,
+                    expired_percent,
+                    chunk,
+                    writer_interval_ms,
+                    json,
+                    seed,
+                }),
+            ..
+        } => bench_prune_cmd::cmd_bench_prune(&bench_prune_cmd::BenchPruneArgs {
+            engines,
+            n,
+            expired: expired_percent as f64 / 100.0,
+            chunk,
+            writer_interval_ms: writer_interval_ms as u64,
+            json,
+            seed,
+        }),
+        Command::Bench {
+            what: None,
             engines,
             n,
             threads,
@@ -231,6 +325,23 @@ fn main() -> ExitCode {
             workflow,
             recent,
         } => cmd_inspect(&url, invocation, workflow, recent),
+        Command::Prune {
+            url,
+            older_than,
+            before,
+            dry_run,
+            chunk,
+            vacuum,
+            json,
+        } => cmd_prune(&prune_cmd::PruneArgs {
+            url,
+            older_than,
+            before,
+            dry_run,
+            chunk,
+            vacuum,
+            json,
+        }),
     };
     match result {
         Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +157,32 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
         included); the backend stays usable."""
         self._store.purge()
         self._runner_context_cache.clear()
+
+    def prune(
+        self,
+        older_than: timedelta | None = None,
+        *,
+        before: datetime | None = None,
+        dry_run: bool = False,
+        chunk: int = 200,
+    ) -> dict[str, int]:
+        """Deletes finished, old state while workers keep writing (taskstate's
+        retention; pynenc itself only offers ``purge``): every workflow tree
+        whose invocations all reached a final status at or before the cutoff
+        (``before``, or now minus ``older_than``), with its history, results,
+        exceptions, workflow runs, sub-invocation links and workflow data, and
+        orphan rows as old. App infos and runner contexts stay. Works in
+        transactions of ``chunk`` trees; ``dry_run`` only counts.
+
+        Returns the counts of what was (or would be) deleted, by kind::
+
+            backend.prune(timedelta(days=30))
+            # {'trees': 812, 'invocations': 1290, 'history': 5160, ...}
+        """
+        if (older_than is None) == (before is None):
+            raise ValueError("give exactly one of older_than and before")
+        cutoff = before if before is not None else datetime.now(UTC) - older_than  # type: ignore[operator]
+        return dict(self._store.prune(cutoff, dry_run, chunk))
 
     # ---- invocations -------------------------------------------------------
 

@@ -14,6 +14,7 @@ use std::fmt;
 use serde_json::json;
 use taskstate_core::{InvocationId, Result};
 
+pub mod retention;
 mod target;
 mod timing;
 mod workload;

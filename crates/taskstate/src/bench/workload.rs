@@ -18,17 +18,17 @@ pub(crate) const RUNNER: &str = "bench-runner-0001";
 pub(crate) const GROUP: usize = 50;
 
 /// xorshift64*: uuid4s need randomness, not cryptography.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn uuid4(&mut self) -> String {
+    pub(crate) fn uuid4(&mut self) -> String {
         let (a, b) = (self.next(), self.next());
         let hi = (a & !0xF000) | 0x4000; // version 4
         let lo = (b & !(0xC << 60)) | (0x8 << 60); // variant 10
