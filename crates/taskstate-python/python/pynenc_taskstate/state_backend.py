@@ -164,7 +164,7 @@ class TaskstateStateBackend(BaseStateBackend[Params, Result]):
         *,
         before: datetime | None = None,
         dry_run: bool = False,
-        chunk: int = 200,
+        chunk: int = 50,
     ) -> dict[str, int]:
         """Deletes finished, old state while workers keep writing (taskstate's
         retention; pynenc itself only offers ``purge``): every workflow tree

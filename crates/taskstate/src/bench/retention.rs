@@ -5,7 +5,8 @@
 //! chunk, never for the whole prune).
 //!
 //! The store: trees of one plain task (80 %) or of a workflow root with
-//! four children (its run, sub-invocation links and one data value). Each
+//! four children (its run, sub-invocation links and one data value),
+//! written oldest first. Each
 //! invocation has four history rows (registered, pending, running, then
 //! success — or, for 5 %, failed with an exception instead of a result).
 //! A tree is *expired* (finished 40 to 100 days before the run) with
@@ -127,46 +128,78 @@ fn invocation_rows(
     Ok(())
 }
 
-/// Writes the store through `write_rows` in batches, reporting
-/// `(invocations written, of)` after each.
+/// One tree to write: its size, when its last row is, and what it is.
+struct Plan {
+    size: usize,
+    end: Timestamp,
+    expired: bool,
+    live: bool,
+    /// Seed of its ids and outcomes.
+    seed: u64,
+}
+
+/// The trees of the store, oldest first.
+fn plan(spec: &RetentionStore, now: Timestamp) -> Vec<Plan> {
+    let mut rng = Rng(spec.seed | 1);
+    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut plans = Vec::new();
+    let mut planned = 0;
+    while planned < spec.invocations {
+        let workflow = spec.invocations - planned >= 5 && unit() < 0.2;
+        let size = if workflow { 5 } else { 1 };
+        let expired = unit() < spec.expired;
+        let live = !expired && unit() < 0.1;
+        let age = if expired {
+            40 * DAY + (unit() * 60.0 * DAY as f64) as i64
+        } else if live {
+            45 * DAY
+        } else {
+            (unit() * 10.0 * DAY as f64) as i64
+        };
+        plans.push(Plan {
+            size,
+            end: now.add_micros(-age),
+            expired,
+            live,
+            seed: (unit() * u64::MAX as f64) as u64 | 1,
+        });
+        planned += size;
+    }
+    plans.sort_by_key(|p| p.end.micros());
+    plans
+}
+
+/// Writes the store through `write_rows` in batches, oldest trees first
+/// (a task system writes in time order, so rows of one age are neighbours
+/// in the history table and its time index; ids are random uuids, so the
+/// id-keyed indexes are not), reporting `(invocations written, of)` after
+/// each batch.
 pub fn fill(
     b: &dyn StateBackend,
     spec: &RetentionStore,
     now: Timestamp,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Filled> {
-    let mut rng = Rng(spec.seed | 1);
     let mut filled = Filled::default();
     let mut batch: Vec<Row> = Vec::with_capacity(12_000);
     let total = spec.invocations as u64;
-    while filled.invocations < total {
-        let left = total - filled.invocations;
-        let workflow = left >= 5 && rng.next() % 100 < 20;
-        let size = if workflow { 5 } else { 1 };
-        let unit = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
-        let expired = (rng.next() >> 11) as f64 / ((1u64 << 53) as f64) < spec.expired;
-        let live = !expired && rng.next() % 10 == 0;
-        let end = if expired {
-            now.add_micros(-40 * DAY - (unit * 60.0 * DAY as f64) as i64)
-        } else if live {
-            now.add_micros(-45 * DAY)
-        } else {
-            now.add_micros(-(unit * 10.0 * DAY as f64) as i64)
-        };
+    for tree in plan(spec, now) {
+        let mut rng = Rng(tree.seed);
+        let workflow = tree.size > 1;
         let root = InvocationId::new(rng.uuid4());
         let wf = WorkflowIdentity {
             workflow_id: root.clone(),
             workflow_type: task(filled.invocations as usize)?,
             parent_workflow_id: None,
         };
-        for k in 0..size {
+        for k in 0..tree.size {
             let n = filled.invocations as usize + k;
             let id = if k == 0 {
                 root.clone()
             } else {
                 InvocationId::new(rng.uuid4())
             };
-            let last = if live && k + 1 == size {
+            let last = if tree.live && k + 1 == tree.size {
                 InvocationStatus::Running
             } else if rng.next() % 20 == 0 {
                 InvocationStatus::Failed
@@ -179,7 +212,7 @@ pub fn fill(
                 &id,
                 parent,
                 &wf,
-                end.add_micros(k as i64 * 10_000),
+                tree.end.add_micros(k as i64 * 10_000),
                 last,
                 n,
             )?;
@@ -196,10 +229,10 @@ pub fn fill(
             ));
         }
         filled.trees += 1;
-        filled.invocations += size as u64;
-        if expired {
+        filled.invocations += tree.size as u64;
+        if tree.expired {
             filled.expired_trees += 1;
-            filled.expired_invocations += size as u64;
+            filled.expired_invocations += tree.size as u64;
         }
         if batch.len() >= 10_000 {
             filled.rows += batch.len() as u64;

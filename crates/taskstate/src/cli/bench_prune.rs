@@ -155,8 +155,9 @@ pub(crate) fn cmd_bench_prune(args: &BenchPruneArgs) -> CliResult {
         } else {
             0.0
         };
-        let (p50, p99, max) = (
+        let (p50, p90, p99, max) = (
             run.writer.quantile(0.5),
+            run.writer.quantile(0.9),
             run.writer.quantile(0.99),
             run.writer.quantile(1.0),
         );
@@ -164,7 +165,7 @@ pub(crate) fn cmd_bench_prune(args: &BenchPruneArgs) -> CliResult {
             "{shown}\n  store: {} invocations in {} trees ({} expired invocations), {} rows, filled in {:.1} s\n  \
              prune: {} trees / {} invocations / {} history rows in {:.1} s = {:.0} invocations/s \
              ({} chunks of up to {}, {} trees kept)\n  \
-             writer during the prune: {} add_histories calls, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors\n  \
+             writer during the prune: {} add_histories calls, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors\n  \
              size: {} before, {} after the prune, {} after reclaiming space ({})\n",
             filled.invocations,
             filled.trees,
@@ -181,6 +182,7 @@ pub(crate) fn cmd_bench_prune(args: &BenchPruneArgs) -> CliResult {
             run.kept_trees,
             run.writer.sorted.len(),
             ms(p50).unwrap_or(0.0),
+            ms(p90).unwrap_or(0.0),
             ms(p99).unwrap_or(0.0),
             ms(max).unwrap_or(0.0),
             run.writer.errors,
@@ -215,6 +217,7 @@ pub(crate) fn cmd_bench_prune(args: &BenchPruneArgs) -> CliResult {
                 "errors": run.writer.errors,
                 "interval_ms": args.writer_interval_ms,
                 "p50_ms": ms(p50),
+                "p90_ms": ms(p90),
                 "p99_ms": ms(p99),
                 "max_ms": ms(max),
             },
