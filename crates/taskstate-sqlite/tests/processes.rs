@@ -16,6 +16,13 @@
 //!   `PRAGMA integrity_check` and holds that round's acknowledged
 //!   operations; at the end it holds every one.
 //!
+//! - `sigkill_mid_prune_leaves_every_tree_whole_or_gone`: a prune (chunks
+//!   of 2 trees) in a child process reports each chunk through a pipe and
+//!   is killed with SIGKILL after a random number of them, 12 times; after
+//!   each kill the file passes `integrity_check` and every workflow tree is
+//!   whole (every row it had) or gone (no row under any of its ids); the
+//!   last prune, run to the end, leaves exactly the live trees.
+//!
 //! Usage as cargo runs it: `processes [FILTER] [--exact] [--list]`.
 
 // Test code: a failed unwrap is a failed test.
@@ -49,6 +56,10 @@ fn main() -> ExitCode {
                 "sigkill_loses_no_acknowledged_write",
                 sigkill_loses_no_acknowledged_write,
             ),
+            (
+                "sigkill_mid_prune_leaves_every_tree_whole_or_gone",
+                sigkill_mid_prune_leaves_every_tree_whole_or_gone,
+            ),
         ],
         run_child,
     )
@@ -66,6 +77,7 @@ fn run_child(args: &[String]) -> Result<(), String> {
             processes::writer(&b, k, WRITERS, ITERATIONS)
         }
         [role, db, round] if role == "crasher" => crasher_child(Path::new(db), round),
+        [role, db] if role == "pruner" => pruner_child(Path::new(db)),
         _ => Err(format!("bad child arguments {args:?}")),
     }
 }
@@ -267,5 +279,174 @@ fn sigkill_loses_no_acknowledged_write() -> Outcome {
     Ok(format!(
         "{kills} kills, {} acknowledged operations, 0 lost",
         acked.len()
+    ))
+}
+
+// ---- a prune killed mid-way ------------------------------------------------
+
+/// Trees of the prune scenario: a root, three children, its run, links and
+/// data; every 10th tree has a running child (live, never pruned).
+const PRUNE_TREES: usize = 120;
+
+fn tree_ids(t: usize) -> Vec<String> {
+    let root = format!("tree-{t:03}");
+    let mut ids = vec![root.clone()];
+    ids.extend((0..3).map(|k| format!("{root}-child-{k}")));
+    ids
+}
+
+fn build_prune_store(b: &SqliteBackend) -> Result<(), String> {
+    use taskstate_core::WorkflowIdentity;
+    let base = Timestamp::from_micros(1_736_942_400_000_000);
+    for t in 0..PRUNE_TREES {
+        let ids = tree_ids(t);
+        let root = &ids[0];
+        let mut pairs = vec![child(root, "m.flow", None, root)];
+        for id in &ids[1..] {
+            pairs.push(child(id, "m.flow", Some(root), root));
+        }
+        b.upsert_invocations(&pairs).map_err(e("upsert"))?;
+        let wf = InvocationId::new(root.as_str());
+        b.store_workflow_run(&WorkflowIdentity {
+            workflow_id: wf.clone(),
+            workflow_type: "m.flow".parse().map_err(e("task"))?,
+            parent_workflow_id: None,
+        })
+        .map_err(e("run"))?;
+        b.set_workflow_data(&wf, "k", "v").map_err(e("data"))?;
+        for (k, id) in ids.iter().enumerate() {
+            let at = base.add_micros((t * 10 + k) as i64 * 1_000_000);
+            let last = if t % 10 == 0 && k == 3 {
+                S::Running
+            } else {
+                S::Success
+            };
+            b.add_histories(&[
+                hist(id, S::Registered, at),
+                hist(id, last, at.add_micros(500_000)),
+            ])
+            .map_err(e("history"))?;
+            b.set_result(&InvocationId::new(id.as_str()), "r")
+                .map_err(e("result"))?;
+            if k > 0 {
+                b.store_workflow_sub_invocation(&wf, &InvocationId::new(id.as_str()))
+                    .map_err(e("sub"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rows a tree has: 4 invocations, 8 history rows, 4 results, a run, 3
+/// links and a data value (21), or none; anything else is half a tree.
+fn tree_rows(b: &SqliteBackend, t: usize) -> Result<usize, String> {
+    let ids = tree_ids(t);
+    let wf = InvocationId::new(ids[0].as_str());
+    let mut n = 0;
+    for id in &ids {
+        let id = InvocationId::new(id.as_str());
+        n += usize::from(b.get_invocation(&id).is_ok());
+        n += b.get_history(&id).map_err(e("history"))?.len();
+        n += usize::from(b.get_result(&id).is_ok());
+    }
+    n += b
+        .get_all_workflow_runs()
+        .map_err(e("runs"))?
+        .iter()
+        .filter(|r| r.workflow_id == wf)
+        .count();
+    n += b
+        .get_workflow_sub_invocations(&wf)
+        .map_err(e("subs"))?
+        .len();
+    n += usize::from(b.get_workflow_data(&wf, "k").map_err(e("data"))?.is_some());
+    Ok(n)
+}
+
+fn pruner_child(db: &Path) -> Result<(), String> {
+    use taskstate_core::PruneOptions;
+    let b = SqliteBackend::open(db).map_err(e("open"))?;
+    let cutoff = Timestamp::from_micros(1_736_942_400_000_000).add_micros(86_400_000_000);
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    b.prune(&PruneOptions::new(cutoff).chunk(2), &mut |p| {
+        if failed.is_none()
+            && let Err(err) = writeln!(out, "chunk {}", p.chunks).and_then(|()| out.flush())
+        {
+            failed = Some(err.to_string());
+        }
+    })
+    .map_err(e("prune"))?;
+    failed.map_or(Ok(()), Err)
+}
+
+fn sigkill_mid_prune_leaves_every_tree_whole_or_gone() -> Outcome {
+    const KILLS: usize = 12;
+    let dir = tempfile::tempdir().map_err(e("tempdir"))?;
+    let db = dir.path().join("prune.db");
+    let db_str = db.to_string_lossy().into_owned();
+    build_prune_store(&SqliteBackend::open(&db).map_err(e("open"))?)?;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut killed_after = Vec::new();
+    for round in 0..KILLS {
+        let target = 1 + (rng.next() % 5) as usize;
+        let mut c = processes::spawn_self(&["pruner", &db_str], Stdio::piped())?;
+        let stdout = c.stdout.take().ok_or("no child stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = 0;
+        while seen < target {
+            match lines.next() {
+                Some(Ok(_)) => seen += 1,
+                Some(Err(err)) => return Err(format!("reading child: {err}")),
+                None => break,
+            }
+        }
+        c.kill().map_err(e("SIGKILL"))?;
+        c.wait().map_err(e("wait"))?;
+        killed_after.push(seen);
+        let b =
+            SqliteBackend::open(&db).map_err(|err| format!("open after kill {round}: {err}"))?;
+        let check = b.integrity_check().map_err(e("integrity"))?;
+        if check != ["ok"] {
+            return Err(format!("integrity check after kill {round}: {check:?}"));
+        }
+        for t in 0..PRUNE_TREES {
+            let n = tree_rows(&b, t)?;
+            if n != 0 && n != 21 {
+                return Err(format!(
+                    "tree {t} has {n} of its 21 rows after kill {round}"
+                ));
+            }
+            if t % 10 == 0 && n != 21 {
+                return Err(format!("live tree {t} lost rows after kill {round}"));
+            }
+        }
+    }
+    let b = SqliteBackend::open(&db).map_err(e("final open"))?;
+    let gone_before = (0..PRUNE_TREES)
+        .filter(|t| tree_rows(&b, *t).is_ok_and(|n| n == 0))
+        .count();
+    if gone_before == 0 {
+        return Err("no chunk committed before the kills".into());
+    }
+    b.prune(
+        &taskstate_core::PruneOptions::new(
+            Timestamp::from_micros(1_736_942_400_000_000).add_micros(86_400_000_000),
+        ),
+        &mut |_| {},
+    )
+    .map_err(e("final prune"))?;
+    for t in 0..PRUNE_TREES {
+        let n = tree_rows(&b, t)?;
+        let want = if t % 10 == 0 { 21 } else { 0 };
+        if n != want {
+            return Err(format!(
+                "tree {t}: {n} rows after the last prune, want {want}"
+            ));
+        }
+    }
+    Ok(format!(
+        "{KILLS} kills after {killed_after:?} chunks; {gone_before} of {} expired trees gone before the last prune, every tree whole or gone after each kill",
+        PRUNE_TREES - PRUNE_TREES / 10
     ))
 }
