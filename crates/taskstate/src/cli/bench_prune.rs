@@ -191,7 +191,7 @@ pub(crate) fn cmd_bench_prune(args: &BenchPruneArgs) -> CliResult {
             mb(after_vacuum),
             match space {
                 Some(_) => format!("VACUUM, {:.1} s", vacuum_time.as_secs_f64()),
-                None => "nothing to do: the engine reuses freed space".into(),
+                None => "nothing to do on this engine: memory frees at once, PostgreSQL autovacuum reuses the space".into(),
             },
         ));
         reports.push(json!({

@@ -210,7 +210,7 @@ fn summary(
             mb(s.after_bytes)
         )),
         (true, None) => {
-            out.push_str("  space: nothing to reclaim here (the engine reuses freed space)\n")
+            out.push_str("  space: nothing to reclaim on this engine (memory frees at once; PostgreSQL autovacuum reuses the space)\n")
         }
         _ => {}
     }
