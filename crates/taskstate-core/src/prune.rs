@@ -262,6 +262,17 @@ pub trait PruneTx {
     /// A [`PruneNode`] for each of `ids` (any order, each once).
     fn nodes(&mut self, ids: &[InvocationId]) -> Result<Vec<PruneNode>>;
 
+    /// Called in a real prune before anything is removed: from here on no
+    /// concurrent write may change what [`PruneTx::nodes`] answers until
+    /// the transaction ends. Returns whether writes could have changed it
+    /// before (the transaction ran unlocked so far), in which case the
+    /// trees about to go are described again and only those unchanged go.
+    /// An engine whose transaction excludes writers from its start returns
+    /// `false` (the default).
+    fn lock(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Deletes everything stored under `ids` — invocations, history rows
     /// keyed by them, results, exceptions, workflow runs, sub-invocation
     /// links from or to them, workflow data — and returns the rows deleted
@@ -378,6 +389,18 @@ pub fn expired(tree: &[PruneNode], cutoff: TimeKey) -> bool {
     dated
 }
 
+/// Whether two descriptions of one id say the same (links in any order).
+fn same_facts(a: &PruneNode, b: &PruneNode) -> bool {
+    a.invocation == b.invocation && a.latest == b.latest && link_set(a) == link_set(b)
+}
+
+fn link_set(n: &PruneNode) -> Vec<&InvocationId> {
+    let mut l: Vec<&InvocationId> = n.links.iter().filter(|x| !x.as_str().is_empty()).collect();
+    l.sort_unstable();
+    l.dedup();
+    l
+}
+
 /// Whether a tree holds anything a count of trees should see.
 fn holds_state(tree: &[PruneNode]) -> bool {
     tree.iter().any(|n| n.invocation || n.latest.is_some())
@@ -453,24 +476,55 @@ fn run_chunk(
         oldest,
         done,
     };
-    let mut doomed: Vec<InvocationId> = Vec::new();
+    let mut expired_trees: Vec<Vec<PruneNode>> = Vec::new();
     for tree in trees(tx, &seeds)? {
-        let go = expired(&tree, cutoff);
-        if go {
-            out.counts.trees += 1;
-            doomed.extend(tree.iter().map(|n| n.id.clone()));
-        } else if holds_state(&tree) {
+        if expired(&tree, cutoff) {
+            expired_trees.push(tree);
+            continue;
+        }
+        if holds_state(&tree) {
             out.kept += 1;
         }
-        // A deleted tree's rows are gone; in a dry run (or for a kept
-        // tree) they are still there for the scan to meet again.
-        if !go || options.dry_run {
-            out.decided.extend(
-                tree.iter()
-                    .filter_map(|n| Some((n.id.clone(), n.latest?.time))),
-            );
-        }
+        // A kept tree's rows are still there for the scan to meet again.
+        out.decided.extend(
+            tree.iter()
+                .filter_map(|n| Some((n.id.clone(), n.latest?.time))),
+        );
     }
+    if !options.dry_run && !expired_trees.is_empty() && tx.lock()? {
+        // Judged before the engine's lock: only trees whose every fact is
+        // unchanged under it go. A changed one is left undecided, so its
+        // rows still ahead of the scan bring it back with fresh facts.
+        let ids: Vec<InvocationId> = expired_trees
+            .iter()
+            .flatten()
+            .map(|n| n.id.clone())
+            .collect();
+        let now: HashMap<InvocationId, PruneNode> = tx
+            .nodes(&ids)?
+            .into_iter()
+            .map(|n| (n.id.clone(), n))
+            .collect();
+        expired_trees.retain(|tree| {
+            tree.iter()
+                .all(|n| now.get(&n.id).is_some_and(|m| same_facts(n, m)))
+        });
+    }
+    out.counts.trees = expired_trees.len() as u64;
+    if options.dry_run {
+        // Nothing is deleted: the scan will meet these rows again.
+        out.decided.extend(
+            expired_trees
+                .iter()
+                .flatten()
+                .filter_map(|n| Some((n.id.clone(), n.latest?.time))),
+        );
+    }
+    let doomed: Vec<InvocationId> = expired_trees
+        .iter()
+        .flatten()
+        .map(|n| n.id.clone())
+        .collect();
     if !doomed.is_empty() {
         let trees = out.counts.trees;
         out.counts = tx.remove(&doomed, options.dry_run)?;
@@ -596,6 +650,79 @@ mod tests {
             ],
             c
         ));
+    }
+
+    /// A store of two finished plain tasks, `a` and `b`, where a write
+    /// lands between the examination and the lock: `b` gains a child.
+    struct Racy {
+        locked: bool,
+        removed: Vec<InvocationId>,
+    }
+
+    impl PruneTx for Racy {
+        fn scan(
+            &mut self,
+            _cutoff: TimeKey,
+            after: Option<HistoryPos>,
+            _limit: usize,
+        ) -> Result<Vec<(HistoryPos, InvocationId)>> {
+            Ok(match after {
+                None => vec![
+                    ((TimeKey::from_seconds(1.0), 1), InvocationId::new("a")),
+                    ((TimeKey::from_seconds(2.0), 2), InvocationId::new("b")),
+                ],
+                Some(_) => Vec::new(),
+            })
+        }
+
+        fn nodes(&mut self, ids: &[InvocationId]) -> Result<Vec<PruneNode>> {
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    let mut n = node(id.as_str(), true, Some((1.0, InvocationStatus::Success)));
+                    if self.locked && id.as_str() == "b" {
+                        n.links.push(InvocationId::new("b-child"));
+                    }
+                    n
+                })
+                .collect())
+        }
+
+        fn lock(&mut self) -> Result<bool> {
+            self.locked = true;
+            Ok(true)
+        }
+
+        fn remove(&mut self, ids: &[InvocationId], dry_run: bool) -> Result<PruneCounts> {
+            assert!(!dry_run);
+            self.removed.extend(ids.iter().cloned());
+            Ok(PruneCounts {
+                invocations: ids.len() as u64,
+                ..PruneCounts::default()
+            })
+        }
+    }
+
+    #[test]
+    fn a_tree_changed_before_the_lock_is_not_removed() {
+        let mut tx = Racy {
+            locked: false,
+            removed: Vec::new(),
+        };
+        let options = PruneOptions::new(Timestamp::from_micros(100_000_000)).chunk(10);
+        let chunk = run_chunk(
+            &mut tx,
+            &Scan::default(),
+            TimeKey::from_seconds(100.0),
+            &options,
+        )
+        .unwrap();
+        assert!(tx.locked);
+        assert_eq!(tx.removed, [InvocationId::new("a")]);
+        assert_eq!((chunk.counts.trees, chunk.counts.invocations), (1, 1));
+        // Neither kept nor decided: met again, it is judged afresh.
+        assert_eq!(chunk.kept, 0);
+        assert!(chunk.decided.is_empty());
     }
 
     #[test]

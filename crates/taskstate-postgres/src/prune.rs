@@ -3,11 +3,13 @@
 //! its calls a few statements over arrays of ids (`= ANY($1)`), so a chunk
 //! costs a handful of round trips however many trees it holds.
 //!
-//! A real prune's chunk first takes `SHARE ROW EXCLUSIVE` locks on the
-//! tables it reads and deletes from: plain reads go on, writes to those
-//! tables wait for the chunk to commit, and what the chunk examined is
-//! still true when it deletes (no row can appear in a tree it is
-//! removing). A dry run reads one `REPEATABLE READ` snapshot per chunk and
+//! A real prune's chunk examines without locks, then takes `SHARE ROW
+//! EXCLUSIVE` locks on the tables it reads and deletes from
+//! ([`PruneTx::lock`]): plain reads go on, writes to those tables wait for
+//! the chunk to commit, and core describes the trees about to go once
+//! more under the lock, deleting only those whose facts did not change (no
+//! row can appear in a tree it is removing). Writers wait for that second
+//! look and the deletes, not for the examination. A dry run reads one `REPEATABLE READ` snapshot per chunk and
 //! locks nothing. Deletes are plain deletes; autovacuum reuses the space.
 
 use std::collections::HashMap;
@@ -136,9 +138,6 @@ impl PostgresBackend {
             // value: half the table for 100 ids), a sequential scan per
             // statement and JIT compiling on top, seconds a chunk.
             db.batch_execute(&sql.planner).map_err(AttemptError::Pg)?;
-            if write {
-                db.batch_execute(&sql.lock).map_err(AttemptError::Pg)?;
-            }
             work(&mut PgPrune {
                 backend: self,
                 db: &mut db,
@@ -160,6 +159,14 @@ impl PgPrune<'_, '_> {
 }
 
 impl PruneTx for PgPrune<'_, '_> {
+    fn lock(&mut self) -> Result<bool> {
+        let b = self.backend;
+        self.db
+            .batch_execute(&b.sql.prune.lock)
+            .map_err(|e| b.pg_err("lock tables for prune", e))?;
+        Ok(true)
+    }
+
     fn scan(
         &mut self,
         cutoff: TimeKey,
