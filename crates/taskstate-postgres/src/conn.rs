@@ -185,7 +185,15 @@ pub(crate) fn open_db(
         client, statements, ..
     } = conn;
     let target = if transaction {
-        Target::Tx(client.build_transaction().read_only(read_only).start()?)
+        // Only ever narrowed to READ ONLY: an explicit READ WRITE would
+        // override a read-only session's default.
+        let builder = client.build_transaction();
+        let builder = if read_only {
+            builder.read_only(true)
+        } else {
+            builder
+        };
+        Target::Tx(builder.start()?)
     } else {
         Target::Plain(client)
     };

@@ -88,7 +88,9 @@ pub struct PostgresOptions {
     /// before it fails as unavailable (default 15 s).
     pub retry_for: Duration,
     /// Open for reading only (SPEC §6, reading never writes): the schema
-    /// must exist at a version this engine reads; no DDL is run.
+    /// must exist at a version this engine reads; no DDL is run, and every
+    /// session is `default_transaction_read_only`, so the server refuses
+    /// any write.
     pub read_only: bool,
 }
 
@@ -182,9 +184,16 @@ impl PostgresBackend {
             .unwrap_or(options.connect_timeout);
         config.connect_timeout(connect_timeout);
         let ms = options.statement_timeout.as_millis();
+        // Read-only sessions: the server itself refuses any write (SQLSTATE
+        // 25006), whatever path it would come from.
+        let read_only = if options.read_only {
+            " -c default_transaction_read_only=on"
+        } else {
+            ""
+        };
         let server_options = match config.get_options() {
-            Some(o) => format!("{o} -c statement_timeout={ms}"),
-            None => format!("-c statement_timeout={ms}"),
+            Some(o) => format!("{o} -c statement_timeout={ms}{read_only}"),
+            None => format!("-c statement_timeout={ms}{read_only}"),
         };
         config.options(&server_options);
         let manager = Manager {

@@ -122,12 +122,15 @@ impl PostgresBackend {
             } else {
                 IsolationLevel::RepeatableRead
             };
-            let tx = client
-                .build_transaction()
-                .isolation_level(isolation)
-                .read_only(!write)
-                .start()
-                .map_err(AttemptError::Pg)?;
+            // READ ONLY for a dry run; never an explicit READ WRITE, which
+            // would override a read-only session's default.
+            let builder = client.build_transaction().isolation_level(isolation);
+            let builder = if write {
+                builder
+            } else {
+                builder.read_only(true)
+            };
+            let tx = builder.start().map_err(AttemptError::Pg)?;
             let mut db = Db {
                 target: Target::Tx(tx),
                 statements,
