@@ -105,7 +105,7 @@ fn range_where(col: &str, after: bool, upto: bool, extra: Option<&str>) -> Strin
 impl BulkSql {
     /// The statements for tables in schema `s`.
     pub fn new(s: &str) -> Self {
-        let q = |t: &str| format!("\"{s}\".{t}");
+        let q = |t: &str| crate::sql::qualified(s, t);
         let mut first = HashMap::new();
         let mut after = HashMap::new();
         let mut count = HashMap::new();

@@ -22,6 +22,7 @@ use taskstate_core::{InvocationId, Result, TimeKey};
 use crate::PostgresBackend;
 use crate::conn::{Db, PgConn, Target};
 use crate::errors::AttemptError;
+use crate::sql::Tables;
 
 /// The statements of a prune, for one schema.
 pub(crate) struct PruneSql {
@@ -38,17 +39,17 @@ pub(crate) struct PruneSql {
 }
 
 impl PruneSql {
-    pub(crate) fn new(s: &str) -> Self {
-        let q = |t: &str| format!("\"{s}\".{t}");
-        let (inv, his, res, exc, wf, sub, data) = (
-            q("invocations"),
-            q("history"),
-            q("results"),
-            q("exceptions"),
-            q("workflows"),
-            q("workflow_sub_invocations"),
-            q("workflow_data"),
-        );
+    pub(crate) fn new(tables: &Tables) -> Self {
+        let Tables {
+            inv,
+            his,
+            res,
+            exc,
+            wf,
+            sub,
+            data,
+            ..
+        } = tables;
         let pair = |table: &str, cond: &str| {
             (
                 format!("SELECT count(*) FROM {table} WHERE {cond}"),
@@ -86,16 +87,16 @@ impl PruneSql {
                  WHERE invocation_id = ANY($1) ORDER BY invocation_id, ts_key DESC, seq DESC"
             ),
             by_id: [
-                pair(&inv, "invocation_id = ANY($1)"),
-                pair(&his, "invocation_id = ANY($1)"),
-                pair(&res, "invocation_id = ANY($1)"),
-                pair(&exc, "invocation_id = ANY($1)"),
-                pair(&wf, "workflow_id = ANY($1)"),
+                pair(inv, "invocation_id = ANY($1)"),
+                pair(his, "invocation_id = ANY($1)"),
+                pair(res, "invocation_id = ANY($1)"),
+                pair(exc, "invocation_id = ANY($1)"),
+                pair(wf, "workflow_id = ANY($1)"),
                 pair(
-                    &sub,
+                    sub,
                     "parent_workflow_id = ANY($1) OR sub_invocation_id = ANY($1)",
                 ),
-                pair(&data, "workflow_id = ANY($1)"),
+                pair(data, "workflow_id = ANY($1)"),
             ],
         }
     }

@@ -58,22 +58,59 @@ pub struct Statements {
     pub(crate) prune: crate::prune::PruneSql,
 }
 
+/// `table` of schema `s` as SQL names it (the schema is a checked plain
+/// identifier, quoted so its case is kept).
+pub(crate) fn qualified(s: &str, table: &str) -> String {
+    format!("\"{s}\".{table}")
+}
+
+/// The schema's tables, each named once for every statement built on
+/// them (the hot paths', the bulk path's, retention's).
+pub(crate) struct Tables {
+    pub(crate) inv: String,
+    pub(crate) his: String,
+    pub(crate) res: String,
+    pub(crate) exc: String,
+    pub(crate) wf: String,
+    pub(crate) sub: String,
+    pub(crate) data: String,
+    pub(crate) app: String,
+    pub(crate) run: String,
+}
+
+impl Tables {
+    pub(crate) fn new(s: &str) -> Self {
+        let q = |t: &str| qualified(s, t);
+        Self {
+            inv: q("invocations"),
+            his: q("history"),
+            res: q("results"),
+            exc: q("exceptions"),
+            wf: q("workflows"),
+            sub: q("workflow_sub_invocations"),
+            data: q("workflow_data"),
+            app: q("app_info"),
+            run: q("runner_contexts"),
+        }
+    }
+}
+
 impl Statements {
     /// The statements for tables in `schema`.
     #[must_use]
     pub fn new(s: &str) -> Self {
-        let q = |t: &str| format!("\"{s}\".{t}");
-        let (inv, his, res, exc, wf, sub, data, app, run) = (
-            q("invocations"),
-            q("history"),
-            q("results"),
-            q("exceptions"),
-            q("workflows"),
-            q("workflow_sub_invocations"),
-            q("workflow_data"),
-            q("app_info"),
-            q("runner_contexts"),
-        );
+        let tables = Tables::new(s);
+        let Tables {
+            inv,
+            his,
+            res,
+            exc,
+            wf,
+            sub,
+            data,
+            app,
+            run,
+        } = &tables;
         Self {
             upsert_invocation: format!(
                 "INSERT INTO {inv} (invocation_id, call_id_key, task_id_key, arguments_id, serialized_arguments, \
@@ -209,7 +246,7 @@ impl Statements {
                 "TRUNCATE {inv}, {his}, {res}, {exc}, {wf}, {sub}, {data}, {app}, {run}"
             ),
             bulk: bulk::BulkSql::new(s),
-            prune: crate::prune::PruneSql::new(s),
+            prune: crate::prune::PruneSql::new(&tables),
         }
     }
 }
