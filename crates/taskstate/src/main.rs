@@ -19,7 +19,7 @@ mod bench_prune_cmd;
 mod prune_cmd;
 
 use bench_cmd::cmd_bench;
-use prune_cmd::{cmd_prune, parse_age, parse_instant};
+use prune_cmd::cmd_prune;
 
 #[derive(Parser)]
 #[command(
@@ -121,31 +121,7 @@ enum Command {
     /// Delete finished, old state (SPEC §10): whole workflow trees whose
     /// invocations all ended by the cutoff, and orphan rows as old; app
     /// infos and runner contexts stay. Workers may keep writing.
-    #[command(group = clap::ArgGroup::new("cutoff").required(true).args(["older_than", "before"]))]
-    Prune {
-        /// Store URL.
-        url: String,
-        /// Cutoff as an age: 30d, 12h, 90m, 45s, 2w.
-        #[arg(long, value_name = "AGE", value_parser = parse_age)]
-        older_than: Option<std::time::Duration>,
-        /// Cutoff as an instant: 2025-01-01T00:00:00Z, or a date (its midnight UTC).
-        #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
-        before: Option<taskstate::Timestamp>,
-        /// Report what would go; delete nothing (opens the store read-only).
-        #[arg(long)]
-        dry_run: bool,
-        /// Trees decided and deleted per transaction (1 to 100,000): writers
-        /// wait for one chunk at most.
-        #[arg(long, default_value_t = taskstate::prune::DEFAULT_CHUNK, value_parser = bounded::<1, 100_000>)]
-        chunk: usize,
-        /// SQLite: VACUUM afterwards to give the space back (rewrites the
-        /// file, needs as much free disk again, blocks writers meanwhile).
-        #[arg(long, conflicts_with = "dry_run")]
-        vacuum: bool,
-        /// Print the summary as one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    Prune(prune_cmd::PruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -154,30 +130,7 @@ enum BenchWhat {
     /// at 30 days while a writer calls add_histories, and report the
     /// prune's time and rate, the writer's p50/p99 latency, and the
     /// store's size before, after, and after reclaiming space.
-    Prune {
-        /// Engine URL (repeatable; its store is PURGED first); default: a
-        /// SQLite file in a temp dir.
-        #[arg(long = "engine", value_name = "URL")]
-        engines: Vec<String>,
-        /// Invocations in the store (1 to 20,000,000).
-        #[arg(long, default_value_t = 100_000, value_parser = bounded::<1, 20_000_000>)]
-        n: usize,
-        /// Percent of trees finished long before the cutoff (0 to 100).
-        #[arg(long, default_value_t = 90, value_parser = bounded::<0, 100>)]
-        expired_percent: usize,
-        /// Trees per prune transaction (1 to 100,000).
-        #[arg(long, default_value_t = taskstate::prune::DEFAULT_CHUNK, value_parser = bounded::<1, 100_000>)]
-        chunk: usize,
-        /// Milliseconds between the writer's calls (1 to 10,000).
-        #[arg(long, default_value_t = 5, value_parser = bounded::<1, 10_000>)]
-        writer_interval_ms: usize,
-        /// Write the results as JSON to PATH.
-        #[arg(long, value_name = "PATH")]
-        json: Option<PathBuf>,
-        /// Seed of ids and ages (default: from the clock).
-        #[arg(long)]
-        seed: Option<u64>,
-    },
+    Prune(bench_prune_cmd::BenchPruneArgs),
 }
 
 /// Help and version print as clap prints them; any other usage error is one
@@ -268,26 +221,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Bench {
-            what:
-                Some(BenchWhat::Prune {
-                    engines,
-                    n,
-                    expired_percent,
-                    chunk,
-                    writer_interval_ms,
-                    json,
-                    seed,
-                }),
+            what: Some(BenchWhat::Prune(args)),
             ..
-        } => bench_prune_cmd::cmd_bench_prune(&bench_prune_cmd::BenchPruneArgs {
-            engines,
-            n,
-            expired: expired_percent as f64 / 100.0,
-            chunk,
-            writer_interval_ms: writer_interval_ms as u64,
-            json,
-            seed,
-        }),
+        } => bench_prune_cmd::cmd_bench_prune(&args),
         Command::Bench {
             what: None,
             engines,
@@ -325,23 +261,7 @@ fn main() -> ExitCode {
             workflow,
             recent,
         } => cmd_inspect(&url, invocation, workflow, recent),
-        Command::Prune {
-            url,
-            older_than,
-            before,
-            dry_run,
-            chunk,
-            vacuum,
-            json,
-        } => cmd_prune(&prune_cmd::PruneArgs {
-            url,
-            older_than,
-            before,
-            dry_run,
-            chunk,
-            vacuum,
-            json,
-        }),
+        Command::Prune(args) => cmd_prune(&args),
     };
     match result {
         Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,

@@ -10,15 +10,39 @@ use taskstate::{Timestamp, redact_url};
 
 use crate::{CliResult, emit, open_url, progress_bar, write_atomically};
 
-/// What `taskstate bench prune` was asked.
+// What `taskstate bench prune` was asked (the subcommand's help is its
+// variant's in `main.rs`).
+#[derive(clap::Args)]
 pub(crate) struct BenchPruneArgs {
+    /// Engine URL (repeatable; its store is PURGED first); default: a
+    /// SQLite file in a temp dir.
+    #[arg(long = "engine", value_name = "URL")]
     pub engines: Vec<String>,
+    /// Invocations in the store (1 to 20,000,000).
+    #[arg(long, default_value_t = 100_000, value_parser = crate::bounded::<1, 20_000_000>)]
     pub n: usize,
-    pub expired: f64,
+    /// Percent of trees finished long before the cutoff (0 to 100).
+    #[arg(long, default_value_t = 90, value_parser = crate::bounded::<0, 100>)]
+    pub expired_percent: usize,
+    /// Trees per prune transaction (1 to 100,000).
+    #[arg(long, default_value_t = taskstate::prune::DEFAULT_CHUNK, value_parser = crate::bounded::<1, 100_000>)]
     pub chunk: usize,
-    pub writer_interval_ms: u64,
+    /// Milliseconds between the writer's calls (1 to 10,000).
+    #[arg(long, default_value_t = 5, value_parser = crate::bounded::<1, 10_000>)]
+    pub writer_interval_ms: usize,
+    /// Write the results as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
     pub json: Option<std::path::PathBuf>,
+    /// Seed of ids and ages (default: from the clock).
+    #[arg(long)]
     pub seed: Option<u64>,
+}
+
+impl BenchPruneArgs {
+    /// The share of expired trees, `0..=1`.
+    fn expired(&self) -> f64 {
+        self.expired_percent as f64 / 100.0
+    }
 }
 
 /// Bytes the store takes, where the bench can tell: a SQLite file (its
@@ -117,7 +141,7 @@ pub(crate) fn cmd_bench_prune(args: &BenchPruneArgs) -> CliResult {
         let now = Timestamp::now();
         let spec = RetentionStore {
             invocations: args.n,
-            expired: args.expired,
+            expired: args.expired(),
             seed,
         };
         let bar = progress_bar(Some(args.n as u64));
@@ -137,7 +161,7 @@ pub(crate) fn cmd_bench_prune(args: &BenchPruneArgs) -> CliResult {
             store.as_ref(),
             cutoff,
             args.chunk,
-            Duration::from_millis(args.writer_interval_ms),
+            Duration::from_millis(args.writer_interval_ms as u64),
             &mut |p| bar.set_position((p.fraction() * 1000.0) as u64),
         )
         .map_err(|e| format!("{shown}: prune: {e}"))?;
@@ -233,7 +257,7 @@ pub(crate) fn cmd_bench_prune(args: &BenchPruneArgs) -> CliResult {
         let doc = json!({
             "meta": {
                 "n": args.n,
-                "expired": args.expired,
+                "expired": args.expired(),
                 "seed": seed,
                 "build": if cfg!(debug_assertions) { "debug" } else { "release" },
                 "date": chrono::Utc::now().to_rfc3339(),

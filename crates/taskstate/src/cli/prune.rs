@@ -11,14 +11,32 @@ use taskstate::{PruneCounts, PruneOptions, PruneProgress, SpaceReport, Timestamp
 
 use crate::{CliResult, emit, open_for_reading, open_url};
 
-/// What `taskstate prune` was asked.
+// What `taskstate prune` was asked (the subcommand's help is its
+// variant's in `main.rs`).
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("cutoff").required(true).args(["older_than", "before"]))]
 pub(crate) struct PruneArgs {
+    /// Store URL.
     pub url: String,
+    /// Cutoff as an age: 30d, 12h, 90m, 45s, 2w.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub older_than: Option<Duration>,
+    /// Cutoff as an instant: 2025-01-01T00:00:00Z, or a date (its midnight UTC).
+    #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
     pub before: Option<Timestamp>,
+    /// Report what would go; delete nothing (opens the store read-only).
+    #[arg(long)]
     pub dry_run: bool,
+    /// Trees decided and deleted per transaction (1 to 100,000): writers
+    /// wait for one chunk at most.
+    #[arg(long, default_value_t = taskstate::prune::DEFAULT_CHUNK, value_parser = crate::bounded::<1, 100_000>)]
     pub chunk: usize,
+    /// SQLite: VACUUM afterwards to give the space back (rewrites the
+    /// file, needs as much free disk again, blocks writers meanwhile).
+    #[arg(long, conflicts_with = "dry_run")]
     pub vacuum: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
     pub json: bool,
 }
 
