@@ -59,6 +59,17 @@ pub fn child(
     )
 }
 
+/// A workflow run: workflow `w` of type `ty`, with an optional parent
+/// workflow.
+#[must_use]
+pub fn wf(w: &str, ty: &str, parent: Option<&str>) -> WorkflowIdentity {
+    WorkflowIdentity {
+        workflow_id: id(w),
+        workflow_type: task(ty),
+        parent_workflow_id: parent.map(id),
+    }
+}
+
 /// A pair with a given call.
 #[must_use]
 pub fn with_call(inv: &str, c: CallDTO) -> (InvocationDTO, CallDTO) {

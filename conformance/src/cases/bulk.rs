@@ -9,7 +9,7 @@ use std::time::Duration;
 use taskstate_core::bulk::{cursor_after, for_each_page};
 use taskstate_core::{
     AppId, ErrorKind, HistoryRow, InvocationStatus as S, KeyRange, Kind, Row, RunnerId,
-    StateBackend, StoredHistory, TimeKey, WorkflowIdentity,
+    StateBackend, StoredHistory, TimeKey,
 };
 
 use crate::data::*;
@@ -38,14 +38,6 @@ pub fn paged(b: &dyn StateBackend, kind: Kind, page: usize) -> Vec<Row> {
 fn stored(key: &str, record: taskstate_core::InvocationHistory) -> Row {
     let time_key = record.timestamp.key();
     Row::History(id(key), StoredHistory { record, time_key })
-}
-
-fn wf(w: &str, ty: &str, parent: Option<&str>) -> WorkflowIdentity {
-    WorkflowIdentity {
-        workflow_id: id(w),
-        workflow_type: task(ty),
-        parent_workflow_id: parent.map(id),
-    }
 }
 
 /// A store holding some of every kind, written by point operations.

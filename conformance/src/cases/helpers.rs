@@ -145,3 +145,28 @@ pub fn as_id(s: &str) -> String {
     }
     s[..end].to_owned()
 }
+
+/// For an engine's read-only open (SPEC §6): writes one finished
+/// invocation through `writable`, then checks that `read_only` refuses a
+/// write, dry-runs a prune of it, refuses the real prune and still reads
+/// it. Returns the prune's refusal, for the engine's own message checks.
+pub fn read_only_store_dry_runs_and_refuses_prune(
+    writable: &dyn StateBackend,
+    read_only: &dyn StateBackend,
+) -> Error {
+    use taskstate_core::PruneOptions;
+    writable.upsert_invocations(&[root("old", "m.t")]).unwrap();
+    writable
+        .add_histories(&[hist("old", S::Success, at(1))])
+        .unwrap();
+    assert!(read_only.set_result(&id("x"), "1").is_err());
+    let options = PruneOptions::new(at(10));
+    let would = read_only
+        .prune(&options.clone().dry_run(true), &mut |_| {})
+        .unwrap();
+    assert_eq!(would.invocations, 1);
+    let err = read_only.prune(&options, &mut |_| {}).unwrap_err();
+    assert!(read_only.get_invocation(&id("old")).is_ok());
+    assert!(writable.result_ids().unwrap().is_empty());
+    err
+}

@@ -21,7 +21,10 @@ mod values;
 pub use batches::*;
 pub use bulk::*;
 pub use concurrency::*;
-pub use helpers::{assert_store_empty, hostile_strings, populate_everything};
+pub use helpers::{
+    assert_store_empty, hostile_strings, populate_everything,
+    read_only_store_dry_runs_and_refuses_prune,
+};
 pub use history_keys::*;
 pub use ordering::*;
 pub use paging::*;

@@ -5,7 +5,7 @@
 
 use taskstate_core::{
     ErrorKind, HistoryRow, InvocationStatus as S, Kind, PruneCounts, PruneOptions, PruneProgress,
-    Row, StateBackend, Timestamp, WorkflowIdentity,
+    Row, StateBackend, Timestamp,
 };
 
 use super::bulk::paged;
@@ -46,14 +46,6 @@ fn finished(b: &dyn StateBackend, inv: &str, t: i64, last: S) {
 
 fn present(b: &dyn StateBackend, inv: &str) -> bool {
     b.get_invocation(&id(inv)).is_ok()
-}
-
-fn wf(w: &str, ty: &str, parent: Option<&str>) -> WorkflowIdentity {
-    WorkflowIdentity {
-        workflow_id: id(w),
-        workflow_type: task(ty),
-        parent_workflow_id: parent.map(id),
-    }
 }
 
 /// Plain tasks: ended by the cutoff go with their result and exception;

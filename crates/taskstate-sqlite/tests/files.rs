@@ -552,22 +552,10 @@ fn reclaim_space_shrinks_the_file_after_a_prune_and_keeps_what_is_left() {
 
 #[test]
 fn a_read_only_store_dry_runs_a_prune_and_refuses_a_real_one() {
-    use taskstate_core::{InvocationStatus as S, PruneOptions};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ro.db");
-    {
-        let b = SqliteBackend::open(&path).unwrap();
-        b.upsert_invocations(&[data::root("old", "m.t")]).unwrap();
-        b.add_histories(&[data::hist("old", S::Success, data::at(1))])
-            .unwrap();
-    }
+    let b = SqliteBackend::open(&path).unwrap();
     let ro = SqliteBackend::open_with(&path, &SqliteOptions::default().read_only(true)).unwrap();
-    let options = PruneOptions::new(data::at(10));
-    let would = ro
-        .prune(&options.clone().dry_run(true), &mut |_| {})
-        .unwrap();
-    assert_eq!(would.invocations, 1);
-    let err = ro.prune(&options, &mut |_| {}).unwrap_err();
+    let err = cases::read_only_store_dry_runs_and_refuses_prune(&b, &ro);
     assert!(err.to_string().contains("ro.db"), "{err}");
-    assert!(ro.get_invocation(&data::id("old")).is_ok());
 }

@@ -296,7 +296,6 @@ fn tree_ids(t: usize) -> Vec<String> {
 }
 
 fn build_prune_store(b: &SqliteBackend) -> Result<(), String> {
-    use taskstate_core::WorkflowIdentity;
     let base = Timestamp::from_micros(1_736_942_400_000_000);
     for t in 0..PRUNE_TREES {
         let ids = tree_ids(t);
@@ -307,12 +306,8 @@ fn build_prune_store(b: &SqliteBackend) -> Result<(), String> {
         }
         b.upsert_invocations(&pairs).map_err(e("upsert"))?;
         let wf = InvocationId::new(root.as_str());
-        b.store_workflow_run(&WorkflowIdentity {
-            workflow_id: wf.clone(),
-            workflow_type: "m.flow".parse().map_err(e("task"))?,
-            parent_workflow_id: None,
-        })
-        .map_err(e("run"))?;
+        b.store_workflow_run(&taskstate_conformance::data::wf(root, "m.flow", None))
+            .map_err(e("run"))?;
         b.set_workflow_data(&wf, "k", "v").map_err(e("data"))?;
         for (k, id) in ids.iter().enumerate() {
             let at = base.add_micros((t * 10 + k) as i64 * 1_000_000);

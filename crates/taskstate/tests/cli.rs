@@ -4,28 +4,10 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn taskstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_taskstate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let src =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pynenc-0.1.0/state.db");
-    std::fs::copy(src, &path).unwrap();
-    (dir, path)
-}
+mod common;
+use common::{fixture_copy, stderr, taskstate};
 
 #[test]
 fn bench_writes_a_validated_json_report() {

@@ -7,29 +7,31 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{fixture_copy, stderr, taskstate};
 
 use taskstate::{InvocationId, Kind, Row};
 
-fn taskstate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_taskstate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn fixture_copy() -> (tempfile::TempDir, PathBuf, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let src =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pynenc-0.1.0/state.db");
-    std::fs::copy(src, &path).unwrap();
+/// A copy of the pynenc fixture and its URL.
+fn fixture_store() -> (tempfile::TempDir, PathBuf, String) {
+    let (dir, path) = fixture_copy();
     let url = format!("sqlite://{}", path.display());
     (dir, path, url)
+}
+
+/// `prune URL --older-than 0s --dry-run --json`: every record of the
+/// fixture is from 2025, so a cutoff of now covers them all.
+fn dry_run_now(url: &str) -> serde_json::Value {
+    json_of(&taskstate(&[
+        "prune",
+        url,
+        "--older-than",
+        "0s",
+        "--dry-run",
+        "--json",
+    ]))
 }
 
 /// Every row of the store, read-only.
@@ -80,31 +82,16 @@ fn json_of(o: &Output) -> serde_json::Value {
 
 #[test]
 fn prune_of_the_pynenc_file_removes_whole_trees_and_nothing_else() {
-    let (_dir, path, url) = fixture_copy();
+    let (_dir, path, url) = fixture_store();
     // As pynenc wrote it, both trees of the fixture hold live invocations
     // (running, paused, pending...): nothing is expired.
-    let untouched = json_of(&taskstate(&[
-        "prune",
-        &url,
-        "--older-than",
-        "0s",
-        "--dry-run",
-        "--json",
-    ]));
+    let untouched = dry_run_now(&url);
     assert_eq!(untouched["would_delete"]["trees"], 0);
     assert_eq!(untouched["kept_trees"], 2);
     finish_the_order_workflow(&path);
     let before = rows(&url);
     let bytes = std::fs::read(&path).unwrap();
-    // Every record in the fixture is from 2025: a cutoff of now covers all.
-    let dry = json_of(&taskstate(&[
-        "prune",
-        &url,
-        "--older-than",
-        "0s",
-        "--dry-run",
-        "--json",
-    ]));
+    let dry = dry_run_now(&url);
     assert_eq!(
         std::fs::read(&path).unwrap(),
         bytes,
@@ -183,7 +170,7 @@ fn doc_counts(doc: &serde_json::Value, key: &str) -> serde_json::Value {
 
 #[test]
 fn prune_summary_and_vacuum_on_a_terminal_less_run() {
-    let (_dir, _path, url) = fixture_copy();
+    let (_dir, _path, url) = fixture_store();
     let out = taskstate(&["prune", &url, "--before", "2100-01-01", "--vacuum"]);
     // 2100 is in the future: refused before anything is opened.
     assert_eq!(out.status.code(), Some(1));
@@ -215,7 +202,7 @@ fn prune_summary_and_vacuum_on_a_terminal_less_run() {
 
 #[test]
 fn prune_refuses_bad_requests_in_one_line() {
-    let (dir, _path, url) = fixture_copy();
+    let (dir, _path, url) = fixture_store();
     let missing = format!("sqlite://{}", dir.path().join("none.db").display());
     let cases: [(&[&str], i32, &str); 6] = [
         (&["prune", &url], 2, "--older-than"),

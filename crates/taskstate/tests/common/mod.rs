@@ -1,0 +1,31 @@
+//! What the tests of the `taskstate` binary share: running it, its
+//! stderr, and a private copy of the pynenc fixture.
+
+// Each test binary uses its own subset.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs the binary with `args`.
+pub fn taskstate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_taskstate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A copy of the pynenc 0.1.0 fixture in a temp dir (opening the original
+/// would create its `-wal`/`-shm` beside it).
+pub fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let src =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pynenc-0.1.0/state.db");
+    std::fs::copy(src, &path).unwrap();
+    (dir, path)
+}
