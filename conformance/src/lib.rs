@@ -192,6 +192,12 @@ macro_rules! __with_cases {
             delete_trees_takes_whole_trees_whatever_status,
             prune_refuses_future_cutoff_and_bad_chunk,
             prune_with_concurrent_writers,
+            monitor_lists_latest_status_newest_first,
+            monitor_filters_combine,
+            monitor_pages_with_cursor,
+            monitor_latest_follows_ties_and_replacement,
+            monitor_latest_is_by_key_and_stored_time_key,
+            monitor_follows_deletes_purge_and_task_changes,
         }
     };
 }
@@ -285,7 +291,7 @@ mod registration {
         );
         assert_eq!(listed.len(), super::CASES.len(), "a case is listed twice");
         assert!(
-            defined.len() >= 92,
+            defined.len() >= 98,
             "found only {} case functions",
             defined.len()
         );

@@ -11,6 +11,7 @@ mod bulk;
 mod concurrency;
 mod helpers;
 mod history_keys;
+mod monitor;
 mod ordering;
 mod paging;
 mod records;
@@ -26,6 +27,7 @@ pub use helpers::{
     read_only_store_dry_runs_and_refuses_prune,
 };
 pub use history_keys::*;
+pub use monitor::*;
 pub use ordering::*;
 pub use paging::*;
 pub use records::*;

@@ -8,6 +8,7 @@ use crate::dto::{
 };
 use crate::error::{Error, Result};
 use crate::ids::{AppId, InvocationId, RunnerId, TaskId};
+use crate::monitor::{InvocationFilter, InvocationSummary, StatusCounts};
 use crate::prune::{PruneCounts, PruneOptions, PruneProgress, SpaceReport};
 use crate::status::InvocationStatus;
 use crate::time::{TimeKey, TimeRange, Timestamp};
@@ -519,6 +520,23 @@ pub trait StateBackend: Send + Sync {
     /// blocks writers while it runs). `None` where there is nothing to do
     /// (memory; PostgreSQL, whose autovacuum reuses the space).
     fn reclaim_space(&self) -> Result<Option<SpaceReport>>;
+
+    // ---- watching (SPEC §11, see [`crate::monitor`]) ------------------
+
+    /// One page of the invocations that have history under their own id,
+    /// each with its latest status, newest latest row first (ties: id
+    /// descending), filtered by `filter`, after `after`. An invocation
+    /// without history is not listed; a history key without an
+    /// invocation is not either (both are counted elsewhere).
+    fn list_invocations(
+        &self,
+        filter: &InvocationFilter,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<InvocationSummary>>;
+
+    /// How many history keys have each latest status.
+    fn latest_status_counts(&self) -> Result<StatusCounts>;
 
     // ---- provided helpers --------------------------------------------
 

@@ -29,6 +29,7 @@ use crate::dto::{
 };
 use crate::error::Result;
 use crate::ids::{AppId, InvocationId, RunnerId, TaskId};
+use crate::monitor::{InvocationFilter, InvocationSummary, ListQuery, StatusCounts};
 use crate::prune::{PruneCounts, PruneOptions, PruneProgress, PruneTx, SpaceReport};
 use crate::time::{TimeKey, TimeRange};
 
@@ -208,6 +209,12 @@ pub trait Engine: Send + Sync {
     fn reclaim_space(&self) -> Result<Option<SpaceReport>> {
         Ok(None)
     }
+
+    /// Up to `q.fetch` listed invocations (see
+    /// [`StateBackend::list_invocations`]) in [`ListQuery`]'s order.
+    fn list_invocations(&self, q: &ListQuery) -> Result<Vec<InvocationSummary>>;
+    /// See [`StateBackend::latest_status_counts`].
+    fn latest_status_counts(&self) -> Result<StatusCounts>;
 }
 
 /// A snapshot whose page requests are checked before the engine's sees them.
@@ -470,5 +477,47 @@ impl<E: Engine> StateBackend for E {
 
     fn reclaim_space(&self) -> Result<Option<SpaceReport>> {
         Engine::reclaim_space(self)
+    }
+
+    fn list_invocations(
+        &self,
+        filter: &InvocationFilter,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<InvocationSummary>> {
+        check_page_size(page_size)?;
+        let after = after.map(Cursor::latest_position).transpose()?;
+        if let Some(w) = &filter.workflow {
+            check_invocation_id(w)?;
+        }
+        let (lo, hi) = match &filter.range {
+            Some(r) => (Some(r.start.key()), Some(r.end.key())),
+            None => (None, None),
+        };
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && lo > hi
+        {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let q = ListQuery {
+            status: filter.status,
+            task: filter.task.clone(),
+            workflow: filter.workflow.clone(),
+            lo,
+            hi,
+            after,
+            fetch: page_size.saturating_add(1),
+        };
+        let rows = Engine::list_invocations(self, &q)?;
+        Ok(Page::of(rows, page_size, |s| {
+            Cursor::after_latest(s.time_key, &s.invocation_id)
+        }))
+    }
+
+    fn latest_status_counts(&self) -> Result<StatusCounts> {
+        Engine::latest_status_counts(self)
     }
 }

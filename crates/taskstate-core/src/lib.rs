@@ -32,6 +32,7 @@ mod dto;
 pub mod engine;
 mod error;
 mod ids;
+pub mod monitor;
 pub mod prune;
 pub mod pyjson;
 mod redact;
@@ -49,6 +50,7 @@ pub use dto::{
 };
 pub use error::{BoxError, Entity, Error, ErrorKind, KeyError, Result};
 pub use ids::{AppId, CallId, InvocationId, RunnerId, TaskId};
+pub use monitor::{InvocationFilter, InvocationSummary, StatusCounts};
 pub use prune::{PruneCounts, PruneOptions, PruneProgress, SpaceReport};
 pub use redact::redact_url;
 pub use rules::MAX_ID_BYTES;

@@ -538,6 +538,48 @@ impl Engine for MemoryBackend {
         prune::transaction(self, work)
     }
 
+    fn list_invocations(
+        &self,
+        q: &taskstate_core::monitor::ListQuery,
+    ) -> Result<Vec<taskstate_core::InvocationSummary>> {
+        // Lock order as in purge: invocations, then history. A memory store
+        // lives in one process and is scanned whole: no index to keep.
+        let inv = self.invocations.read();
+        let his = self.history.read();
+        let mut out: Vec<taskstate_core::InvocationSummary> = his
+            .per_invocation
+            .iter()
+            .filter_map(|(id, rows)| {
+                let ((time_key, _), rec) = rows.iter().last()?;
+                let pair = inv.rows.get(id)?;
+                Some(taskstate_core::InvocationSummary {
+                    invocation_id: id.clone(),
+                    task_id: pair.1.call_id.task_id().clone(),
+                    workflow_id: pair.0.workflow.workflow_id.clone(),
+                    status: Some(rec.status_record.status),
+                    time_key: *time_key,
+                })
+            })
+            .filter(|s| q.selects(s))
+            .collect();
+        out.sort_unstable_by(taskstate_core::monitor::newest_first);
+        out.truncate(q.fetch);
+        Ok(out)
+    }
+
+    fn latest_status_counts(&self) -> Result<taskstate_core::StatusCounts> {
+        let his = self.history.read();
+        let mut counts = Map::<taskstate_core::InvocationStatus, u64>::default();
+        for rows in his.per_invocation.values() {
+            if let Some((_, rec)) = rows.iter().last() {
+                *counts.entry(rec.status_record.status).or_default() += 1;
+            }
+        }
+        Ok(taskstate_core::StatusCounts::from_pairs(
+            counts.into_iter().map(|(s, n)| (s.as_str().to_owned(), n)),
+        ))
+    }
+
     fn purge(&self) -> Result<()> {
         // Fixed lock order (field order) so purge cannot deadlock with itself.
         let mut inv = self.invocations.write();

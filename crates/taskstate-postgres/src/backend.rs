@@ -362,4 +362,15 @@ impl Engine for PostgresBackend {
     ) -> Result<()> {
         self.prune_tx(write, work)
     }
+
+    fn list_invocations(
+        &self,
+        q: &taskstate_core::monitor::ListQuery,
+    ) -> Result<Vec<taskstate_core::InvocationSummary>> {
+        self.list_latest(q)
+    }
+
+    fn latest_status_counts(&self) -> Result<taskstate_core::StatusCounts> {
+        self.count_latest()
+    }
 }

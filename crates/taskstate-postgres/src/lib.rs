@@ -50,6 +50,7 @@ mod conn;
 mod decode;
 mod encode;
 mod errors;
+mod monitor;
 mod prune;
 mod schema;
 mod sql;
@@ -65,7 +66,7 @@ use taskstate_core::redact_url as redact;
 const ENGINE: &str = "postgres";
 
 /// The schema version this engine writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Connection options.
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@
 use postgres::Transaction;
 use taskstate_core::{Error, Result};
 
-use crate::sql::{DDL_V1, DDL_V2, DDL_V3};
+use crate::sql::{DDL_V1, DDL_V2, DDL_V3, DDL_V4};
 use crate::{PostgresBackend, SCHEMA_VERSION};
 
 impl PostgresBackend {
@@ -104,6 +104,9 @@ impl PostgresBackend {
             }
             if version < 3 {
                 step(&mut tx, &DDL_V3.replace("{s}", &s))?;
+            }
+            if version < 4 {
+                step(&mut tx, &DDL_V4.replace("{s}", &s))?;
                 step(&mut tx, &format!("DELETE FROM {s}.taskstate_schema"))?;
                 tx.execute(
                     &format!("INSERT INTO {s}.taskstate_schema (version) VALUES ($1)"),

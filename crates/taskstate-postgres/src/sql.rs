@@ -56,6 +56,9 @@ pub struct Statements {
     pub(crate) bulk: bulk::BulkSql,
     /// Retention's statements.
     pub(crate) prune: crate::prune::PruneSql,
+    /// The schema's table names (the monitor's statements are built per
+    /// filter combination on them).
+    pub(crate) tables: Tables,
 }
 
 /// `table` of schema `s` as SQL names it (the schema is a checked plain
@@ -76,6 +79,8 @@ pub(crate) struct Tables {
     pub(crate) data: String,
     pub(crate) app: String,
     pub(crate) run: String,
+    /// Each history key's latest row (schema version 4).
+    pub(crate) latest: String,
 }
 
 impl Tables {
@@ -91,6 +96,7 @@ impl Tables {
             data: q("workflow_data"),
             app: q("app_info"),
             run: q("runner_contexts"),
+            latest: q("latest"),
         }
     }
 }
@@ -110,6 +116,7 @@ impl Statements {
             data,
             app,
             run,
+            latest,
         } = &tables;
         Self {
             upsert_invocation: format!(
@@ -243,10 +250,11 @@ impl Statements {
             ),
             runner_ids: format!("SELECT runner_id FROM {run} ORDER BY runner_id"),
             purge: format!(
-                "TRUNCATE {inv}, {his}, {res}, {exc}, {wf}, {sub}, {data}, {app}, {run}"
+                "TRUNCATE {latest}, {inv}, {his}, {res}, {exc}, {wf}, {sub}, {data}, {app}, {run}"
             ),
             bulk: bulk::BulkSql::new(s),
             prune: crate::prune::PruneSql::new(&tables),
+            tables,
         }
     }
 }
@@ -330,3 +338,68 @@ CREATE INDEX IF NOT EXISTS invocations_parent_workflow ON {s}.invocations (paren
 CREATE INDEX IF NOT EXISTS workflows_parent ON {s}.workflows (parent_workflow_id);
 CREATE INDEX IF NOT EXISTS sub_invocations_sub ON {s}.workflow_sub_invocations (sub_invocation_id);
 ";
+
+/// Version 3 → 4: each history key's latest row (SPEC §11), kept by
+/// triggers so every write path (point, batch, bulk, retention) keeps it
+/// current: by (`ts_key`, `seq`), the newest row's key, sequence and
+/// status, and the invocation's task (NULL for a key without one). The
+/// history is locked while the table is filled, so no row slips between
+/// the fill and the triggers.
+pub(crate) const DDL_V4: &str = r#"
+LOCK TABLE {s}.history, {s}.invocations IN SHARE ROW EXCLUSIVE MODE;
+CREATE TABLE IF NOT EXISTS {s}.latest (
+    invocation_id text COLLATE "C" PRIMARY KEY,
+    ts_key double precision NOT NULL,
+    seq bigint NOT NULL,
+    status text NOT NULL,
+    task_id_key text COLLATE "C"
+);
+CREATE INDEX IF NOT EXISTS latest_time ON {s}.latest (ts_key, invocation_id);
+CREATE INDEX IF NOT EXISTS latest_status ON {s}.latest (status, ts_key, invocation_id);
+CREATE INDEX IF NOT EXISTS latest_task ON {s}.latest (task_id_key, ts_key, invocation_id);
+INSERT INTO {s}.latest (invocation_id, ts_key, seq, status, task_id_key)
+SELECT DISTINCT ON (h.invocation_id) h.invocation_id, h.ts_key, h.seq, h.status, i.task_id_key
+FROM {s}.history h LEFT JOIN {s}.invocations i ON i.invocation_id = h.invocation_id
+ORDER BY h.invocation_id, h.ts_key DESC, h.seq DESC
+ON CONFLICT (invocation_id) DO NOTHING;
+CREATE OR REPLACE FUNCTION {s}.latest_on_history() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF EXISTS (SELECT 1 FROM {s}.latest WHERE invocation_id = OLD.invocation_id AND seq = OLD.seq) THEN
+            DELETE FROM {s}.latest WHERE invocation_id = OLD.invocation_id;
+            INSERT INTO {s}.latest (invocation_id, ts_key, seq, status, task_id_key)
+            SELECT h.invocation_id, h.ts_key, h.seq, h.status,
+                (SELECT i.task_id_key FROM {s}.invocations i WHERE i.invocation_id = OLD.invocation_id)
+            FROM {s}.history h WHERE h.invocation_id = OLD.invocation_id
+            ORDER BY h.ts_key DESC, h.seq DESC LIMIT 1;
+        END IF;
+        RETURN NULL;
+    END IF;
+    INSERT INTO {s}.latest AS l (invocation_id, ts_key, seq, status, task_id_key)
+    VALUES (NEW.invocation_id, NEW.ts_key, NEW.seq, NEW.status,
+        (SELECT i.task_id_key FROM {s}.invocations i WHERE i.invocation_id = NEW.invocation_id))
+    ON CONFLICT (invocation_id) DO UPDATE SET
+        ts_key = EXCLUDED.ts_key, seq = EXCLUDED.seq, status = EXCLUDED.status,
+        task_id_key = EXCLUDED.task_id_key
+    WHERE (EXCLUDED.ts_key, EXCLUDED.seq) >= (l.ts_key, l.seq);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION {s}.latest_on_invocation() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE {s}.latest SET task_id_key = NULL
+        WHERE invocation_id = OLD.invocation_id AND task_id_key IS NOT NULL;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        UPDATE {s}.latest SET task_id_key = NEW.task_id_key
+        WHERE invocation_id = NEW.invocation_id AND task_id_key IS DISTINCT FROM NEW.task_id_key;
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS latest_on_history ON {s}.history;
+CREATE TRIGGER latest_on_history AFTER INSERT OR UPDATE OR DELETE ON {s}.history
+    FOR EACH ROW EXECUTE FUNCTION {s}.latest_on_history();
+DROP TRIGGER IF EXISTS latest_on_invocation ON {s}.invocations;
+CREATE TRIGGER latest_on_invocation AFTER INSERT OR UPDATE OF invocation_id, task_id_key OR DELETE
+    ON {s}.invocations FOR EACH ROW EXECUTE FUNCTION {s}.latest_on_invocation();
+"#;

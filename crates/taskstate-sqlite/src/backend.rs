@@ -530,6 +530,17 @@ impl Engine for SqliteBackend {
             }))
         })
     }
+
+    fn list_invocations(
+        &self,
+        q: &taskstate_core::monitor::ListQuery,
+    ) -> Result<Vec<taskstate_core::InvocationSummary>> {
+        self.read(|c| crate::monitor::list_invocations(c, &self.ctx, q))
+    }
+
+    fn latest_status_counts(&self) -> Result<taskstate_core::StatusCounts> {
+        self.read(|c| crate::monitor::latest_status_counts(c, &self.ctx))
+    }
 }
 
 impl SqliteBackend {

@@ -59,12 +59,13 @@ mod bulk;
 mod decode;
 mod encode;
 mod errors;
+mod monitor;
 mod prune;
 mod schema;
 pub mod sql;
 mod writer;
 
-pub use schema::{SCHEMA_VERSION, Synchronous, TABLES};
+pub use schema::{LATEST_TABLE, SCHEMA_VERSION, Synchronous, TABLES};
 
 use errors::{Ctx, sql_err};
 use schema::ConnSettings;

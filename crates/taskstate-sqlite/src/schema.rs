@@ -17,7 +17,7 @@ use crate::errors::{Ctx, sql_err};
 
 /// The schema version this engine writes and understands. Version 0 is the
 /// reference's layout (pynenc never sets `user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The reference's tables, in the order the reference creates them.
 pub const TABLES: [&str; 9] = [
@@ -110,6 +110,95 @@ const V2_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS taskstate_invocations_parent_workflow ON state_backend_invocations(parent_workflow_id);
 CREATE INDEX IF NOT EXISTS taskstate_workflows_parent ON state_backend_workflows(parent_workflow_id);
 CREATE INDEX IF NOT EXISTS taskstate_sub_invocations_sub ON state_backend_workflow_sub_invocations(sub_invocation_id);
+";
+
+/// Version 2 → 3: each history key's latest row (SPEC §11), kept by
+/// triggers so that every writer of the file keeps it current — pynenc's
+/// own `SQLiteStateBackend` included, which knows nothing of it.
+///
+/// - `taskstate_latest`: per key, the newest row by (timestamp, rowid) —
+///   its timestamp, rowid and status — and the invocation's task (NULL
+///   for a key without an invocation), WITHOUT ROWID: the key is the
+///   table's order.
+/// - Indexes: by (timestamp, key) for the newest-first listing, and the
+///   same behind the status and the task for the filtered ones.
+/// - A history insert makes its row the latest unless a newer one is
+///   there (a tie on timestamp goes to the new row, whose rowid is the
+///   greatest); deleting the latest row elects the newest remaining one
+///   (or none). A replaced row (`INSERT OR REPLACE` with the same
+///   identity) is seen as its insert.
+/// - An invocation's insert or task change copies its task over.
+pub const LATEST_TABLE: &str = "taskstate_latest";
+pub(crate) const V3_LATEST: &str = "
+CREATE TABLE IF NOT EXISTS taskstate_latest (
+    invocation_id TEXT PRIMARY KEY,
+    history_timestamp REAL NOT NULL,
+    history_rowid INTEGER NOT NULL,
+    history_status TEXT NOT NULL,
+    task_id_key TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS taskstate_latest_time ON taskstate_latest(history_timestamp, invocation_id);
+CREATE INDEX IF NOT EXISTS taskstate_latest_status ON taskstate_latest(history_status, history_timestamp, invocation_id);
+CREATE INDEX IF NOT EXISTS taskstate_latest_task ON taskstate_latest(task_id_key, history_timestamp, invocation_id);
+CREATE TRIGGER IF NOT EXISTS taskstate_latest_history_insert
+AFTER INSERT ON state_backend_history
+BEGIN
+    INSERT INTO taskstate_latest
+        (invocation_id, history_timestamp, history_rowid, history_status, task_id_key)
+    VALUES (NEW.invocation_id, NEW.history_timestamp, NEW.rowid, NEW.history_status,
+        (SELECT task_id_key FROM state_backend_invocations WHERE invocation_id = NEW.invocation_id))
+    ON CONFLICT (invocation_id) DO UPDATE SET
+        history_timestamp = excluded.history_timestamp,
+        history_rowid = excluded.history_rowid,
+        history_status = excluded.history_status,
+        task_id_key = excluded.task_id_key
+    WHERE excluded.history_timestamp >= taskstate_latest.history_timestamp;
+END;
+CREATE TRIGGER IF NOT EXISTS taskstate_latest_history_delete
+AFTER DELETE ON state_backend_history
+WHEN OLD.rowid = (SELECT history_rowid FROM taskstate_latest WHERE invocation_id = OLD.invocation_id)
+BEGIN
+    DELETE FROM taskstate_latest WHERE invocation_id = OLD.invocation_id;
+    INSERT INTO taskstate_latest
+        (invocation_id, history_timestamp, history_rowid, history_status, task_id_key)
+    SELECT h.invocation_id, h.history_timestamp, h.rowid, h.history_status,
+        (SELECT task_id_key FROM state_backend_invocations WHERE invocation_id = OLD.invocation_id)
+    FROM state_backend_history h WHERE h.invocation_id = OLD.invocation_id
+    ORDER BY h.history_timestamp DESC, h.rowid DESC LIMIT 1;
+END;
+CREATE TRIGGER IF NOT EXISTS taskstate_latest_invocation_insert
+AFTER INSERT ON state_backend_invocations
+BEGIN
+    UPDATE taskstate_latest SET task_id_key = NEW.task_id_key
+    WHERE invocation_id = NEW.invocation_id AND task_id_key IS NOT NEW.task_id_key;
+END;
+CREATE TRIGGER IF NOT EXISTS taskstate_latest_invocation_update
+AFTER UPDATE OF invocation_id, task_id_key ON state_backend_invocations
+BEGIN
+    UPDATE taskstate_latest SET task_id_key = NULL
+    WHERE invocation_id = OLD.invocation_id AND OLD.invocation_id IS NOT NEW.invocation_id;
+    UPDATE taskstate_latest SET task_id_key = NEW.task_id_key
+    WHERE invocation_id = NEW.invocation_id AND task_id_key IS NOT NEW.task_id_key;
+END;
+CREATE TRIGGER IF NOT EXISTS taskstate_latest_invocation_delete
+AFTER DELETE ON state_backend_invocations
+BEGIN
+    UPDATE taskstate_latest SET task_id_key = NULL
+    WHERE invocation_id = OLD.invocation_id AND task_id_key IS NOT NULL;
+END;
+";
+
+/// Fills `taskstate_latest` from the history already stored (the upgrade
+/// of a file written before version 3, or by pynenc alone).
+pub(crate) const V3_FILL: &str = "
+INSERT OR REPLACE INTO taskstate_latest
+    (invocation_id, history_timestamp, history_rowid, history_status, task_id_key)
+SELECT h.invocation_id, h.history_timestamp, h.rowid, h.history_status,
+    (SELECT task_id_key FROM state_backend_invocations i WHERE i.invocation_id = h.invocation_id)
+FROM state_backend_history h
+WHERE h.rowid = (SELECT h2.rowid FROM state_backend_history h2
+                 WHERE h2.invocation_id = h.invocation_id
+                 ORDER BY h2.history_timestamp DESC, h2.rowid DESC LIMIT 1);
 ";
 
 /// Bytes of the file each connection reads through a memory map (point
@@ -259,6 +348,12 @@ pub fn prepare_schema(
     if version < 2 {
         tx.execute_batch(V2_INDEXES)
             .map_err(|e| sql_err(ctx, "create taskstate indexes", e))?;
+    }
+    if version < 3 {
+        tx.execute_batch(V3_LATEST)
+            .map_err(|e| sql_err(ctx, "create the latest-status table", e))?;
+        tx.execute_batch(V3_FILL)
+            .map_err(|e| sql_err(ctx, "fill the latest-status table", e))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| sql_err(ctx, "set schema version", e))?;
     }

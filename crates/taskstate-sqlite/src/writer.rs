@@ -183,6 +183,9 @@ impl WriteOp {
                 }
             }
             WriteOp::Purge => {
+                // First, so the history triggers find no latest row to elect
+                // a successor for.
+                c.execute(&format!("DELETE FROM {}", crate::schema::LATEST_TABLE), [])?;
                 for t in TABLES {
                     c.execute(&format!("DELETE FROM {t}"), [])?;
                 }

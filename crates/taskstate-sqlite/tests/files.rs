@@ -144,6 +144,7 @@ fn purge_covers_every_table_in_the_file() {
         .collect::<Result<_, _>>()
         .unwrap();
     let mut known: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+    known.push(taskstate_sqlite::LATEST_TABLE.to_string());
     known.sort();
     assert_eq!(
         tables, known,
@@ -473,6 +474,7 @@ fn a_version_1_file_gains_the_retention_indexes_and_keeps_its_rows() {
     {
         // Back to what version 1 wrote: its three indexes, version 1.
         let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(DROP_V3).unwrap();
         c.execute_batch(
             "DROP INDEX taskstate_invocations_parent_workflow;
              DROP INDEX taskstate_workflows_parent;
@@ -498,10 +500,115 @@ fn a_version_1_file_gains_the_retention_indexes_and_keeps_its_rows() {
             "taskstate_invocations_parent_workflow",
             "taskstate_invocations_type",
             "taskstate_invocations_workflow",
+            "taskstate_latest_status",
+            "taskstate_latest_task",
+            "taskstate_latest_time",
             "taskstate_sub_invocations_sub",
             "taskstate_workflows_parent",
         ]
     );
+}
+
+/// What version 3 adds: the latest-status table and its triggers.
+const DROP_V3: &str = "
+    DROP TRIGGER taskstate_latest_history_insert;
+    DROP TRIGGER taskstate_latest_history_delete;
+    DROP TRIGGER taskstate_latest_invocation_insert;
+    DROP TRIGGER taskstate_latest_invocation_update;
+    DROP TRIGGER taskstate_latest_invocation_delete;
+    DROP TABLE taskstate_latest;";
+
+/// Everything the monitor reads: every listed invocation and the counts.
+fn monitor_view(
+    b: &dyn StateBackend,
+) -> (
+    Vec<taskstate_core::InvocationSummary>,
+    taskstate_core::StatusCounts,
+) {
+    let mut rows = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = b
+            .list_invocations(&Default::default(), cursor.as_ref(), 3)
+            .unwrap();
+        rows.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    (rows, b.latest_status_counts().unwrap())
+}
+
+/// A version-2 file (or pynenc's own) has no latest-status table: read-only
+/// it is answered from the history itself, and the upgrade fills the table
+/// with the same answers; the triggers then follow new writes.
+#[test]
+fn a_version_2_file_gains_a_filled_latest_table_and_answers_the_same() {
+    use data::{at, hist, root};
+    use taskstate_core::InvocationStatus as S;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let want;
+    {
+        let b = SqliteBackend::open(&path).unwrap();
+        cases::populate_everything(&b);
+        let pairs: Vec<_> = (0..9).map(|i| root(&format!("m-{i}"), "m.t")).collect();
+        b.upsert_invocations(&pairs).unwrap();
+        for i in 0..9 {
+            let id = format!("m-{i}");
+            b.add_histories(&[
+                hist(&id, S::Registered, at(i)),
+                hist(
+                    &id,
+                    if i % 2 == 0 { S::Success } else { S::Running },
+                    at(i + 1),
+                ),
+            ])
+            .unwrap();
+        }
+        want = monitor_view(&b);
+        assert!(want.0.len() >= 9, "{:?}", want.0);
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(DROP_V3).unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+    }
+    {
+        let ro =
+            SqliteBackend::open_with(&path, &SqliteOptions::default().read_only(true)).unwrap();
+        assert_eq!(monitor_view(&ro), want, "answered from the history");
+    }
+    let b = SqliteBackend::open(&path).unwrap();
+    assert_eq!(monitor_view(&b), want, "answered from the filled table");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM taskstate_latest", [], |r| r.get(0))
+        .unwrap();
+    let keys: i64 = c
+        .query_row(
+            "SELECT COUNT(DISTINCT invocation_id) FROM state_backend_history",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, keys);
+    // A plain SQL writer (as pynenc is) moves the latest status too.
+    c.execute(
+        "INSERT INTO state_backend_history (invocation_id, history_timestamp, history_status, history_json) \
+         SELECT invocation_id, history_timestamp + 100, 'failed', history_json FROM state_backend_history \
+         WHERE invocation_id = 'm-1' ORDER BY history_timestamp DESC LIMIT 1",
+        [],
+    )
+    .unwrap();
+    let (rows, counts) = monitor_view(&b);
+    assert_eq!(rows[0].invocation_id.as_str(), "m-1");
+    assert_eq!(rows[0].status, Some(S::Failed));
+    assert_eq!(counts.get(S::Failed), want.1.get(S::Failed) + 1);
+    assert_eq!(counts.get(S::Running), want.1.get(S::Running) - 1);
 }
 
 trait SnapshotRows {

@@ -304,7 +304,7 @@ fn table_rows(conn: &rusqlite::Connection, table: &str) -> Vec<Vec<SqlValue>> {
 }
 
 #[test]
-fn opening_a_pynenc_file_adds_only_indexes_and_changes_no_row() {
+fn opening_a_pynenc_file_adds_only_our_objects_and_changes_no_row() {
     let (_dir, path) = fixture_copy();
     let before = rusqlite::Connection::open(&path).unwrap();
     let rows_before: Vec<_> = TABLES.iter().map(|t| table_rows(&before, t)).collect();
@@ -342,13 +342,33 @@ fn opening_a_pynenc_file_adds_only_indexes_and_changes_no_row() {
             "index taskstate_invocations_parent_workflow",
             "index taskstate_invocations_type",
             "index taskstate_invocations_workflow",
+            "index taskstate_latest_status",
+            "index taskstate_latest_task",
+            "index taskstate_latest_time",
             "index taskstate_sub_invocations_sub",
             "index taskstate_workflows_parent",
+            "table taskstate_latest",
+            "trigger taskstate_latest_history_delete",
+            "trigger taskstate_latest_history_insert",
+            "trigger taskstate_latest_invocation_delete",
+            "trigger taskstate_latest_invocation_insert",
+            "trigger taskstate_latest_invocation_update",
         ]
         .map(String::from),
     );
     want.sort();
+    // The primary-key index of a WITHOUT ROWID table has no entry of its own.
     assert_eq!(names, want);
+    // One latest row per history key, filled from pynenc's rows.
+    let (latest, keys): (i64, i64) = after
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM taskstate_latest), \
+             (SELECT COUNT(DISTINCT invocation_id) FROM state_backend_history)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(latest, keys);
     let counts = expected()["table_row_counts"].clone();
     for t in TABLES {
         let n: i64 = after

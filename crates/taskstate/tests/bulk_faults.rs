@@ -179,6 +179,17 @@ impl StateBackend for Flaky {
     fn reclaim_space(&self) -> Result<Option<taskstate::SpaceReport>> {
         self.inner.reclaim_space()
     }
+    fn list_invocations(
+        &self,
+        filter: &taskstate::InvocationFilter,
+        after: Option<&taskstate::Cursor>,
+        page_size: usize,
+    ) -> Result<taskstate::Page<taskstate::InvocationSummary>> {
+        self.inner.list_invocations(filter, after, page_size)
+    }
+    fn latest_status_counts(&self) -> Result<taskstate::StatusCounts> {
+        self.inner.latest_status_counts()
+    }
 }
 
 fn no_progress() -> impl FnMut(&str, u64, u64) {

@@ -1,0 +1,155 @@
+//! Latest status per history key (SPEC §11): listings and counts from
+//! `taskstate_latest`, which triggers keep current (see
+//! [`crate::schema::V3_LATEST`]).
+//!
+//! A file that lacks the table — written by pynenc alone and opened
+//! read-only, so it was never upgraded — is still answered, from a
+//! common table expression of the same name and columns that finds each
+//! key's newest row through the history's primary key. That reads the whole
+//! store for every page; `taskstate upgrade` (any writable open) builds the
+//! table once.
+
+use rusqlite::{Connection, ToSql};
+use taskstate_core::monitor::{InvocationSummary, ListQuery, StatusCounts};
+use taskstate_core::{InvocationId, InvocationStatus, Result, TimeKey};
+
+use crate::decode::{T_INV, real_at, str_at};
+use crate::errors::{Ctx, corrupt, sql_err};
+use crate::schema::LATEST_TABLE;
+
+/// The latest rows computed from the history, for a file without the table.
+const LATEST_CTE: &str = "WITH taskstate_latest \
+    (invocation_id, history_timestamp, history_rowid, history_status, task_id_key) AS ( \
+    SELECT h.invocation_id, h.history_timestamp, h.rowid, h.history_status, \
+        (SELECT task_id_key FROM state_backend_invocations i WHERE i.invocation_id = h.invocation_id) \
+    FROM state_backend_history h \
+    WHERE h.rowid = (SELECT h2.rowid FROM state_backend_history h2 \
+                     WHERE h2.invocation_id = h.invocation_id \
+                     ORDER BY h2.history_timestamp DESC, h2.rowid DESC LIMIT 1)) ";
+
+/// Whether the file has the maintained table.
+pub(crate) fn has_latest_table(c: &Connection, ctx: &Ctx) -> Result<bool> {
+    c.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
+        .and_then(|mut st| st.exists([LATEST_TABLE]))
+        .map_err(|e| sql_err(ctx, "read the schema", e))
+}
+
+/// The SQL of a listing with these filters present, and its parameters.
+fn listing_sql(q: &ListQuery, cte: bool) -> (String, Vec<Box<dyn ToSql>>) {
+    let mut sql = String::from(if cte { LATEST_CTE } else { "" });
+    sql.push_str(
+        "SELECT l.invocation_id, i.task_id_key, i.workflow_id, l.history_status, l.history_timestamp \
+         FROM taskstate_latest l \
+         JOIN state_backend_invocations i ON i.invocation_id = l.invocation_id WHERE 1",
+    );
+    let mut params: Vec<Box<dyn ToSql>> = Vec::new();
+    let mut cond = |sql: &mut String, text: &str, value: Box<dyn ToSql>| {
+        params.push(value);
+        sql.push_str(&text.replace('?', &format!("?{}", params.len())));
+    };
+    if let Some(s) = q.status {
+        cond(&mut sql, " AND l.history_status = ?", Box::new(s.as_str()));
+    }
+    if let Some(t) = &q.task {
+        cond(
+            &mut sql,
+            " AND l.task_id_key = ?",
+            Box::new(t.key().to_owned()),
+        );
+    }
+    if let Some(w) = &q.workflow {
+        cond(
+            &mut sql,
+            " AND i.workflow_id = ?",
+            Box::new(w.as_str().to_owned()),
+        );
+    }
+    if let Some(lo) = q.lo {
+        cond(
+            &mut sql,
+            " AND l.history_timestamp >= ?",
+            Box::new(lo.seconds()),
+        );
+    }
+    if let Some(hi) = q.hi {
+        cond(
+            &mut sql,
+            " AND l.history_timestamp <= ?",
+            Box::new(hi.seconds()),
+        );
+    }
+    if let Some((key, id)) = &q.after {
+        params.push(Box::new(key.seconds()));
+        params.push(Box::new(id.as_str().to_owned()));
+        let n = params.len();
+        sql.push_str(&format!(
+            " AND (l.history_timestamp, l.invocation_id) < (?{}, ?{n})",
+            n - 1
+        ));
+    }
+    params.push(Box::new(q.fetch_i64()));
+    sql.push_str(&format!(
+        " ORDER BY l.history_timestamp DESC, l.invocation_id DESC LIMIT ?{}",
+        params.len()
+    ));
+    (sql, params)
+}
+
+/// See [`taskstate_core::engine::Engine::list_invocations`].
+pub(crate) fn list_invocations(
+    c: &Connection,
+    ctx: &Ctx,
+    q: &ListQuery,
+) -> Result<Vec<InvocationSummary>> {
+    let cte = !has_latest_table(c, ctx)?;
+    let (sql, params) = listing_sql(q, cte);
+    let mut st = c
+        .prepare_cached(&sql)
+        .map_err(|e| sql_err(ctx, "prepare", e))?;
+    let params: Vec<&dyn ToSql> = params.iter().map(|p| p.as_ref()).collect();
+    let mut rows = st
+        .query(params.as_slice())
+        .map_err(|e| sql_err(ctx, "query", e))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
+        let id = InvocationId::new(str_at(row, 0, ctx, T_INV, "?")?);
+        let k = id.as_str();
+        let task_id = str_at(row, 1, ctx, T_INV, k)?
+            .parse()
+            .map_err(|e| corrupt(ctx, T_INV, k, e))?;
+        let workflow_id = InvocationId::new(str_at(row, 2, ctx, T_INV, k)?);
+        let status = str_at(row, 3, ctx, T_INV, k)?
+            .parse::<InvocationStatus>()
+            .ok();
+        let time_key = TimeKey::from_seconds(real_at(row, 4, ctx, T_INV, k)?);
+        out.push(InvocationSummary {
+            invocation_id: id,
+            task_id,
+            workflow_id,
+            status,
+            time_key,
+        });
+    }
+    Ok(out)
+}
+
+/// See [`taskstate_core::engine::Engine::latest_status_counts`].
+pub(crate) fn latest_status_counts(c: &Connection, ctx: &Ctx) -> Result<StatusCounts> {
+    let cte = !has_latest_table(c, ctx)?;
+    let sql = format!(
+        "{}SELECT history_status, count(*) FROM taskstate_latest GROUP BY history_status",
+        if cte { LATEST_CTE } else { "" }
+    );
+    let mut st = c
+        .prepare_cached(&sql)
+        .map_err(|e| sql_err(ctx, "prepare", e))?;
+    let pairs = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| sql_err(ctx, "count latest statuses", e))?;
+    Ok(StatusCounts::from_pairs(
+        pairs
+            .into_iter()
+            .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0))),
+    ))
+}
