@@ -42,6 +42,9 @@ mod url;
 // What applications use. Engine-author plumbing (the `Engine` trait, the
 // input rules, page shaping, the Python-compatible JSON writer) is in
 // `engine`, re-exported under that name only.
+#[cfg(feature = "serve")]
+pub mod serve;
+
 pub use registry::{CheckFn, ENGINES, EngineEntry, OpenFn};
 pub use taskstate_core::{
     AppId, AppInfo, BoxError, CallDTO, CallId, ChainError, Cursor, DEFAULT_PAGE_SIZE, Entity,

@@ -17,6 +17,9 @@ mod bench_cmd;
 mod bench_prune_cmd;
 #[path = "cli/prune.rs"]
 mod prune_cmd;
+#[cfg(feature = "serve")]
+#[path = "cli/serve.rs"]
+mod serve_cmd;
 
 use bench_cmd::cmd_bench;
 use prune_cmd::cmd_prune;
@@ -122,6 +125,11 @@ enum Command {
     /// invocations all ended by the cutoff, and orphan rows as old; app
     /// infos and runner contexts stay. Workers may keep writing.
     Prune(prune_cmd::PruneArgs),
+    /// Serve a read-only web monitor of a store (pages and their JSON under
+    /// /api/): invocations by latest status, details, workflow trees,
+    /// runners, a timeline. Listens on loopback unless --bind says otherwise.
+    #[cfg(feature = "serve")]
+    Serve(serve_cmd::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -262,6 +270,8 @@ fn main() -> ExitCode {
             recent,
         } => cmd_inspect(&url, invocation, workflow, recent),
         Command::Prune(args) => cmd_prune(&args),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve_cmd::cmd_serve(&args),
     };
     match result {
         Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
