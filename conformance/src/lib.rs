@@ -198,6 +198,7 @@ macro_rules! __with_cases {
             monitor_latest_follows_ties_and_replacement,
             monitor_latest_is_by_key_and_stored_time_key,
             monitor_follows_deletes_purge_and_task_changes,
+            monitor_workflow_runs_page_by_id,
         }
     };
 }
@@ -291,7 +292,7 @@ mod registration {
         );
         assert_eq!(listed.len(), super::CASES.len(), "a case is listed twice");
         assert!(
-            defined.len() >= 98,
+            defined.len() >= 99,
             "found only {} case functions",
             defined.len()
         );

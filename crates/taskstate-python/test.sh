@@ -21,10 +21,15 @@ fi
 # pynenc's tests (shipped in its wheel as pynenc_tests) need psutil,
 # pytest-asyncio and pytest-timeout from its [tests] extra;
 # pytest-rerunfailures gives its timing-raced combination tests one rerun
-# (see tests/conftest.py).
+# (see tests/conftest.py). playwright drives the system's Chromium in the
+# web monitor's browser test (its own browser download is never used).
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "pynenc==0.1.0" "pytest>=8" "maturin>=1.7,<2" psutil pytest-asyncio pytest-timeout \
-    pytest-rerunfailures
+    pytest-rerunfailures "playwright>=1.40,<2"
+
+# The `taskstate` binary the browser test serves the store with.
+(cd "$root" && cargo build --quiet -p taskstate --bin taskstate)
+export TASKSTATE_BIN="${TASKSTATE_BIN:-$root/target/debug/taskstate}"
 
 # Release build: pynenc's combination suite has timing assertions.
 (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \

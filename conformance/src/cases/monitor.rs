@@ -1,4 +1,4 @@
-//! SPEC §11 watching: each key's latest status, listed newest first with
+//! Watching (`taskstate_core::monitor`): each key's latest status, listed newest first with
 //! filters and keyset pages, and counted. SQL engines keep the latest row
 //! with triggers; these cases pin that every write path (point, batch,
 //! keyed, bulk, replacement, retention, purge) keeps it right.
@@ -230,6 +230,55 @@ pub fn monitor_latest_is_by_key_and_stored_time_key(b: &dyn StateBackend) {
     assert_eq!(ids_of(&all), ["c", "a"]);
     assert_eq!(all[0].status, Some(S::Success));
     assert_eq!(all[0].time_key, later);
+}
+
+/// Runs page by id, of one type or all, each once, the cursor only when
+/// more follow; the pages together are `get_workflow_runs`.
+pub fn monitor_workflow_runs_page_by_id(b: &dyn StateBackend) {
+    for (w, ty) in [
+        ("w5", "m.a"),
+        ("w1", "m.b"),
+        ("w3", "m.a"),
+        ("w2", "m.a"),
+        ("w4", "m.b"),
+        ("w0", "m.a"),
+    ] {
+        b.store_workflow_run(&wf(w, ty, None)).unwrap();
+    }
+    let pages = |ty: Option<&str>, size: usize| -> Vec<Vec<String>> {
+        let ty = ty.map(task);
+        let (mut out, mut cursor) = (Vec::new(), None::<Cursor>);
+        loop {
+            let p = b
+                .list_workflow_runs(ty.as_ref(), cursor.as_ref(), size)
+                .unwrap();
+            out.push(p.items.iter().map(|w| w.workflow_id.to_string()).collect());
+            match p.next {
+                Some(c) => cursor = Some(c),
+                None => return out,
+            }
+        }
+    };
+    assert_eq!(pages(Some("m.a"), 2), [["w0", "w2"], ["w3", "w5"]]);
+    assert_eq!(pages(Some("m.b"), 5), [vec!["w1", "w4"]]);
+    assert_eq!(
+        pages(None, 4),
+        [vec!["w0", "w1", "w2", "w3"], vec!["w4", "w5"]]
+    );
+    assert_eq!(pages(Some("m.none"), 3), [Vec::<String>::new()]);
+    let all: Vec<String> = b
+        .get_workflow_runs(&task("m.a"))
+        .unwrap()
+        .iter()
+        .map(|w| w.workflow_id.to_string())
+        .collect();
+    assert_eq!(all, pages(Some("m.a"), 1).concat());
+    let err = b.list_workflow_runs(None, None, 0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let err = b
+        .list_workflow_runs(None, Some(&Cursor::from_token("l:00:x")), 3)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
 /// Deleting trees and purging take their keys out of the listing and the

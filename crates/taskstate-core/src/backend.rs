@@ -521,7 +521,7 @@ pub trait StateBackend: Send + Sync {
     /// (memory; PostgreSQL, whose autovacuum reuses the space).
     fn reclaim_space(&self) -> Result<Option<SpaceReport>>;
 
-    // ---- watching (SPEC §11, see [`crate::monitor`]) ------------------
+    // ---- watching (see [`crate::monitor`]) --------------------------------
 
     /// One page of the invocations that have history under their own id,
     /// each with its latest status, newest latest row first (ties: id
@@ -537,6 +537,16 @@ pub trait StateBackend: Send + Sync {
 
     /// How many history keys have each latest status.
     fn latest_status_counts(&self) -> Result<StatusCounts>;
+
+    /// One page of workflow runs (of one type, or all), ascending by
+    /// workflow id, after `after` — what [`StateBackend::get_workflow_runs`]
+    /// returns, a page at a time.
+    fn list_workflow_runs(
+        &self,
+        workflow_type: Option<&TaskId>,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<WorkflowIdentity>>;
 
     // ---- provided helpers --------------------------------------------
 

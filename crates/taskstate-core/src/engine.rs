@@ -29,7 +29,7 @@ use crate::dto::{
 };
 use crate::error::Result;
 use crate::ids::{AppId, InvocationId, RunnerId, TaskId};
-use crate::monitor::{InvocationFilter, InvocationSummary, ListQuery, StatusCounts};
+use crate::monitor::{InvocationFilter, InvocationSummary, ListQuery, RunsQuery, StatusCounts};
 use crate::prune::{PruneCounts, PruneOptions, PruneProgress, PruneTx, SpaceReport};
 use crate::time::{TimeKey, TimeRange};
 
@@ -143,8 +143,8 @@ pub trait Engine: Send + Sync {
     /// The distinct workflow types of stored runs, ascending by key.
     fn get_all_workflow_types(&self) -> Result<Vec<TaskId>>;
     /// The stored workflow runs (of one type, or all), ascending by
-    /// workflow id.
-    fn workflow_runs(&self, workflow_type: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>>;
+    /// workflow id, within the query's bounds.
+    fn workflow_runs(&self, q: &RunsQuery<'_>) -> Result<Vec<WorkflowIdentity>>;
     /// Records a sub-invocation of a workflow (a set).
     fn store_workflow_sub_invocation(
         &self,
@@ -375,11 +375,25 @@ impl<E: Engine> StateBackend for E {
     }
 
     fn get_all_workflow_runs(&self) -> Result<Vec<WorkflowIdentity>> {
-        Engine::workflow_runs(self, None)
+        Engine::workflow_runs(
+            self,
+            &RunsQuery {
+                workflow_type: None,
+                after: None,
+                fetch: None,
+            },
+        )
     }
 
     fn get_workflow_runs(&self, workflow_type: &TaskId) -> Result<Vec<WorkflowIdentity>> {
-        Engine::workflow_runs(self, Some(workflow_type))
+        Engine::workflow_runs(
+            self,
+            &RunsQuery {
+                workflow_type: Some(workflow_type),
+                after: None,
+                fetch: None,
+            },
+        )
     }
 
     fn store_workflow_sub_invocation(
@@ -519,5 +533,26 @@ impl<E: Engine> StateBackend for E {
 
     fn latest_status_counts(&self) -> Result<StatusCounts> {
         Engine::latest_status_counts(self)
+    }
+
+    fn list_workflow_runs(
+        &self,
+        workflow_type: Option<&TaskId>,
+        after: Option<&Cursor>,
+        page_size: usize,
+    ) -> Result<Page<WorkflowIdentity>> {
+        check_page_size(page_size)?;
+        let after = after.map(Cursor::id_position).transpose()?;
+        let runs = Engine::workflow_runs(
+            self,
+            &RunsQuery {
+                workflow_type,
+                after: after.as_ref(),
+                fetch: Some(page_size.saturating_add(1)),
+            },
+        )?;
+        Ok(Page::of(runs, page_size, |w| {
+            Cursor::after_id(&w.workflow_id)
+        }))
     }
 }

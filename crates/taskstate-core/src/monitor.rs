@@ -1,4 +1,4 @@
-//! Reads for watching a store (SPEC §11): every invocation's *latest
+//! Reads for watching a store (what `taskstate serve` shows): every invocation's *latest
 //! status* — the status of the newest history row stored under its id, by
 //! (time key, insertion order) — listed newest first with filters, and
 //! counted by status.
@@ -140,6 +140,28 @@ impl ListQuery {
                 .after
                 .as_ref()
                 .is_none_or(|(k, id)| (s.time_key, &s.invocation_id) < (*k, id))
+    }
+}
+
+/// A request for workflow runs as an engine receives it: of one type or
+/// all, ascending by workflow id, strictly after `after`, at most `fetch`
+/// (`None`: all).
+#[derive(Clone, Copy, Debug)]
+pub struct RunsQuery<'a> {
+    /// Only runs of this type.
+    pub workflow_type: Option<&'a TaskId>,
+    /// Resume strictly after this workflow id.
+    pub after: Option<&'a InvocationId>,
+    /// Rows to fetch (`None`: every row).
+    pub fetch: Option<usize>,
+}
+
+impl RunsQuery<'_> {
+    /// [`RunsQuery::fetch`] as an SQL `LIMIT` (SQLite's -1: no limit).
+    #[must_use]
+    pub fn limit_or_all(&self) -> i64 {
+        self.fetch
+            .map_or(-1, |f| i64::try_from(f).unwrap_or(i64::MAX))
     }
 }
 

@@ -425,12 +425,24 @@ impl Engine for MemoryBackend {
         Ok(types)
     }
 
-    fn workflow_runs(&self, workflow_type: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
+    fn workflow_runs(
+        &self,
+        q: &taskstate_core::monitor::RunsQuery<'_>,
+    ) -> Result<Vec<WorkflowIdentity>> {
         let w = self.workflows.read();
-        Ok(match workflow_type {
-            None => w.runs.values().cloned().collect(),
+        let take = q.fetch.unwrap_or(usize::MAX);
+        let lower = q.after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(match q.workflow_type {
+            None => w
+                .runs
+                .range::<InvocationId, _>((lower, Bound::Unbounded))
+                .take(take)
+                .map(|(_, r)| r.clone())
+                .collect(),
             Some(t) => pair_members(&w.by_type, t)
                 .iter()
+                .filter(|id| q.after.is_none_or(|a| *id > a))
+                .take(take)
                 .filter_map(|id| w.runs.get(id).cloned())
                 .collect(),
         })

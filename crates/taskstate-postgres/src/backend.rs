@@ -193,12 +193,23 @@ impl Engine for PostgresBackend {
         })
     }
 
-    fn workflow_runs(&self, ty: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
+    fn workflow_runs(
+        &self,
+        q: &taskstate_core::monitor::RunsQuery<'_>,
+    ) -> Result<Vec<WorkflowIdentity>> {
+        // $1 type, $2 after, $3 limit (NULL: all), each variant on the
+        // (type, id) index or the primary key.
+        let sql = match (q.workflow_type.is_some(), q.after.is_some()) {
+            (true, true) => &self.sql.workflow_runs_of_after,
+            (true, false) => &self.sql.workflow_runs_of,
+            (false, true) => &self.sql.workflow_runs_after,
+            (false, false) => &self.sql.workflow_runs,
+        };
+        let ty = q.workflow_type.map(|t| t.key());
+        let after = q.after.map(|a| a.as_str());
+        let limit = q.fetch.map(|f| i64::try_from(f).unwrap_or(i64::MAX));
         self.read("workflow runs", false, |tx| {
-            let rows = match ty {
-                Some(t) => self.q(tx, &self.sql.workflow_runs_of, &[&t.key()])?,
-                None => self.q(tx, &self.sql.workflow_runs, &[])?,
-            };
+            let rows = self.q(tx, sql, &[&ty, &after, &limit])?;
             rows.iter().map(|r| self.decode_workflow(r)).collect()
         })
     }

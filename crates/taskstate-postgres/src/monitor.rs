@@ -1,4 +1,4 @@
-//! Latest status per history key (SPEC §11): listings and counts from the
+//! Latest status per history key (see `taskstate_core::monitor`): listings and counts from the
 //! `latest` table, which triggers keep current (see `sql::DDL_V4`).
 
 use postgres::types::ToSql;

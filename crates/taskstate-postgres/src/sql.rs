@@ -40,7 +40,9 @@ pub struct Statements {
     pub(crate) upsert_workflow: String,
     pub(crate) workflow_types: String,
     pub(crate) workflow_runs: String,
+    pub(crate) workflow_runs_after: String,
     pub(crate) workflow_runs_of: String,
+    pub(crate) workflow_runs_of_after: String,
     pub(crate) insert_sub: String,
     pub(crate) subs_of: String,
     pub(crate) set_data: String,
@@ -214,11 +216,20 @@ impl Statements {
                 "SELECT DISTINCT workflow_type_key FROM {wf} ORDER BY workflow_type_key"
             ),
             workflow_runs: format!(
-                "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM {wf} ORDER BY workflow_id"
+                "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM {wf} \
+                 WHERE $1::text IS NULL AND $2::text IS NULL ORDER BY workflow_id LIMIT $3::bigint"
+            ),
+            workflow_runs_after: format!(
+                "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM {wf} \
+                 WHERE $1::text IS NULL AND workflow_id > $2::text ORDER BY workflow_id LIMIT $3::bigint"
             ),
             workflow_runs_of: format!(
                 "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM {wf} \
-                 WHERE workflow_type_key = $1 ORDER BY workflow_id"
+                 WHERE workflow_type_key = $1::text AND $2::text IS NULL ORDER BY workflow_id LIMIT $3::bigint"
+            ),
+            workflow_runs_of_after: format!(
+                "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM {wf} \
+                 WHERE workflow_type_key = $1::text AND workflow_id > $2::text ORDER BY workflow_id LIMIT $3::bigint"
             ),
             insert_sub: format!(
                 "INSERT INTO {sub} (parent_workflow_id, sub_invocation_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
@@ -339,7 +350,7 @@ CREATE INDEX IF NOT EXISTS workflows_parent ON {s}.workflows (parent_workflow_id
 CREATE INDEX IF NOT EXISTS sub_invocations_sub ON {s}.workflow_sub_invocations (sub_invocation_id);
 ";
 
-/// Version 3 → 4: each history key's latest row (SPEC §11), kept by
+/// Version 3 → 4: each history key's latest row (see `taskstate_core::monitor`), kept by
 /// triggers so every write path (point, batch, bulk, retention) keeps it
 /// current: by (`ts_key`, `seq`), the newest row's key, sequence and
 /// status, and the invocation's task (NULL for a key without one). The

@@ -261,27 +261,30 @@ impl Engine for SqliteBackend {
         })
     }
 
-    fn workflow_runs(&self, ty: Option<&TaskId>) -> Result<Vec<WorkflowIdentity>> {
+    fn workflow_runs(
+        &self,
+        q: &taskstate_core::monitor::RunsQuery<'_>,
+    ) -> Result<Vec<WorkflowIdentity>> {
         let ctx = &self.ctx;
         self.read(|c| {
-            let (sql, key) = match ty {
-                Some(t) => (
-                    "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
-                     WHERE workflow_type_key = ?1 ORDER BY workflow_id",
-                    Some(t.key()),
-                ),
-                None => (
-                    "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
-                     ORDER BY workflow_id",
-                    None,
-                ),
+            // ?1 type, ?2 after, ?3 limit (-1: all); each variant uses the
+            // (type, id) index or the primary key in id order.
+            let sql = match (q.workflow_type.is_some(), q.after.is_some()) {
+                (true, true) => sql::RUNS_OF_TYPE_AFTER,
+                (true, false) => sql::RUNS_OF_TYPE,
+                (false, true) => sql::RUNS_AFTER,
+                (false, false) => sql::RUNS,
             };
-            let mut st = c.prepare_cached(sql).map_err(|e| sql_err(ctx, "prepare", e))?;
-            let mut rows = match key {
-                Some(k) => st.query([k]),
-                None => st.query([]),
-            }
-            .map_err(|e| sql_err(ctx, "query", e))?;
+            let mut st = c
+                .prepare_cached(sql)
+                .map_err(|e| sql_err(ctx, "prepare", e))?;
+            let mut rows = st
+                .query(params![
+                    q.workflow_type.map(|t| t.key()),
+                    q.after.map(|a| a.as_str()),
+                    q.limit_or_all()
+                ])
+                .map_err(|e| sql_err(ctx, "query", e))?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
                 out.push(decode_workflow(ctx, row)?);

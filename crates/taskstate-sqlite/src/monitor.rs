@@ -1,4 +1,4 @@
-//! Latest status per history key (SPEC §11): listings and counts from
+//! Latest status per history key (see `taskstate_core::monitor`): listings and counts from
 //! `taskstate_latest`, which triggers keep current (see
 //! [`crate::schema::V3_LATEST`]).
 //!

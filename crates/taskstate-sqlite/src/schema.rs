@@ -112,7 +112,7 @@ CREATE INDEX IF NOT EXISTS taskstate_workflows_parent ON state_backend_workflows
 CREATE INDEX IF NOT EXISTS taskstate_sub_invocations_sub ON state_backend_workflow_sub_invocations(sub_invocation_id);
 ";
 
-/// Version 2 → 3: each history key's latest row (SPEC §11), kept by
+/// Version 2 → 3: each history key's latest row (see `taskstate_core::monitor`), kept by
 /// triggers so that every writer of the file keeps it current — pynenc's
 /// own `SQLiteStateBackend` included, which knows nothing of it.
 ///
@@ -128,6 +128,7 @@ CREATE INDEX IF NOT EXISTS taskstate_sub_invocations_sub ON state_backend_workfl
 ///   (or none). A replaced row (`INSERT OR REPLACE` with the same
 ///   identity) is seen as its insert.
 /// - An invocation's insert or task change copies its task over.
+/// - Workflow runs by (type, id): a page of one type's runs in id order.
 pub const LATEST_TABLE: &str = "taskstate_latest";
 pub(crate) const V3_LATEST: &str = "
 CREATE TABLE IF NOT EXISTS taskstate_latest (
@@ -140,6 +141,7 @@ CREATE TABLE IF NOT EXISTS taskstate_latest (
 CREATE INDEX IF NOT EXISTS taskstate_latest_time ON taskstate_latest(history_timestamp, invocation_id);
 CREATE INDEX IF NOT EXISTS taskstate_latest_status ON taskstate_latest(history_status, history_timestamp, invocation_id);
 CREATE INDEX IF NOT EXISTS taskstate_latest_task ON taskstate_latest(task_id_key, history_timestamp, invocation_id);
+CREATE INDEX IF NOT EXISTS taskstate_workflows_type_id ON state_backend_workflows(workflow_type_key, workflow_id);
 CREATE TRIGGER IF NOT EXISTS taskstate_latest_history_insert
 AFTER INSERT ON state_backend_history
 BEGIN

@@ -67,3 +67,16 @@ pub const HISTORY_IN_RANGE_AFTER: &str = "SELECT history_timestamp, rowid, histo
      WHERE history_timestamp >= ?4 AND history_timestamp <= ?2 \
      AND (history_timestamp > ?4 OR rowid > ?5) \
      ORDER BY history_timestamp, rowid LIMIT ?3";
+
+/// Workflow runs by id (?1 unused, ?2 unused, ?3 limit; -1: all).
+pub const RUNS: &str = "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
+     WHERE ?1 IS NULL AND ?2 IS NULL ORDER BY workflow_id LIMIT ?3";
+/// Workflow runs after id ?2.
+pub const RUNS_AFTER: &str = "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
+     WHERE ?1 IS NULL AND workflow_id > ?2 ORDER BY workflow_id LIMIT ?3";
+/// Workflow runs of type ?1.
+pub const RUNS_OF_TYPE: &str = "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
+     WHERE workflow_type_key = ?1 AND ?2 IS NULL ORDER BY workflow_id LIMIT ?3";
+/// Workflow runs of type ?1 after id ?2.
+pub const RUNS_OF_TYPE_AFTER: &str = "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
+     WHERE workflow_type_key = ?1 AND workflow_id > ?2 ORDER BY workflow_id LIMIT ?3";

@@ -505,6 +505,7 @@ fn a_version_1_file_gains_the_retention_indexes_and_keeps_its_rows() {
             "taskstate_latest_time",
             "taskstate_sub_invocations_sub",
             "taskstate_workflows_parent",
+            "taskstate_workflows_type_id",
         ]
     );
 }
@@ -516,7 +517,8 @@ const DROP_V3: &str = "
     DROP TRIGGER taskstate_latest_invocation_insert;
     DROP TRIGGER taskstate_latest_invocation_update;
     DROP TRIGGER taskstate_latest_invocation_delete;
-    DROP TABLE taskstate_latest;";
+    DROP TABLE taskstate_latest;
+    DROP INDEX taskstate_workflows_type_id;";
 
 /// Everything the monitor reads: every listed invocation and the counts.
 fn monitor_view(

@@ -347,6 +347,7 @@ fn opening_a_pynenc_file_adds_only_our_objects_and_changes_no_row() {
             "index taskstate_latest_time",
             "index taskstate_sub_invocations_sub",
             "index taskstate_workflows_parent",
+            "index taskstate_workflows_type_id",
             "table taskstate_latest",
             "trigger taskstate_latest_history_delete",
             "trigger taskstate_latest_history_insert",

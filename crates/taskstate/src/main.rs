@@ -15,6 +15,9 @@ use taskstate::{InvocationId, Kind, StateBackend, copy, export, inspect, open, r
 mod bench_cmd;
 #[path = "cli/bench_prune.rs"]
 mod bench_prune_cmd;
+#[cfg(feature = "serve")]
+#[path = "cli/bench_serve.rs"]
+mod bench_serve_cmd;
 #[path = "cli/prune.rs"]
 mod prune_cmd;
 #[cfg(feature = "serve")]
@@ -125,6 +128,13 @@ enum Command {
     /// invocations all ended by the cutoff, and orphan rows as old; app
     /// infos and runner contexts stay. Workers may keep writing.
     Prune(prune_cmd::PruneArgs),
+    /// Bring a store's schema up to this version: adds taskstate's indexes
+    /// and latest-status table to a pynenc file (no row of pynenc's
+    /// changes); a store already current is left alone.
+    Upgrade {
+        /// Store URL (must exist: an upgrade never creates a store).
+        url: String,
+    },
     /// Serve a read-only web monitor of a store (pages and their JSON under
     /// /api/): invocations by latest status, details, workflow trees,
     /// runners, a timeline. Listens on loopback unless --bind says otherwise.
@@ -139,6 +149,10 @@ enum BenchWhat {
     /// prune's time and rate, the writer's p50/p99 latency, and the
     /// store's size before, after, and after reclaiming space.
     Prune(bench_prune_cmd::BenchPruneArgs),
+    /// Serve a store (built with --n invocations if empty) and drive every
+    /// monitor page with concurrent clients: p50/p90/p99 and requests/s.
+    #[cfg(feature = "serve")]
+    Serve(bench_serve_cmd::BenchServeArgs),
 }
 
 /// Help and version print as clap prints them; any other usage error is one
@@ -232,6 +246,11 @@ fn main() -> ExitCode {
             what: Some(BenchWhat::Prune(args)),
             ..
         } => bench_prune_cmd::cmd_bench_prune(&args),
+        #[cfg(feature = "serve")]
+        Command::Bench {
+            what: Some(BenchWhat::Serve(args)),
+            ..
+        } => bench_serve_cmd::cmd_bench_serve(&args),
         Command::Bench {
             what: None,
             engines,
@@ -270,6 +289,7 @@ fn main() -> ExitCode {
             recent,
         } => cmd_inspect(&url, invocation, workflow, recent),
         Command::Prune(args) => cmd_prune(&args),
+        Command::Upgrade { url } => cmd_upgrade(&url),
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve_cmd::cmd_serve(&args),
     };
@@ -291,6 +311,18 @@ fn open_url(url: &str) -> Result<Box<dyn StateBackend>, String> {
 /// migrated (SPEC §6).
 fn open_for_reading(url: &str) -> Result<Box<dyn StateBackend>, String> {
     taskstate::open_read_only(url).map_err(|e| format!("{}: {e}", redact_url(url)))
+}
+
+/// Opens the store read-only first (so a missing store is "no such store",
+/// never created), then for writing, which migrates it.
+fn cmd_upgrade(url: &str) -> CliResult {
+    drop(open_for_reading(url)?);
+    let store = open_url(url)?;
+    emit(&format!(
+        "{}: up to date ({} engine, schema of this taskstate)\n",
+        redact_url(url),
+        store.engine_name()
+    ))
 }
 
 /// Refuses an export file that is the SQLite store being exported: the

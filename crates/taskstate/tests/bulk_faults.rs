@@ -190,6 +190,15 @@ impl StateBackend for Flaky {
     fn latest_status_counts(&self) -> Result<taskstate::StatusCounts> {
         self.inner.latest_status_counts()
     }
+    fn list_workflow_runs(
+        &self,
+        workflow_type: Option<&taskstate::TaskId>,
+        after: Option<&taskstate::Cursor>,
+        page_size: usize,
+    ) -> Result<taskstate::Page<taskstate::WorkflowIdentity>> {
+        self.inner
+            .list_workflow_runs(workflow_type, after, page_size)
+    }
 }
 
 fn no_progress() -> impl FnMut(&str, u64, u64) {

@@ -298,6 +298,7 @@ fn workflows_runners_and_timeline() {
     let w = json(&app, "/api/workflows?type=shop.flow");
     assert_eq!(w["types"], serde_json::json!(["shop.flow"]));
     assert_eq!(w["runs"][0]["workflow_id"], "wf");
+    assert_eq!(w["next"], Value::Null);
     let r = json(&app, "/api/runners?q=THREAD");
     assert_eq!(r["total"], 1);
     assert_eq!(r["runners"][0]["runner_id"], "runner-thread-1");

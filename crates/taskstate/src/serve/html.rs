@@ -334,7 +334,7 @@ pub(crate) fn workflows(w: &Workflows) -> Markup {
         }
         @if w.types.is_empty() { p.empty { "No workflow runs stored." } }
         @if let Some(t) = &w.selected {
-            h2 { "Runs of " (t) " (" (w.runs_total) ")" }
+            h2 { "Runs of " (t) }
             table id="runs" {
                 thead { tr { th { "Workflow" } th { "Parent workflow" } } }
                 tbody {
@@ -343,7 +343,9 @@ pub(crate) fn workflows(w: &Workflows) -> Markup {
                     }
                 }
             }
-            @if w.runs_total > w.runs.len() { p.note { "Showing " (w.runs.len()) " of " (w.runs_total) "." } }
+            @if let Some(next) = &w.next {
+                p.pager { a id="next" href={ "/workflows?" (query(&[("type", Some(t)), ("after", Some(next))])) } { "Next page →" } }
+            }
         }
     };
     page("Workflows", "/workflows", body)

@@ -51,7 +51,7 @@ pub use views::{
 
 /// How long the overview's store-wide counts are reused before a refresh
 /// is started (the page shows their age).
-pub const FIGURES_MAX_AGE: Duration = Duration::from_secs(10);
+pub const FIGURES_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// A failed request: what the client sees.
 #[derive(Debug)]
@@ -257,7 +257,7 @@ fn build_detail(a: &Arc<Monitor>, id: &str, q: Option<&str>) -> Result<Invocatio
 }
 
 fn build_workflows(a: &Arc<Monitor>, q: Option<&str>) -> Result<Workflows, WebError> {
-    let p = Params::parse(q, &["type", "limit"])?;
+    let p = Params::parse(q, &["type", "limit", "after"])?;
     views::workflows(a.store.as_ref(), &p)
 }
 

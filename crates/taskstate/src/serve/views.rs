@@ -388,42 +388,47 @@ pub struct Workflows {
     pub types: Vec<String>,
     /// The type shown (`?type=`), if any.
     pub selected: Option<String>,
-    /// Up to `limit` runs of that type, ascending by id.
+    /// One page (`limit`) of that type's runs, ascending by workflow id.
     pub runs: Vec<RunView>,
-    /// How many runs the type has.
-    pub runs_total: usize,
+    /// The `after` value of the next page; `None` on the last page.
+    pub next: Option<String>,
 }
 
 pub(crate) fn workflows(b: &dyn StateBackend, p: &Params) -> Result<Workflows, WebError> {
     let ty = p.task("type")?;
     let limit = p.count("limit", 200, 5000)?;
+    let after = p.cursor("after")?;
     let types = b
         .get_all_workflow_types()?
         .iter()
         .map(|t| t.key().to_owned())
         .collect();
-    let (runs, runs_total) = match &ty {
+    let (runs, next) = match &ty {
         Some(t) => {
-            let all = b.get_workflow_runs(t)?;
-            let total = all.len();
-            let runs = all
+            let page = b
+                .list_workflow_runs(Some(t), after.as_ref(), limit)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::InvalidInput => WebError::bad(format!("after: {e}")),
+                    _ => WebError::from(e),
+                })?;
+            let runs = page
+                .items
                 .into_iter()
-                .take(limit)
                 .map(|w| RunView {
                     workflow_id: w.workflow_id.to_string(),
                     workflow_type: w.workflow_type.key().to_owned(),
                     parent_workflow_id: w.parent_workflow_id.map(|p| p.to_string()),
                 })
                 .collect();
-            (runs, total)
+            (runs, page.next.map(|c| c.token().to_owned()))
         }
-        None => (Vec::new(), 0),
+        None => (Vec::new(), None),
     };
     Ok(Workflows {
         types,
         selected: ty.map(|t| t.key().to_owned()),
         runs,
-        runs_total,
+        next,
     })
 }
 
