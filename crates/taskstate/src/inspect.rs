@@ -1,13 +1,13 @@
 //! What an operator wants to see in a store, as text reports: counts and
 //! recent invocations, one invocation's timeline, one workflow's tree.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use taskstate_core::bulk::for_each_page;
 use taskstate_core::{
-    Error, InvocationHistory, InvocationId, Kind, Result, Row, StateBackend, TimeRange,
-    validate_chain,
+    Error, InvocationFilter, InvocationHistory, InvocationId, Kind, Result, Row, StateBackend,
+    Timestamp, validate_chain,
 };
 
 use crate::copy::counts;
@@ -25,37 +25,31 @@ pub fn summary(b: &dyn StateBackend, recent: usize) -> Result<String> {
     for (name, n) in c.rows() {
         let _ = writeln!(out, "{name:<26} {n:>12}");
     }
-    // The `recent` invocations whose latest record is newest, in one pass
-    // over the time index in bounded memory: records come in time order,
-    // so the ids seen last are those; keep the last `recent` distinct ids.
-    let mut newest: VecDeque<InvocationHistory> = VecDeque::new();
-    if recent > 0 {
-        for page in b.iter_history_in_timerange(TimeRange::all(), 1000) {
-            for h in page? {
-                if let Some(i) = newest
-                    .iter()
-                    .position(|n| n.invocation_id == h.invocation_id)
-                {
-                    newest.remove(i);
-                }
-                newest.push_front(h);
-                newest.truncate(recent);
-            }
-        }
-    }
+    // The `recent` invocations whose latest status changed last: one page
+    // of the latest-status listing, an index read at any store size.
+    let newest = if recent > 0 {
+        b.list_invocations(&InvocationFilter::default(), None, recent)?
+            .items
+    } else {
+        Vec::new()
+    };
     let _ = writeln!(out, "\nmost recent invocations (by latest status change):");
     if newest.is_empty() {
         let _ = writeln!(out, "  (no history)");
     }
-    for h in newest {
-        let task = match absent_as_none(b.get_invocation(&h.invocation_id))? {
-            Some((inv, _)) => inv.call_id.task_id().key().to_owned(),
-            None => "(invocation not stored)".to_owned(),
-        };
+    for s in newest {
+        let at = Timestamp::from_micros((s.time_key.seconds() * 1e6).round() as i64);
+        let status = s.status.map_or("(unknown status)", |st| st.as_str());
+        // Read the invocation whole, so a row that cannot be decoded is
+        // reported here, never shown as if it were fine.
+        let (_, call) = b.get_invocation(&s.invocation_id)?;
         let _ = writeln!(
             out,
             "  {}  {:<28} {:<24} {}",
-            h.timestamp, h.invocation_id, h.status_record.status, task
+            at,
+            s.invocation_id,
+            status,
+            call.call_id.task_id().key()
         );
     }
     Ok(out)

@@ -504,3 +504,51 @@ fn serving_a_read_only_sqlite_file_never_writes_it() {
     drop(app);
     assert_eq!(std::fs::read(&path).unwrap(), before, "the store changed");
 }
+
+/// Served while a worker keeps writing the same SQLite file (as pynenc
+/// workers do): every request answers, and the pages follow the writes.
+#[test]
+fn serving_a_sqlite_file_while_it_is_written() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("live.db").display());
+    let writer = taskstate::open(&url).unwrap();
+    writer.upsert_invocations(&[root("seed", "m.t")]).unwrap();
+    writer
+        .add_histories(&[hist("seed", S::Registered, at(0))])
+        .unwrap();
+    let app = Monitor::new(Arc::from(taskstate::open_read_only(&url).unwrap()), None);
+    let stop = AtomicBool::new(false);
+    let written = std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) && n < 2000 {
+                let id = format!("w-{n}");
+                writer.upsert_invocations(&[root(&id, "m.t")]).unwrap();
+                writer
+                    .add_histories(&[
+                        hist(&id, S::Registered, at(n)),
+                        hist(&id, S::Running, at(n + 1)),
+                    ])
+                    .unwrap();
+                n += 1;
+            }
+            n
+        });
+        let mut seen = 0;
+        for _ in 0..50 {
+            let v = json(&app, "/api/invocations?status=running&limit=500");
+            let n = v["items"].as_array().unwrap().len();
+            assert!(n >= seen || n == 500, "the listing went back: {n} < {seen}");
+            seen = n;
+            assert_eq!(get(&app, "/").status, StatusCode::OK);
+        }
+        stop.store(true, Ordering::Relaxed);
+        w.join().unwrap()
+    });
+    assert!(written > 0);
+    // Everything written is there once the writer stopped.
+    let counts = json(&app, "/api/invocations?status=running&limit=500");
+    let expect = usize::try_from(written).unwrap().min(500);
+    assert_eq!(counts["items"].as_array().unwrap().len(), expect);
+}
