@@ -143,6 +143,110 @@ impl ListQuery {
     }
 }
 
+/// How an SQL engine names the columns a listing filters and orders on
+/// (`table.column` as its query's FROM clause aliases them).
+#[derive(Clone, Copy, Debug)]
+pub struct LatestColumns {
+    /// The key (invocation id) of the latest row.
+    pub id: &'static str,
+    /// Its time key.
+    pub time: &'static str,
+    /// Its status text.
+    pub status: &'static str,
+    /// The invocation's task key.
+    pub task: &'static str,
+    /// The invocation's workflow id.
+    pub workflow: &'static str,
+}
+
+/// A value bound to a listing's SQL.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlParam {
+    /// Text.
+    Text(String),
+    /// A time key, in seconds.
+    Real(f64),
+    /// A count.
+    Int(i64),
+}
+
+impl ListQuery {
+    /// The rest of a listing's SQL after `WHERE <true>`: one ` AND …`
+    /// condition per filter present (so each combination is its own
+    /// statement, and the engine's planner picks the index that serves
+    /// it), the keyset condition, `ORDER BY` time and id descending and
+    /// `LIMIT`; `placeholder(n)` writes the n-th (1-based) parameter
+    /// (`?n`, `$n`). Returns the SQL and the parameters in order.
+    ///
+    /// ```
+    /// use taskstate_core::monitor::{LatestColumns, ListQuery, SqlParam};
+    /// let cols = LatestColumns { id: "l.id", time: "l.ts", status: "l.st", task: "l.task", workflow: "i.wf" };
+    /// let q = ListQuery { status: Some(taskstate_core::InvocationStatus::Running), task: None,
+    ///     workflow: None, lo: None, hi: None, after: None, fetch: 51 };
+    /// let (sql, params) = q.sql_tail(&cols, |n| format!("${n}"));
+    /// assert_eq!(sql, " AND l.st = $1 ORDER BY l.ts DESC, l.id DESC LIMIT $2");
+    /// assert_eq!(params, [SqlParam::Text("running".into()), SqlParam::Int(51)]);
+    /// ```
+    #[must_use]
+    pub fn sql_tail(
+        &self,
+        c: &LatestColumns,
+        placeholder: impl Fn(usize) -> String,
+    ) -> (String, Vec<SqlParam>) {
+        let mut sql = String::new();
+        let mut params = Vec::new();
+        let mut cond = |sql: &mut String, column: &str, op: &str, p: SqlParam| {
+            params.push(p);
+            sql.push_str(&format!(" AND {column} {op} {}", placeholder(params.len())));
+        };
+        if let Some(s) = self.status {
+            cond(
+                &mut sql,
+                c.status,
+                "=",
+                SqlParam::Text(s.as_str().to_owned()),
+            );
+        }
+        if let Some(t) = &self.task {
+            cond(&mut sql, c.task, "=", SqlParam::Text(t.key().to_owned()));
+        }
+        if let Some(w) = &self.workflow {
+            cond(
+                &mut sql,
+                c.workflow,
+                "=",
+                SqlParam::Text(w.as_str().to_owned()),
+            );
+        }
+        if let Some(lo) = self.lo {
+            cond(&mut sql, c.time, ">=", SqlParam::Real(lo.seconds()));
+        }
+        if let Some(hi) = self.hi {
+            cond(&mut sql, c.time, "<=", SqlParam::Real(hi.seconds()));
+        }
+        if let Some((key, id)) = &self.after {
+            params.push(SqlParam::Real(key.seconds()));
+            params.push(SqlParam::Text(id.as_str().to_owned()));
+            let n = params.len();
+            sql.push_str(&format!(
+                " AND ({}, {}) < ({}, {})",
+                c.time,
+                c.id,
+                placeholder(n - 1),
+                placeholder(n)
+            ));
+        }
+        params.push(SqlParam::Int(self.fetch_i64()));
+        sql.push_str(&format!(
+            " ORDER BY {} DESC, {} DESC LIMIT {}",
+            c.time,
+            c.id,
+            placeholder(params.len())
+        ));
+        (sql, params)
+    }
+}
+
 /// A request for workflow runs as an engine receives it: of one type or
 /// all, ascending by workflow id, strictly after `after`, at most `fetch`
 /// (`None`: all).

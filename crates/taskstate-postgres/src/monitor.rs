@@ -2,89 +2,39 @@
 //! `latest` table, which triggers keep current (see `sql::DDL_V4`).
 
 use postgres::types::ToSql;
-use taskstate_core::monitor::{InvocationSummary, ListQuery, StatusCounts};
+use taskstate_core::monitor::{
+    InvocationSummary, LatestColumns, ListQuery, SqlParam, StatusCounts,
+};
 use taskstate_core::{InvocationId, InvocationStatus, Result, TimeKey};
 
 use crate::PostgresBackend;
 
-/// A listing's parameters, owned so the SQL can borrow them.
-enum Param {
-    Text(String),
-    Real(f64),
-    Int(i64),
-}
+/// The listing's columns, as its FROM clause aliases them.
+const COLUMNS: LatestColumns = LatestColumns {
+    id: "l.invocation_id",
+    time: "l.ts_key",
+    status: "l.status",
+    task: "l.task_id_key",
+    workflow: "i.workflow_id",
+};
 
-impl Param {
-    fn as_sql(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            Param::Text(s) => s,
-            Param::Real(f) => f,
-            Param::Int(n) => n,
-        }
+fn to_sql(p: &SqlParam) -> &(dyn ToSql + Sync) {
+    match p {
+        SqlParam::Text(s) => s,
+        SqlParam::Real(f) => f,
+        SqlParam::Int(n) => n,
     }
 }
 
 impl PostgresBackend {
-    /// The SQL of a listing with these filters present, and its parameters
-    /// (one statement per combination, each prepared once per connection).
-    fn listing_sql(&self, q: &ListQuery) -> (String, Vec<Param>) {
-        let (latest, inv) = (&self.sql.tables.latest, &self.sql.tables.inv);
-        let mut sql = format!(
-            "SELECT l.invocation_id, i.task_id_key, i.workflow_id, l.status, l.ts_key \
-             FROM {latest} l JOIN {inv} i ON i.invocation_id = l.invocation_id WHERE true"
-        );
-        let mut params = Vec::new();
-        let mut cond = |sql: &mut String, text: &str, p: Param| {
-            params.push(p);
-            sql.push_str(&text.replace('?', &format!("${}", params.len())));
-        };
-        if let Some(s) = q.status {
-            cond(
-                &mut sql,
-                " AND l.status = ?",
-                Param::Text(s.as_str().into()),
-            );
-        }
-        if let Some(t) = &q.task {
-            cond(
-                &mut sql,
-                " AND l.task_id_key = ?",
-                Param::Text(t.key().into()),
-            );
-        }
-        if let Some(w) = &q.workflow {
-            cond(
-                &mut sql,
-                " AND i.workflow_id = ?",
-                Param::Text(w.as_str().into()),
-            );
-        }
-        if let Some(lo) = q.lo {
-            cond(&mut sql, " AND l.ts_key >= ?", Param::Real(lo.seconds()));
-        }
-        if let Some(hi) = q.hi {
-            cond(&mut sql, " AND l.ts_key <= ?", Param::Real(hi.seconds()));
-        }
-        if let Some((key, id)) = &q.after {
-            params.push(Param::Real(key.seconds()));
-            params.push(Param::Text(id.as_str().into()));
-            let n = params.len();
-            sql.push_str(&format!(
-                " AND (l.ts_key, l.invocation_id) < (${}, ${n})",
-                n - 1
-            ));
-        }
-        params.push(Param::Int(q.fetch_i64()));
-        sql.push_str(&format!(
-            " ORDER BY l.ts_key DESC, l.invocation_id DESC LIMIT ${}",
-            params.len()
-        ));
-        (sql, params)
-    }
-
     pub(crate) fn list_latest(&self, q: &ListQuery) -> Result<Vec<InvocationSummary>> {
-        let (sql, params) = self.listing_sql(q);
-        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
+        let (latest, inv) = (&self.sql.tables.latest, &self.sql.tables.inv);
+        let (tail, params) = q.sql_tail(&COLUMNS, |n| format!("${n}"));
+        let sql = format!(
+            "SELECT l.invocation_id, i.task_id_key, i.workflow_id, l.status, l.ts_key \
+             FROM {latest} l JOIN {inv} i ON i.invocation_id = l.invocation_id WHERE true{tail}"
+        );
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(to_sql).collect();
         self.read("list invocations", false, |db| {
             let rows = self.q(db, &sql, &params)?;
             let mut out = Vec::with_capacity(rows.len());

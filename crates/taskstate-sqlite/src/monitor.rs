@@ -10,7 +10,9 @@
 //! table once.
 
 use rusqlite::{Connection, ToSql};
-use taskstate_core::monitor::{InvocationSummary, ListQuery, StatusCounts};
+use taskstate_core::monitor::{
+    InvocationSummary, LatestColumns, ListQuery, SqlParam, StatusCounts,
+};
 use taskstate_core::{InvocationId, InvocationStatus, Result, TimeKey};
 
 use crate::decode::{T_INV, real_at, str_at};
@@ -34,65 +36,21 @@ pub(crate) fn has_latest_table(c: &Connection, ctx: &Ctx) -> Result<bool> {
         .map_err(|e| sql_err(ctx, "read the schema", e))
 }
 
-/// The SQL of a listing with these filters present, and its parameters.
-fn listing_sql(q: &ListQuery, cte: bool) -> (String, Vec<Box<dyn ToSql>>) {
-    let mut sql = String::from(if cte { LATEST_CTE } else { "" });
-    sql.push_str(
-        "SELECT l.invocation_id, i.task_id_key, i.workflow_id, l.history_status, l.history_timestamp \
-         FROM taskstate_latest l \
-         JOIN state_backend_invocations i ON i.invocation_id = l.invocation_id WHERE 1",
-    );
-    let mut params: Vec<Box<dyn ToSql>> = Vec::new();
-    let mut cond = |sql: &mut String, text: &str, value: Box<dyn ToSql>| {
-        params.push(value);
-        sql.push_str(&text.replace('?', &format!("?{}", params.len())));
-    };
-    if let Some(s) = q.status {
-        cond(&mut sql, " AND l.history_status = ?", Box::new(s.as_str()));
+/// The listing's columns, as [`LATEST_CTE`] and the table name them.
+const COLUMNS: LatestColumns = LatestColumns {
+    id: "l.invocation_id",
+    time: "l.history_timestamp",
+    status: "l.history_status",
+    task: "l.task_id_key",
+    workflow: "i.workflow_id",
+};
+
+fn to_sql(p: &SqlParam) -> &dyn ToSql {
+    match p {
+        SqlParam::Text(s) => s,
+        SqlParam::Real(f) => f,
+        SqlParam::Int(n) => n,
     }
-    if let Some(t) = &q.task {
-        cond(
-            &mut sql,
-            " AND l.task_id_key = ?",
-            Box::new(t.key().to_owned()),
-        );
-    }
-    if let Some(w) = &q.workflow {
-        cond(
-            &mut sql,
-            " AND i.workflow_id = ?",
-            Box::new(w.as_str().to_owned()),
-        );
-    }
-    if let Some(lo) = q.lo {
-        cond(
-            &mut sql,
-            " AND l.history_timestamp >= ?",
-            Box::new(lo.seconds()),
-        );
-    }
-    if let Some(hi) = q.hi {
-        cond(
-            &mut sql,
-            " AND l.history_timestamp <= ?",
-            Box::new(hi.seconds()),
-        );
-    }
-    if let Some((key, id)) = &q.after {
-        params.push(Box::new(key.seconds()));
-        params.push(Box::new(id.as_str().to_owned()));
-        let n = params.len();
-        sql.push_str(&format!(
-            " AND (l.history_timestamp, l.invocation_id) < (?{}, ?{n})",
-            n - 1
-        ));
-    }
-    params.push(Box::new(q.fetch_i64()));
-    sql.push_str(&format!(
-        " ORDER BY l.history_timestamp DESC, l.invocation_id DESC LIMIT ?{}",
-        params.len()
-    ));
-    (sql, params)
 }
 
 /// See [`taskstate_core::engine::Engine::list_invocations`].
@@ -102,11 +60,17 @@ pub(crate) fn list_invocations(
     q: &ListQuery,
 ) -> Result<Vec<InvocationSummary>> {
     let cte = !has_latest_table(c, ctx)?;
-    let (sql, params) = listing_sql(q, cte);
+    let (tail, params) = q.sql_tail(&COLUMNS, |n| format!("?{n}"));
+    let sql = format!(
+        "{}SELECT l.invocation_id, i.task_id_key, i.workflow_id, l.history_status, l.history_timestamp \
+         FROM taskstate_latest l \
+         JOIN state_backend_invocations i ON i.invocation_id = l.invocation_id WHERE 1{tail}",
+        if cte { LATEST_CTE } else { "" }
+    );
     let mut st = c
         .prepare_cached(&sql)
         .map_err(|e| sql_err(ctx, "prepare", e))?;
-    let params: Vec<&dyn ToSql> = params.iter().map(|p| p.as_ref()).collect();
+    let params: Vec<&dyn ToSql> = params.iter().map(to_sql).collect();
     let mut rows = st
         .query(params.as_slice())
         .map_err(|e| sql_err(ctx, "query", e))?;

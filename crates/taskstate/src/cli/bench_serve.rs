@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use taskstate::bench::retention::{self, RetentionStore};
-use taskstate::serve::{Monitor, run};
+use taskstate::serve::{Monitor, encode_component as enc, run};
 use taskstate::{InvocationFilter, Timestamp, redact_url};
 
 use crate::{CliResult, emit, open_for_reading, open_url};
@@ -174,22 +174,6 @@ fn quantile(sorted: &[Duration], q: f64) -> Option<f64> {
     }
     let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
     Some(sorted[i].as_secs_f64() * 1e3)
-}
-
-fn enc(s: &str) -> String {
-    form_encode(s)
-}
-
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 pub(crate) fn cmd_bench_serve(args: &BenchServeArgs) -> CliResult {

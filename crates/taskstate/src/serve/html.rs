@@ -17,12 +17,19 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// `s` as one URL path segment or query value: every byte but
+/// unreserved characters percent-encoded.
+#[must_use]
+pub fn encode_component(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 pub(crate) fn inv_href(id: &str) -> String {
-    format!("/invocations/{}", utf8_percent_encode(id, SEGMENT))
+    format!("/invocations/{}", encode_component(id))
 }
 
 pub(crate) fn wf_href(id: &str) -> String {
-    format!("/workflows/{}", utf8_percent_encode(id, SEGMENT))
+    format!("/workflows/{}", encode_component(id))
 }
 
 fn query(pairs: &[(&str, Option<&str>)]) -> String {

@@ -44,6 +44,7 @@ use axum::routing::get;
 use parking_lot::Mutex;
 use taskstate_core::{ErrorKind, StateBackend};
 
+pub use html::encode_component;
 use params::Params;
 pub use views::{
     Figures, InvocationDetail, InvocationList, Overview, Runners, Timeline, Tree, Workflows,

@@ -150,6 +150,15 @@ pub struct InvocationList {
     pub paged: bool,
 }
 
+/// A paged read's error: invalid input there can only be the `after`
+/// cursor the request carried.
+fn cursor_error(e: Error) -> WebError {
+    match e.kind() {
+        ErrorKind::InvalidInput => WebError::bad(format!("after: {e}")),
+        _ => WebError::from(e),
+    }
+}
+
 pub(crate) const LIST_PARAMS: &[&str] = &[
     "status", "task", "workflow", "since", "until", "after", "limit",
 ];
@@ -180,10 +189,7 @@ pub(crate) fn invocation_list(
     };
     let page = b
         .list_invocations(&filter, after.as_ref(), limit)
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidInput => WebError::bad(format!("after: {e}")),
-            _ => WebError::from(e),
-        })?;
+        .map_err(cursor_error)?;
     Ok(InvocationList {
         filters: ListFilters {
             status: status.map(|s| s.as_str().to_owned()),
@@ -407,10 +413,7 @@ pub(crate) fn workflows(b: &dyn StateBackend, p: &Params) -> Result<Workflows, W
         Some(t) => {
             let page = b
                 .list_workflow_runs(Some(t), after.as_ref(), limit)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::InvalidInput => WebError::bad(format!("after: {e}")),
-                    _ => WebError::from(e),
-                })?;
+                .map_err(cursor_error)?;
             let runs = page
                 .items
                 .into_iter()
