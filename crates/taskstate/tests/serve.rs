@@ -552,3 +552,32 @@ fn serving_a_sqlite_file_while_it_is_written() {
     let expect = usize::try_from(written).unwrap().min(500);
     assert_eq!(counts["items"].as_array().unwrap().len(), expect);
 }
+
+/// The same pages on PostgreSQL: the latest-status table its triggers keep
+/// answers the list, its filters and the counts.
+#[test]
+fn serves_a_postgres_store() {
+    let Some((pg, _guard)) = taskstate_postgres::testing::fresh_backend("ts_serve") else {
+        eprintln!("skipped: set TASKSTATE_POSTGRES_URL");
+        return;
+    };
+    let pg: Arc<dyn StateBackend> = Arc::new(pg);
+    let mem = store();
+    // The memory store's content, copied.
+    let mut quiet = |_: &str, _: u64, _: u64| {};
+    taskstate::copy::copy(mem.as_ref(), pg.as_ref(), 100, false, &mut quiet).unwrap();
+    let (on_pg, on_mem) = (Monitor::new(pg, None), monitor());
+    for uri in [
+        "/api/invocations",
+        "/api/invocations?status=running",
+        "/api/invocations?task=shop.step&limit=1",
+        "/api/invocations/c1",
+        "/api/workflows/wf",
+        "/api/workflows?type=shop.flow",
+        "/api/runners?q=thread",
+    ] {
+        assert_eq!(json(&on_pg, uri), json(&on_mem, uri), "{uri}");
+    }
+    let statuses = |app: &Arc<Monitor>| json(app, "/api/overview")["figures"]["statuses"].clone();
+    assert_eq!(statuses(&on_pg), statuses(&on_mem));
+}
