@@ -78,7 +78,12 @@ fn serves_a_pynenc_file_read_only_and_upgrade_adds_the_latest_table() {
     let before = std::fs::read(&path).unwrap();
     {
         let s = serve(&[&url, "--bind", "127.0.0.1:0"]);
-        assert!(!s.first_lines.contains("warning"), "{}", s.first_lines);
+        // pynenc's file, never upgraded: served, with a hint how to index it.
+        assert!(
+            s.first_lines.contains("warning:") && s.first_lines.contains("taskstate upgrade"),
+            "{}",
+            s.first_lines
+        );
         let (code, body) = get(&s.addr, "/api/overview", "");
         assert_eq!(code, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -106,6 +111,10 @@ fn serves_a_pynenc_file_read_only_and_upgrade_adds_the_latest_table() {
         .query_row("SELECT COUNT(*) FROM taskstate_latest", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 12);
+    // Upgraded: no warning any more.
+    let s = serve(&[&url, "--bind", "127.0.0.1:0"]);
+    assert!(!s.first_lines.contains("warning"), "{}", s.first_lines);
+    drop(s);
     // An upgrade never creates a store.
     let missing = path.with_file_name("missing.db");
     let o = taskstate(&["upgrade", &format!("sqlite://{}", missing.display())]);
@@ -152,6 +161,9 @@ fn a_bad_bind_or_store_is_one_line() {
     ]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("cannot listen on"), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+    // The file's warning, then one error line.
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("cannot listen on"), "{err}");
+    assert_eq!(err.lines().last(), Some(errors[0]), "{err}");
 }

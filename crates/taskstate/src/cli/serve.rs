@@ -29,8 +29,47 @@ pub struct ServeArgs {
     token: Option<String>,
 }
 
+/// Whether a SQLite store lacks the latest-status table (a pynenc file
+/// taskstate never opened for writing): its pages then read the whole
+/// store. `false` for other engines and when it cannot tell.
+#[cfg(feature = "sqlite")]
+fn lacks_latest_table(url: &str) -> bool {
+    use rusqlite::{Connection, OpenFlags};
+    let Ok(parsed) = taskstate::parse_url(url) else {
+        return false;
+    };
+    if parsed.engine != "sqlite" {
+        return false;
+    }
+    let Ok(path) = parsed.decoded_body() else {
+        return false;
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(&path, flags)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'taskstate_latest'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .is_ok_and(|n| n == 0)
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn lacks_latest_table(_: &str) -> bool {
+    false
+}
+
 pub fn cmd_serve(args: &ServeArgs) -> CliResult {
     let store = open_for_reading(&args.url)?;
+    if lacks_latest_table(&args.url) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "taskstate: warning: {} has no latest-status table (pynenc created it and taskstate never wrote to it): every page reads the whole store; `taskstate upgrade URL` adds it once, changing no row of pynenc's",
+            taskstate::redact_url(&args.url)
+        );
+    }
     if !is_loopback(&args.bind) {
         let _ = writeln!(
             std::io::stderr(),
