@@ -1,5 +1,9 @@
-//! Latest status per history key (see `taskstate_core::monitor`): listings and counts from the
-//! `latest` table, which triggers keep current (see `sql::DDL_V4`).
+//! Latest status per history key (see `taskstate_core::monitor`): listings
+//! and counts from the `latest` table, which triggers keep current (see
+//! `sql::DDL_V4`). A schema older than version 4, opened read-only and so
+//! never migrated, has no such table: its reads are answered from the
+//! history itself (each key's newest row by `DISTINCT ON`), correctly and
+//! with a scan.
 
 use postgres::types::ToSql;
 use taskstate_core::monitor::{
@@ -8,6 +12,7 @@ use taskstate_core::monitor::{
 use taskstate_core::{InvocationId, InvocationStatus, Result, TimeKey};
 
 use crate::PostgresBackend;
+use crate::conn::Db;
 
 /// The listing's columns, as its FROM clause aliases them.
 const COLUMNS: LatestColumns = LatestColumns {
@@ -27,16 +32,41 @@ fn to_sql(p: &SqlParam) -> &(dyn ToSql + Sync) {
 }
 
 impl PostgresBackend {
+    /// Runs the query `make(latest)` builds, where `latest` names the
+    /// table — or, where the schema predates it, the same rows computed
+    /// from the history.
+    fn query_latest(
+        &self,
+        db: &mut Db<'_>,
+        make: impl Fn(&str) -> String,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>> {
+        match db.query(&make(&self.sql.tables.latest), params) {
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                let (his, inv) = (&self.sql.tables.his, &self.sql.tables.inv);
+                let computed = format!(
+                    "(SELECT DISTINCT ON (h.invocation_id) h.invocation_id, h.ts_key, h.seq, h.status, \
+                     (SELECT x.task_id_key FROM {inv} x WHERE x.invocation_id = h.invocation_id) AS task_id_key \
+                     FROM {his} h ORDER BY h.invocation_id, h.ts_key DESC, h.seq DESC)"
+                );
+                self.q(db, &make(&computed), params)
+            }
+            other => other.map_err(|e| self.pg_err("query", e)),
+        }
+    }
+
     pub(crate) fn list_latest(&self, q: &ListQuery) -> Result<Vec<InvocationSummary>> {
-        let (latest, inv) = (&self.sql.tables.latest, &self.sql.tables.inv);
+        let inv = &self.sql.tables.inv;
         let (tail, params) = q.sql_tail(&COLUMNS, |n| format!("${n}"));
-        let sql = format!(
-            "SELECT l.invocation_id, i.task_id_key, i.workflow_id, l.status, l.ts_key \
-             FROM {latest} l JOIN {inv} i ON i.invocation_id = l.invocation_id WHERE true{tail}"
-        );
+        let make = |latest: &str| {
+            format!(
+                "SELECT l.invocation_id, i.task_id_key, i.workflow_id, l.status, l.ts_key \
+                 FROM {latest} l JOIN {inv} i ON i.invocation_id = l.invocation_id WHERE true{tail}"
+            )
+        };
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(to_sql).collect();
         self.read("list invocations", false, |db| {
-            let rows = self.q(db, &sql, &params)?;
+            let rows = self.query_latest(db, make, &params)?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 let id: String = self.col(r, 0, "latest", "?")?;
@@ -64,12 +94,10 @@ impl PostgresBackend {
     }
 
     pub(crate) fn count_latest(&self) -> Result<StatusCounts> {
-        let sql = format!(
-            "SELECT status, count(*) FROM {} GROUP BY status",
-            self.sql.tables.latest
-        );
+        let make =
+            |latest: &str| format!("SELECT l.status, count(*) FROM {latest} l GROUP BY l.status");
         self.read("count latest statuses", false, |db| {
-            let rows = self.q(db, &sql, &[])?;
+            let rows = self.query_latest(db, make, &[])?;
             let mut pairs = Vec::with_capacity(rows.len());
             for r in &rows {
                 let status: String = self.col(r, 0, "latest", "?")?;

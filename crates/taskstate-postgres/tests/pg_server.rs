@@ -195,3 +195,34 @@ fn a_read_only_store_refuses_writes_and_still_dry_runs_a_prune() {
     let err = cases::read_only_store_dry_runs_and_refuses_prune(&b, &ro);
     assert!(err.to_string().contains("read-only"), "{err}");
 }
+
+/// A schema written before version 4 (no `latest` table), opened
+/// read-only so it is never migrated, still answers the monitor's reads —
+/// from the history itself — with what the table gives after migrating.
+#[test]
+fn a_version_3_schema_read_only_lists_latest_statuses_from_history() {
+    use taskstate_core::InvocationFilter;
+    let Some((b, _guard)) = fresh_backend("ts_srv") else {
+        return;
+    };
+    cases::populate_everything(&b);
+    let view = |s: &dyn StateBackend| {
+        let page = s
+            .list_invocations(&InvocationFilter::default(), None, 100)
+            .unwrap();
+        (page.items, s.latest_status_counts().unwrap())
+    };
+    let want = view(&b);
+    assert!(!want.0.is_empty());
+    sql(
+        &b,
+        "DROP TRIGGER latest_on_history ON {s}.history; DROP TRIGGER latest_on_invocation ON {s}.invocations; \
+         DROP TABLE {s}.latest; UPDATE {s}.taskstate_schema SET version = 3",
+    );
+    let url = std::env::var(taskstate_postgres::testing::URL_VAR).unwrap();
+    let opts = PostgresOptions::default()
+        .schema(b.schema().to_owned())
+        .read_only(true);
+    let ro = PostgresBackend::connect(&url, &opts).unwrap();
+    assert_eq!(view(&ro), want);
+}
