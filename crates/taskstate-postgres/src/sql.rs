@@ -212,8 +212,15 @@ impl Statements {
                  ON CONFLICT (workflow_id) DO UPDATE SET workflow_type_key = EXCLUDED.workflow_type_key, \
                  parent_workflow_id = EXCLUDED.parent_workflow_id"
             ),
+            // A loose index scan: one min() seek per type instead of a
+            // walk over every run.
             workflow_types: format!(
-                "SELECT DISTINCT workflow_type_key FROM {wf} ORDER BY workflow_type_key"
+                "WITH RECURSIVE t(k) AS ( \
+                 SELECT (SELECT min(workflow_type_key) FROM {wf}) \
+                 UNION ALL \
+                 SELECT (SELECT min(workflow_type_key) FROM {wf} WHERE workflow_type_key > t.k) \
+                 FROM t WHERE t.k IS NOT NULL) \
+                 SELECT k FROM t WHERE k IS NOT NULL"
             ),
             workflow_runs: format!(
                 "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM {wf} \

@@ -247,9 +247,7 @@ impl Engine for SqliteBackend {
         let ctx = &self.ctx;
         self.read(|c| {
             let mut st = c
-                .prepare_cached(
-                    "SELECT DISTINCT workflow_type_key FROM state_backend_workflows ORDER BY workflow_type_key",
-                )
+                .prepare_cached(sql::WORKFLOW_TYPES)
                 .map_err(|e| sql_err(ctx, "prepare", e))?;
             let mut rows = st.query([]).map_err(|e| sql_err(ctx, "query", e))?;
             let mut out = Vec::new();

@@ -80,3 +80,13 @@ pub const RUNS_OF_TYPE: &str = "SELECT workflow_id, workflow_type_key, parent_wo
 /// Workflow runs of type ?1 after id ?2.
 pub const RUNS_OF_TYPE_AFTER: &str = "SELECT workflow_id, workflow_type_key, parent_workflow_id FROM state_backend_workflows \
      WHERE workflow_type_key = ?1 AND workflow_id > ?2 ORDER BY workflow_id LIMIT ?3";
+
+/// The distinct workflow types, ascending: a loose index scan (one
+/// `min` seek on the type index per type), where `SELECT DISTINCT` would
+/// walk an index entry per run.
+pub const WORKFLOW_TYPES: &str = "WITH RECURSIVE t(k) AS ( \
+     SELECT (SELECT min(workflow_type_key) FROM state_backend_workflows) \
+     UNION ALL \
+     SELECT (SELECT min(workflow_type_key) FROM state_backend_workflows WHERE workflow_type_key > t.k) \
+     FROM t WHERE t.k IS NOT NULL) \
+     SELECT k FROM t WHERE k IS NOT NULL";
