@@ -16,6 +16,8 @@ use taskstate::{HistoryRow, InvocationStatus as S, RunnerContext, RunnerId, Stat
 use taskstate_conformance::data::{at, child, hist, id, root, runner, with_parent};
 use tower::ServiceExt;
 
+mod common;
+
 struct Reply {
     status: StatusCode,
     headers: axum::http::HeaderMap,
@@ -481,13 +483,7 @@ fn serving_a_read_only_sqlite_file_never_writes_it() {
     let v = json(&app, "/api/overview");
     // The fixture's 12 invocations all have history; pynenc's file has no
     // latest-status table, so these come from the history itself.
-    let total: u64 = v["figures"]["statuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[1].as_u64().unwrap())
-        .sum();
-    assert_eq!(total, 12);
+    assert_eq!(common::status_total(&v), 12);
     let first = v["recent"][0]["invocation_id"].as_str().unwrap().to_owned();
     let wf = v["recent"][0]["workflow_id"].as_str().unwrap().to_owned();
     for uri in [

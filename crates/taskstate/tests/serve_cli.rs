@@ -87,13 +87,7 @@ fn serves_a_pynenc_file_read_only_and_upgrade_adds_the_latest_table() {
         let (code, body) = get(&s.addr, "/api/overview", "");
         assert_eq!(code, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let total: u64 = v["figures"]["statuses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p[1].as_u64().unwrap())
-            .sum();
-        assert_eq!(total, 12);
+        assert_eq!(common::status_total(&v), 12);
         let (code, _) = get(&s.addr, "/invocations?status=nope", "");
         assert_eq!(code, 400);
     }

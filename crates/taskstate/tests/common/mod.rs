@@ -29,3 +29,13 @@ pub fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
     std::fs::copy(src, &path).unwrap();
     (dir, path)
 }
+
+/// The overview's invocations per latest status, summed (`/api/overview`).
+pub fn status_total(overview: &serde_json::Value) -> u64 {
+    overview["figures"]["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_u64().unwrap())
+        .sum()
+}
