@@ -197,6 +197,22 @@ fn invocation_list_filters_and_pages() {
     assert_eq!(ids("/api/invocations?status=running"), ["wf", "c2"]);
     assert_eq!(ids("/api/invocations?task=shop.step"), ["c1", "c2"]);
     assert_eq!(ids("/api/invocations?workflow=wf&status=failed"), ["c1"]);
+    // One bound only: the other side is open.
+    let since = enc(&at(31).to_string());
+    assert_eq!(
+        ids(&format!("/api/invocations?since={since}")),
+        [EVIL, "plain", "c1"]
+    );
+    let until = enc(&at(14).to_string());
+    assert_eq!(
+        ids(&format!("/api/invocations?until={until}")),
+        Vec::<String>::new()
+    );
+    let until = enc(&at(24).to_string());
+    assert_eq!(
+        ids(&format!("/api/invocations?until={until}")),
+        ["wf", "c2"]
+    );
     // Empty form fields are absent filters.
     assert_eq!(ids("/api/invocations?status=&task=&limit=50").len(), 5);
     // Pages of 2 cover all 5 once, in order.
