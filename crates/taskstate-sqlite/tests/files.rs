@@ -668,3 +668,42 @@ fn a_read_only_store_dry_runs_a_prune_and_refuses_a_real_one() {
     let err = cases::read_only_store_dry_runs_and_refuses_prune(&b, &ro);
     assert!(err.to_string().contains("ro.db"), "{err}");
 }
+
+/// pynenc's own purge (`delete_tables_with_prefix`: `DELETE FROM` every
+/// `state_backend*` table, in the schema's order) also empties the
+/// latest-status table, through its triggers, and the next writes are
+/// followed again.
+#[test]
+fn pynenc_purge_empties_the_latest_table_through_its_triggers() {
+    use data::{at, hist, root};
+    use taskstate_core::InvocationStatus as S;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("purged.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    cases::populate_everything(&b);
+    assert!(b.latest_status_counts().unwrap().total() > 0);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let tables: Vec<String> = c
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'state_backend%'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for t in tables {
+            c.execute(&format!("DELETE FROM {t}"), []).unwrap();
+        }
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM taskstate_latest", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+    assert_eq!(b.latest_status_counts().unwrap().total(), 0);
+    b.upsert_invocations(&[root("again", "m.t")]).unwrap();
+    b.add_histories(&[hist("again", S::Running, at(1))])
+        .unwrap();
+    assert_eq!(b.latest_status_counts().unwrap().get(S::Running), 1);
+}
