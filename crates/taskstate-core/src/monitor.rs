@@ -126,6 +126,16 @@ impl ListQuery {
         i64::try_from(self.fetch).unwrap_or(i64::MAX)
     }
 
+    /// Whether the request filters on what only the latest row or the
+    /// invocation knows (status, task, workflow). When it does not, the
+    /// newest-first walk can follow the history's own time index, keeping
+    /// each key's latest row: SQL engines need no time index of their own
+    /// on the latest rows (one less index for every history write).
+    #[must_use]
+    pub fn filters_attributes(&self) -> bool {
+        self.status.is_some() || self.task.is_some() || self.workflow.is_some()
+    }
+
     /// Whether a row at `(key, id)` with these attributes is selected
     /// (engines that filter in code use this; SQL engines say the same in
     /// their WHERE clause).
@@ -225,15 +235,15 @@ impl ListQuery {
             cond(&mut sql, c.time, "<=", SqlParam::Real(hi.seconds()));
         }
         if let Some((key, id)) = &self.after {
+            // Spelled out rather than as a row value, so a time index
+            // serves the bound on both engines.
             params.push(SqlParam::Real(key.seconds()));
             params.push(SqlParam::Text(id.as_str().to_owned()));
-            let n = params.len();
+            let (t, i) = (placeholder(params.len() - 1), placeholder(params.len()));
             sql.push_str(&format!(
-                " AND ({}, {}) < ({}, {})",
-                c.time,
-                c.id,
-                placeholder(n - 1),
-                placeholder(n)
+                " AND {time} <= {t} AND ({time} < {t} OR {id} < {i})",
+                time = c.time,
+                id = c.id
             ));
         }
         params.push(SqlParam::Int(self.fetch_i64()));

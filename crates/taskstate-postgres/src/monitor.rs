@@ -23,6 +23,14 @@ const COLUMNS: LatestColumns = LatestColumns {
     workflow: "i.workflow_id",
 };
 
+/// The unfiltered listing's order: the history row's (see
+/// `list_latest`).
+const HISTORY_COLUMNS: LatestColumns = LatestColumns {
+    id: "h.invocation_id",
+    time: "h.ts_key",
+    ..COLUMNS
+};
+
 fn to_sql(p: &SqlParam) -> &(dyn ToSql + Sync) {
     match p {
         SqlParam::Text(s) => s,
@@ -56,12 +64,29 @@ impl PostgresBackend {
     }
 
     pub(crate) fn list_latest(&self, q: &ListQuery) -> Result<Vec<InvocationSummary>> {
-        let inv = &self.sql.tables.inv;
-        let (tail, params) = q.sql_tail(&COLUMNS, |n| format!("${n}"));
+        let (inv, his) = (&self.sql.tables.inv, &self.sql.tables.his);
+        // Filtered: from the latest rows' status and task indexes (or the
+        // invocations' workflow index). Otherwise newest first along the
+        // history's time index, keeping each key's latest row (same seq).
+        let by_history = !q.filters_attributes();
+        let columns = if by_history {
+            &HISTORY_COLUMNS
+        } else {
+            &COLUMNS
+        };
+        let (tail, params) = q.sql_tail(columns, |n| format!("${n}"));
         let make = |latest: &str| {
+            let from = if by_history {
+                format!(
+                    "FROM {his} h JOIN {latest} l ON l.invocation_id = h.invocation_id AND l.seq = h.seq \
+                     JOIN {inv} i ON i.invocation_id = l.invocation_id"
+                )
+            } else {
+                format!("FROM {latest} l JOIN {inv} i ON i.invocation_id = l.invocation_id")
+            };
             format!(
                 "SELECT l.invocation_id, i.task_id_key, i.workflow_id, l.status, l.ts_key \
-                 FROM {latest} l JOIN {inv} i ON i.invocation_id = l.invocation_id WHERE true{tail}"
+                 {from} WHERE true{tail}"
             )
         };
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(to_sql).collect();

@@ -372,7 +372,6 @@ CREATE TABLE IF NOT EXISTS {s}.latest (
     status text NOT NULL,
     task_id_key text COLLATE "C"
 );
-CREATE INDEX IF NOT EXISTS latest_time ON {s}.latest (ts_key, invocation_id);
 CREATE INDEX IF NOT EXISTS latest_status ON {s}.latest (status, ts_key, invocation_id);
 CREATE INDEX IF NOT EXISTS latest_task ON {s}.latest (task_id_key, ts_key, invocation_id);
 INSERT INTO {s}.latest (invocation_id, ts_key, seq, status, task_id_key)

@@ -33,7 +33,7 @@ pub const TABLES: [&str; 9] = [
 ];
 
 /// The reference's `init_tables`, verbatim in columns, types and keys.
-const REFERENCE_DDL: &str = "
+pub(crate) const REFERENCE_DDL: &str = "
 CREATE TABLE IF NOT EXISTS state_backend_results (
     invocation_id TEXT PRIMARY KEY,
     result_data BLOB NOT NULL
@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS state_backend_workflow_sub_invocations (
 /// so they never collide with the reference's.
 /// - history by (timestamp, rowid): keyset-paged time-range scans;
 /// - invocations by workflow id and by workflow type: workflow queries.
-const V1_INDEXES: &str = "
+pub(crate) const V1_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS taskstate_history_time ON state_backend_history(history_timestamp);
 CREATE INDEX IF NOT EXISTS taskstate_invocations_workflow ON state_backend_invocations(workflow_id);
 CREATE INDEX IF NOT EXISTS taskstate_invocations_type ON state_backend_invocations(workflow_type_key);
@@ -106,7 +106,7 @@ CREATE INDEX IF NOT EXISTS taskstate_invocations_type ON state_backend_invocatio
 /// Version 1 → 2: the links retention follows (SPEC §10) that no earlier
 /// index serves: invocations and workflow runs by parent workflow, and
 /// sub-invocation links by sub-invocation.
-const V2_INDEXES: &str = "
+pub(crate) const V2_INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS taskstate_invocations_parent_workflow ON state_backend_invocations(parent_workflow_id);
 CREATE INDEX IF NOT EXISTS taskstate_workflows_parent ON state_backend_workflows(parent_workflow_id);
 CREATE INDEX IF NOT EXISTS taskstate_sub_invocations_sub ON state_backend_workflow_sub_invocations(sub_invocation_id);
@@ -120,8 +120,9 @@ CREATE INDEX IF NOT EXISTS taskstate_sub_invocations_sub ON state_backend_workfl
 ///   its timestamp, rowid and status — and the invocation's task (NULL
 ///   for a key without an invocation), WITHOUT ROWID: the key is the
 ///   table's order.
-/// - Indexes: by (timestamp, key) for the newest-first listing, and the
-///   same behind the status and the task for the filtered ones.
+/// - Indexes: by (status, timestamp, key) and (task, timestamp, key) for
+///   the filtered listings; the unfiltered one walks the history's own
+///   time index (each index here is paid on every history insert).
 /// - A history insert makes its row the latest unless a newer one is
 ///   there (a tie on timestamp goes to the new row, whose rowid is the
 ///   greatest); deleting the latest row elects the newest remaining one
@@ -138,7 +139,6 @@ CREATE TABLE IF NOT EXISTS taskstate_latest (
     history_status TEXT NOT NULL,
     task_id_key TEXT
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS taskstate_latest_time ON taskstate_latest(history_timestamp, invocation_id);
 CREATE INDEX IF NOT EXISTS taskstate_latest_status ON taskstate_latest(history_status, history_timestamp, invocation_id);
 CREATE INDEX IF NOT EXISTS taskstate_latest_task ON taskstate_latest(task_id_key, history_timestamp, invocation_id);
 CREATE INDEX IF NOT EXISTS taskstate_workflows_type_id ON state_backend_workflows(workflow_type_key, workflow_id);

@@ -502,7 +502,6 @@ fn a_version_1_file_gains_the_retention_indexes_and_keeps_its_rows() {
             "taskstate_invocations_workflow",
             "taskstate_latest_status",
             "taskstate_latest_task",
-            "taskstate_latest_time",
             "taskstate_sub_invocations_sub",
             "taskstate_workflows_parent",
             "taskstate_workflows_type_id",

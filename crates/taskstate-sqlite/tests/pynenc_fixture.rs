@@ -344,7 +344,6 @@ fn opening_a_pynenc_file_adds_only_our_objects_and_changes_no_row() {
             "index taskstate_invocations_workflow",
             "index taskstate_latest_status",
             "index taskstate_latest_task",
-            "index taskstate_latest_time",
             "index taskstate_sub_invocations_sub",
             "index taskstate_workflows_parent",
             "index taskstate_workflows_type_id",
