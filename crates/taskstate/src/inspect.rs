@@ -7,7 +7,7 @@ use std::fmt::Write;
 use taskstate_core::bulk::for_each_page;
 use taskstate_core::{
     Error, InvocationFilter, InvocationHistory, InvocationId, Kind, Result, Row, StateBackend,
-    Timestamp, validate_chain,
+    validate_chain,
 };
 
 use crate::copy::counts;
@@ -38,7 +38,7 @@ pub fn summary(b: &dyn StateBackend, recent: usize) -> Result<String> {
         let _ = writeln!(out, "  (no history)");
     }
     for s in newest {
-        let at = Timestamp::from_micros((s.time_key.seconds() * 1e6).round() as i64);
+        let at = s.time_key.to_timestamp();
         let status = s.status.map_or("(unknown status)", |st| st.as_str());
         // Read the invocation whole, so a row that cannot be decoded is
         // reported here, never shown as if it were fine.

@@ -62,6 +62,21 @@ impl TimeKey {
     pub fn from_seconds(s: f64) -> Self {
         TimeKey(s)
     }
+
+    /// The instant this key stands for, in UTC, to the nearest
+    /// microsecond (an `f64` of seconds keeps sub-microsecond precision
+    /// for every date the reference can read).
+    ///
+    /// ```
+    /// use taskstate_core::{TimeKey, Timestamp};
+    /// let t = Timestamp::from_micros(1_736_942_400_123_456);
+    /// assert_eq!(t.key().to_timestamp(), t);
+    /// assert_eq!(TimeKey::from_seconds(1.5).to_timestamp().micros(), 1_500_000);
+    /// ```
+    #[must_use]
+    pub fn to_timestamp(self) -> Timestamp {
+        Timestamp::from_micros((self.0 * 1e6).round() as i64)
+    }
 }
 
 impl PartialEq for TimeKey {

@@ -230,7 +230,7 @@ pub(crate) fn cmd_bench_serve(args: &BenchServeArgs) -> CliResult {
     let newest = first
         .items
         .first()
-        .map_or(0, |s| (s.time_key.seconds() * 1e6) as i64);
+        .map_or(0, |s| s.time_key.to_timestamp().micros());
     let day = 86_400_000_000;
     let window = format!(
         "since={}&until={}",

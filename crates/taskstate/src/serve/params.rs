@@ -2,9 +2,7 @@
 //! given twice, or a value that does not parse is a 400 with a message
 //! naming it — never a silent default, never a 500.
 
-use taskstate_core::{
-    Cursor, InvocationId, InvocationStatus, MAX_ID_BYTES, TaskId, TimeKey, Timestamp,
-};
+use taskstate_core::{Cursor, InvocationId, InvocationStatus, MAX_ID_BYTES, TaskId, Timestamp};
 
 use super::WebError;
 
@@ -136,13 +134,6 @@ fn parse_time(name: &str, v: &str) -> Result<Timestamp, WebError> {
         .map(|d| d.and_utc().timestamp_micros())
         .ok_or_else(bad)?;
     Ok(Timestamp::from_micros(micros))
-}
-
-/// A stored time key as a timestamp (UTC).
-pub(crate) fn key_time(k: TimeKey) -> Timestamp {
-    // Seconds since the epoch as f64 have sub-microsecond precision for
-    // any date the reference can read; rounding is exact enough to show.
-    Timestamp::from_micros((k.seconds() * 1e6).round() as i64)
 }
 
 /// At most 80 characters of a value, for messages about it.

@@ -11,7 +11,7 @@ use taskstate_core::{
 };
 
 use super::WebError;
-use super::params::{Params, checked_id, key_time};
+use super::params::{Params, checked_id};
 
 /// One invocation in a list.
 #[derive(Serialize, Clone, Debug)]
@@ -34,7 +34,7 @@ fn summary(s: &InvocationSummary) -> Summary {
         task: s.task_id.key().to_owned(),
         workflow_id: s.workflow_id.to_string(),
         status: status_text(s.status),
-        at: key_time(s.time_key).to_string(),
+        at: s.time_key.to_timestamp().to_string(),
     }
 }
 
@@ -648,7 +648,7 @@ pub(crate) fn timeline(b: &dyn StateBackend, p: &Params) -> Result<Timeline, Web
             .list_invocations(&InvocationFilter::default(), None, 1)?
             .items
             .first()
-            .map_or_else(Timestamp::now, |s| key_time(s.time_key)),
+            .map_or_else(Timestamp::now, |s| s.time_key.to_timestamp()),
     };
     let since = match p.time("since")? {
         Some(t) => t,
