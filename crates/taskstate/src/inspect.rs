@@ -58,7 +58,7 @@ pub fn summary(b: &dyn StateBackend, recent: usize) -> Result<String> {
 /// `NotFound` as `None`; every other error (corrupt data, a lost server)
 /// stays an error: a stored value that cannot be read is never shown as
 /// absent.
-fn absent_as_none<T>(r: Result<T>) -> Result<Option<T>> {
+pub(crate) fn absent_as_none<T>(r: Result<T>) -> Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(Error::NotFound { .. }) => Ok(None),

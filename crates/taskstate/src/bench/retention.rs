@@ -260,12 +260,19 @@ impl WriterLatency {
     /// The `q` quantile (0..=1) of the latencies, nearest rank.
     #[must_use]
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        if self.sorted.is_empty() {
-            return None;
-        }
-        let rank = ((q * self.sorted.len() as f64).ceil() as usize).clamp(1, self.sorted.len());
-        Some(self.sorted[rank - 1])
+        nearest_rank(&self.sorted, q)
     }
+}
+
+/// The `q` quantile (0..=1) of ascending latencies, nearest rank; `None`
+/// when there are none.
+#[must_use]
+pub fn nearest_rank(sorted: &[Duration], q: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
 }
 
 /// One measured prune.

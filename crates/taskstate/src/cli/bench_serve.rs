@@ -168,12 +168,9 @@ fn load(addr: SocketAddr, path: &str, clients: usize, seconds: usize) -> PageRes
     out
 }
 
+/// The `q` quantile of ascending latencies, in milliseconds.
 fn quantile(sorted: &[Duration], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    Some(sorted[i].as_secs_f64() * 1e3)
+    retention::nearest_rank(sorted, q).map(|d| d.as_secs_f64() * 1e3)
 }
 
 pub(crate) fn cmd_bench_serve(args: &BenchServeArgs) -> CliResult {

@@ -12,6 +12,7 @@ use taskstate_core::{
 
 use super::WebError;
 use super::params::{Params, checked_id};
+use crate::inspect::absent_as_none;
 
 /// One invocation in a list.
 #[derive(Serialize, Clone, Debug)]
@@ -299,14 +300,6 @@ pub(crate) fn pretty(text: &str) -> String {
     }
 }
 
-fn absent<T>(r: taskstate_core::Result<T>) -> Result<Option<T>, Error> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 fn micros_between(a: &Timestamp, b: &Timestamp) -> f64 {
     (b.micros() - a.micros()) as f64 / 1000.0
 }
@@ -365,8 +358,8 @@ pub(crate) fn invocation_detail(
             .take(200)
             .map(|c| c.to_string())
             .collect(),
-        result: absent(b.get_result(&id))?.map(|r| pretty(&r)),
-        exception: absent(b.get_exception(&id))?.map(|r| pretty(&r)),
+        result: absent_as_none(b.get_result(&id))?.map(|r| pretty(&r)),
+        exception: absent_as_none(b.get_exception(&id))?.map(|r| pretty(&r)),
         history: steps,
         chain_valid: chain.is_ok(),
         chain_error: chain.err().map(|e| e.to_string()),
@@ -485,7 +478,7 @@ pub(crate) fn tree(b: &dyn StateBackend, raw_id: &str, p: &Params) -> Result<Tre
     let wid = checked_id("workflow id", raw_id)?;
     let budget = p.count("budget", 200, MAX_BUDGET)?;
     let members = b.get_invocation_ids_by_workflow(Some(&wid), None)?;
-    let root = absent(b.get_invocation(&wid))?;
+    let root = absent_as_none(b.get_invocation(&wid))?;
     if root.is_none() && members.is_empty() {
         return Err(WebError::NotFound(format!("no workflow {:?}", raw_id)));
     }
@@ -504,7 +497,7 @@ pub(crate) fn tree(b: &dyn StateBackend, raw_id: &str, p: &Params) -> Result<Tre
                 truncated = true;
                 break;
             }
-            let inv = absent(b.get_invocation(&id))?;
+            let inv = absent_as_none(b.get_invocation(&id))?;
             let status = b.get_history_rows(&id)?.last().map_or_else(
                 || "none".to_owned(),
                 |r| r.record.status_record.status.as_str().to_owned(),
