@@ -13,6 +13,7 @@ use taskstate_core::{InvocationId, InvocationStatus, Result, TimeKey};
 
 use crate::PostgresBackend;
 use crate::conn::Db;
+use crate::sql::newest_rows;
 
 /// The listing's columns, as its FROM clause aliases them.
 const COLUMNS: LatestColumns = LatestColumns {
@@ -51,11 +52,9 @@ impl PostgresBackend {
     ) -> Result<Vec<postgres::Row>> {
         match db.query(&make(&self.sql.tables.latest), params) {
             Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
-                let (his, inv) = (&self.sql.tables.his, &self.sql.tables.inv);
                 let computed = format!(
-                    "(SELECT DISTINCT ON (h.invocation_id) h.invocation_id, h.ts_key, h.seq, h.status, \
-                     (SELECT x.task_id_key FROM {inv} x WHERE x.invocation_id = h.invocation_id) AS task_id_key \
-                     FROM {his} h ORDER BY h.invocation_id, h.ts_key DESC, h.seq DESC)"
+                    "({})",
+                    newest_rows!().replace("{s}", &format!("\"{}\"", self.schema))
                 );
                 self.q(db, &make(&computed), params)
             }

@@ -357,13 +357,27 @@ CREATE INDEX IF NOT EXISTS workflows_parent ON {s}.workflows (parent_workflow_id
 CREATE INDEX IF NOT EXISTS sub_invocations_sub ON {s}.workflow_sub_invocations (sub_invocation_id);
 ";
 
+/// Each history key's newest row by (`ts_key`, `seq`), in the `latest`
+/// table's columns, computed from the history (`{s}`: the quoted schema):
+/// what the upgrade fills the table with, and what a schema without it is
+/// answered from (`monitor.rs`). A macro, so the DDL stays a constant.
+macro_rules! newest_rows {
+    () => {
+        "SELECT DISTINCT ON (h.invocation_id) h.invocation_id, h.ts_key, h.seq, h.status, i.task_id_key \
+         FROM {s}.history h LEFT JOIN {s}.invocations i ON i.invocation_id = h.invocation_id \
+         ORDER BY h.invocation_id, h.ts_key DESC, h.seq DESC"
+    };
+}
+pub(crate) use newest_rows;
+
 /// Version 3 → 4: each history key's latest row (see `taskstate_core::monitor`), kept by
 /// triggers so every write path (point, batch, bulk, retention) keeps it
 /// current: by (`ts_key`, `seq`), the newest row's key, sequence and
 /// status, and the invocation's task (NULL for a key without one). The
 /// history is locked while the table is filled, so no row slips between
 /// the fill and the triggers.
-pub(crate) const DDL_V4: &str = r#"
+pub(crate) const DDL_V4: &str = concat!(
+    r#"
 LOCK TABLE {s}.history, {s}.invocations IN SHARE ROW EXCLUSIVE MODE;
 CREATE TABLE IF NOT EXISTS {s}.latest (
     invocation_id text COLLATE "C" PRIMARY KEY,
@@ -375,9 +389,9 @@ CREATE TABLE IF NOT EXISTS {s}.latest (
 CREATE INDEX IF NOT EXISTS latest_status ON {s}.latest (status, ts_key, invocation_id);
 CREATE INDEX IF NOT EXISTS latest_task ON {s}.latest (task_id_key, ts_key, invocation_id);
 INSERT INTO {s}.latest (invocation_id, ts_key, seq, status, task_id_key)
-SELECT DISTINCT ON (h.invocation_id) h.invocation_id, h.ts_key, h.seq, h.status, i.task_id_key
-FROM {s}.history h LEFT JOIN {s}.invocations i ON i.invocation_id = h.invocation_id
-ORDER BY h.invocation_id, h.ts_key DESC, h.seq DESC
+"#,
+    newest_rows!(),
+    r#"
 ON CONFLICT (invocation_id) DO NOTHING;
 CREATE OR REPLACE FUNCTION {s}.latest_on_history() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -419,4 +433,5 @@ CREATE TRIGGER latest_on_history AFTER INSERT OR UPDATE OR DELETE ON {s}.history
 DROP TRIGGER IF EXISTS latest_on_invocation ON {s}.invocations;
 CREATE TRIGGER latest_on_invocation AFTER INSERT OR UPDATE OF invocation_id, task_id_key OR DELETE
     ON {s}.invocations FOR EACH ROW EXECUTE FUNCTION {s}.latest_on_invocation();
-"#;
+"#
+);

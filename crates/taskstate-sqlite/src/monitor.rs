@@ -17,17 +17,15 @@ use taskstate_core::{InvocationId, InvocationStatus, Result, TimeKey};
 
 use crate::decode::{T_INV, real_at, str_at};
 use crate::errors::{Ctx, corrupt, sql_err};
-use crate::schema::LATEST_TABLE;
+use crate::schema::{LATEST_TABLE, newest_rows};
 
 /// The latest rows computed from the history, for a file without the table.
-const LATEST_CTE: &str = "WITH taskstate_latest \
-    (invocation_id, history_timestamp, history_rowid, history_status, task_id_key) AS ( \
-    SELECT h.invocation_id, h.history_timestamp, h.rowid, h.history_status, \
-        (SELECT task_id_key FROM state_backend_invocations i WHERE i.invocation_id = h.invocation_id) \
-    FROM state_backend_history h \
-    WHERE h.rowid = (SELECT h2.rowid FROM state_backend_history h2 \
-                     WHERE h2.invocation_id = h.invocation_id \
-                     ORDER BY h2.history_timestamp DESC, h2.rowid DESC LIMIT 1)) ";
+const LATEST_CTE: &str = concat!(
+    "WITH taskstate_latest \
+     (invocation_id, history_timestamp, history_rowid, history_status, task_id_key) AS (",
+    newest_rows!(),
+    ") "
+);
 
 /// Whether the file has the maintained table.
 pub(crate) fn has_latest_table(c: &Connection, ctx: &Ctx) -> Result<bool> {

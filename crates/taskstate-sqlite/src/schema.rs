@@ -190,18 +190,30 @@ BEGIN
 END;
 ";
 
+/// Each history key's newest row by (timestamp, rowid), in
+/// `taskstate_latest`'s columns, computed from the history: what the
+/// upgrade fills the table with, and what a file without the table is
+/// answered from (`monitor::LATEST_CTE`). A macro, so both are constants.
+macro_rules! newest_rows {
+    () => {
+        "SELECT h.invocation_id, h.history_timestamp, h.rowid, h.history_status, \
+            (SELECT task_id_key FROM state_backend_invocations i WHERE i.invocation_id = h.invocation_id) \
+         FROM state_backend_history h \
+         WHERE h.rowid = (SELECT h2.rowid FROM state_backend_history h2 \
+                          WHERE h2.invocation_id = h.invocation_id \
+                          ORDER BY h2.history_timestamp DESC, h2.rowid DESC LIMIT 1)"
+    };
+}
+pub(crate) use newest_rows;
+
 /// Fills `taskstate_latest` from the history already stored (the upgrade
 /// of a file written before version 3, or by pynenc alone).
-pub(crate) const V3_FILL: &str = "
-INSERT OR REPLACE INTO taskstate_latest
-    (invocation_id, history_timestamp, history_rowid, history_status, task_id_key)
-SELECT h.invocation_id, h.history_timestamp, h.rowid, h.history_status,
-    (SELECT task_id_key FROM state_backend_invocations i WHERE i.invocation_id = h.invocation_id)
-FROM state_backend_history h
-WHERE h.rowid = (SELECT h2.rowid FROM state_backend_history h2
-                 WHERE h2.invocation_id = h.invocation_id
-                 ORDER BY h2.history_timestamp DESC, h2.rowid DESC LIMIT 1);
-";
+pub(crate) const V3_FILL: &str = concat!(
+    "INSERT OR REPLACE INTO taskstate_latest \
+     (invocation_id, history_timestamp, history_rowid, history_status, task_id_key) ",
+    newest_rows!(),
+    ";"
+);
 
 /// Bytes of the file each connection reads through a memory map (point
 /// reads skip a copy; the bulk path's snapshots turn it off).
