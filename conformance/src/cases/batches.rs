@@ -35,7 +35,7 @@ pub fn batch_upsert_later_entry_wins(b: &dyn StateBackend) {
     let first = child("inv", "m.a", Some("p1"), "w");
     let second = child("inv", "m.b", Some("p2"), "w");
     b.upsert_invocations(&[first, second.clone()]).unwrap();
-    assert_eq!(b.get_invocation(&id("inv")).unwrap(), second);
+    assert_eq!(*b.get_invocation(&id("inv")).unwrap(), second);
     assert!(b.get_child_invocations(&id("p1")).unwrap().is_empty());
     assert_eq!(strs(&b.get_child_invocations(&id("p2")).unwrap()), ["inv"]);
 }

@@ -272,7 +272,7 @@ pub fn bulk_write_rows_reads_back_through_point_operations(b: &dyn StateBackend)
     ];
     b.write_rows(&rows).unwrap();
     assert_eq!(
-        b.get_invocation(&id("i1")).unwrap(),
+        *b.get_invocation(&id("i1")).unwrap(),
         child("i1", "shop.orders.ship", Some("i2"), "i2")
     );
     assert_eq!(strs(&b.get_child_invocations(&id("i2")).unwrap()), ["i1"]);
@@ -375,7 +375,7 @@ pub fn bulk_write_rows_later_row_wins(b: &dyn StateBackend) {
     ])
     .unwrap();
     assert_eq!(
-        b.get_invocation(&id("i1")).unwrap(),
+        *b.get_invocation(&id("i1")).unwrap(),
         root("i1", "shop.orders.ship")
     );
     assert_eq!(b.get_history(&id("i1")).unwrap(), [second]);

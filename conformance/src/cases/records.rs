@@ -3,6 +3,8 @@
 //! app infos, runner contexts (chains, search), purge.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::sync::Arc;
+
 use taskstate_core::{AppId, InvocationStatus as S, RunnerId, StateBackend, WorkflowIdentity};
 
 use super::helpers::*;
@@ -46,7 +48,7 @@ pub fn rule4_upsert_moves_workflow_membership(b: &dyn StateBackend) {
         ),
         ["inv"]
     );
-    let (inv, call) = b.get_invocation(&id("inv")).unwrap();
+    let (inv, call) = Arc::unwrap_or_clone(b.get_invocation(&id("inv")).unwrap());
     assert_eq!(inv.call_id.task_id().key(), "m.b");
     assert_eq!(call.call_id, inv.call_id);
 }

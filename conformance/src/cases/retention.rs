@@ -403,9 +403,9 @@ pub fn prune_with_concurrent_writers(b: &dyn StateBackend) {
         }
     }
     for inv in b.get_invocation_ids_by_workflow(None, None).unwrap() {
-        let (dto, _) = b.get_invocation(&inv).unwrap();
-        if let Some(parent) = dto.parent_invocation_id {
-            assert!(b.get_invocation(&parent).is_ok(), "{inv} lost its parent");
+        let (dto, _) = &*b.get_invocation(&inv).unwrap();
+        if let Some(parent) = &dto.parent_invocation_id {
+            assert!(b.get_invocation(parent).is_ok(), "{inv} lost its parent");
         }
     }
 }

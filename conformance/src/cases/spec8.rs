@@ -24,10 +24,10 @@ pub fn spec8_02_upsert_same_invocation_four_times(b: &dyn StateBackend) {
     for _ in 0..4 {
         b.upsert_invocations(std::slice::from_ref(&pair)).unwrap();
     }
-    let (inv, call) = b.get_invocation(&id("inv-1")).unwrap();
+    let (inv, call) = &*b.get_invocation(&id("inv-1")).unwrap();
     assert_eq!(inv.invocation_id, pair.0.invocation_id);
     assert_eq!(call.call_id, pair.1.call_id);
-    assert_eq!((inv, call), pair);
+    assert_eq!((inv, call), (&pair.0, &pair.1));
     assert_eq!(
         strs(&b.get_invocation_ids_by_workflow(None, None).unwrap()),
         ["inv-1"]
@@ -38,7 +38,7 @@ pub fn spec8_03_call_without_arguments(b: &dyn StateBackend) {
     let pair = with_call("inv", call("m.noargs", &[]));
     assert_eq!(pair.1.call_id.args_id(), "no_args");
     b.upsert_invocations(&[pair]).unwrap();
-    let (_, c) = b.get_invocation(&id("inv")).unwrap();
+    let (_, c) = &*b.get_invocation(&id("inv")).unwrap();
     assert!(c.serialized_arguments.is_empty());
     assert_eq!(c.call_id.key(), "m.noargs:no_args");
 }
@@ -46,12 +46,12 @@ pub fn spec8_03_call_without_arguments(b: &dyn StateBackend) {
 pub fn spec8_04_call_with_arguments(b: &dyn StateBackend) {
     let pair = with_call("inv", call("m.f", &[("a", "1"), ("b", "\"two\"")]));
     b.upsert_invocations(std::slice::from_ref(&pair)).unwrap();
-    let (_, c) = b.get_invocation(&id("inv")).unwrap();
+    let (_, c) = &*b.get_invocation(&id("inv")).unwrap();
     let names: BTreeSet<&str> = c.serialized_arguments.iter().map(|(k, _)| k).collect();
     assert_eq!(names, BTreeSet::from(["a", "b"]));
     assert_eq!(c.serialized_arguments.get("a"), Some("1"));
     assert_eq!(c.serialized_arguments.get("b"), Some("\"two\""));
-    assert_eq!(c, pair.1);
+    assert_eq!(*c, pair.1);
 }
 
 pub fn spec8_05_unknown_invocation_is_not_found(b: &dyn StateBackend) {

@@ -51,7 +51,7 @@ pub fn rule8_strings_round_trip_exactly(b: &dyn StateBackend) {
         pair.0.parent_invocation_id = Some(id(&k));
         pair.0.workflow.parent_workflow_id = Some(id(&k));
         b.upsert_invocations(std::slice::from_ref(&pair)).unwrap();
-        assert_eq!(b.get_invocation(&id(&inv)).unwrap(), pair);
+        assert_eq!(*b.get_invocation(&id(&inv)).unwrap(), pair);
         assert_eq!(
             strs(&b.get_child_invocations(&id(&k)).unwrap()),
             [inv.as_str()]
@@ -148,7 +148,7 @@ pub fn rule8_empty_strings_as_values(b: &dyn StateBackend) {
     );
     let pair = with_call("inv", call("m.f", &[("", "")]));
     b.upsert_invocations(std::slice::from_ref(&pair)).unwrap();
-    assert_eq!(b.get_invocation(&id("inv")).unwrap(), pair);
+    assert_eq!(*b.get_invocation(&id("inv")).unwrap(), pair);
 }
 
 pub fn input_empty_ids_are_invalid(b: &dyn StateBackend) {

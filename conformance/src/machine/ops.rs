@@ -1,6 +1,8 @@
 //! The operations of the model-based test, with the small id pools they
 //! draw from, and how each runs on the model and on an engine.
 
+use std::sync::Arc;
+
 use taskstate_core::{
     AppId, AppInfo, CallDTO, Cursor, Error, ErrorKind, HistoryRow, InvocationDTO,
     InvocationHistory, InvocationId, InvocationStatus, InvocationStatusRecord, Page, PruneCounts,
@@ -408,7 +410,11 @@ pub fn run_engine(b: &dyn StateBackend, op: &Op) -> Out {
             let entries: Vec<_> = specs.iter().map(InvSpec::build).collect();
             unit(b.upsert_invocations(&entries))
         }
-        Op::GetInvocation(i) => Out::Pair(b.get_invocation(&inv(*i)).map_err(|e| err_str(&e))),
+        Op::GetInvocation(i) => Out::Pair(
+            b.get_invocation(&inv(*i))
+                .map(Arc::unwrap_or_clone)
+                .map_err(|e| err_str(&e)),
+        ),
         Op::Children(i) => ok(b.get_child_invocations(&inv(*i)), Out::Ids),
         Op::ByWorkflow(w, t) => ok(
             b.get_invocation_ids_by_workflow(w.map(inv).as_ref(), t.map(task).as_ref()),

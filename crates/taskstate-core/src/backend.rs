@@ -3,8 +3,8 @@
 
 use crate::bulk::{Kind, Row, Snapshot};
 use crate::dto::{
-    AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationStatusRecord, RunnerContext,
-    WorkflowIdentity,
+    AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationRecord, InvocationStatusRecord,
+    RunnerContext, WorkflowIdentity,
 };
 use crate::error::{Error, Result};
 use crate::ids::{AppId, InvocationId, RunnerId, TaskId};
@@ -314,8 +314,9 @@ pub trait StateBackend: Send + Sync {
     /// stored. Within a batch a later entry for the same id wins.
     fn upsert_invocations(&self, entries: &[(InvocationDTO, CallDTO)]) -> Result<()>;
 
-    /// The invocation and its call; `NotFound` naming the id if absent.
-    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)>;
+    /// The invocation and its call, shared ([`InvocationRecord`]: one
+    /// reference count); `NotFound` naming the id if absent.
+    fn get_invocation(&self, id: &InvocationId) -> Result<InvocationRecord>;
 
     /// Ids of the invocations whose parent is `parent`, ascending.
     fn get_child_invocations(&self, parent: &InvocationId) -> Result<Vec<InvocationId>>;

@@ -24,6 +24,7 @@
 
 use crate::backend::{Cursor, HistoryRow, Page, StateBackend, StoredHistory};
 use crate::bulk::{Row, Snapshot};
+use crate::dto::InvocationRecord;
 use crate::dto::{
     AppInfo, CallDTO, InvocationDTO, InvocationHistory, RunnerContext, WorkflowIdentity,
 };
@@ -99,8 +100,9 @@ pub trait Engine: Send + Sync {
 
     /// Inserts or replaces each (checked) invocation with its call, atomically.
     fn upsert_invocations(&self, entries: &[(InvocationDTO, CallDTO)]) -> Result<()>;
-    /// The invocation and its call; `NotFound` naming the id if absent.
-    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)>;
+    /// The invocation and its call, shared ([`InvocationRecord`]: one
+    /// reference count); `NotFound` naming the id if absent.
+    fn get_invocation(&self, id: &InvocationId) -> Result<InvocationRecord>;
     /// Ids of the invocations whose parent is `parent`, ascending.
     fn get_child_invocations(&self, parent: &InvocationId) -> Result<Vec<InvocationId>>;
     /// Ids of the invocations in a workflow, ascending (see
@@ -289,7 +291,7 @@ impl<E: Engine> StateBackend for E {
         Engine::upsert_invocations(self, entries)
     }
 
-    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)> {
+    fn get_invocation(&self, id: &InvocationId) -> Result<InvocationRecord> {
         Engine::get_invocation(self, id)
     }
 

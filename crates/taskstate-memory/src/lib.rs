@@ -48,11 +48,11 @@ use taskstate_core::engine::{
 };
 use taskstate_core::{
     AppId, AppInfo, CallDTO, Entity, Error, HistoryRow, InvocationDTO, InvocationHistory,
-    InvocationId, Result, Row, RunnerContext, RunnerId, Snapshot, StoredHistory, TaskId,
-    WorkflowIdentity,
+    InvocationId, InvocationRecord, Result, Row, RunnerContext, RunnerId, Snapshot, StoredHistory,
+    TaskId, WorkflowIdentity,
 };
 
-type Pair = Arc<(InvocationDTO, CallDTO)>;
+type Pair = InvocationRecord;
 
 /// A hash map with a fast hasher, seeded per process.
 pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -262,11 +262,11 @@ impl Engine for MemoryBackend {
         Ok(())
     }
 
-    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)> {
+    fn get_invocation(&self, id: &InvocationId) -> Result<InvocationRecord> {
         let s = self.invocations.read();
         s.rows
             .get(id)
-            .map(|p| (**p).clone())
+            .cloned()
             .ok_or_else(|| Error::not_found(Entity::Invocation, id.as_str()))
     }
 

@@ -3,12 +3,13 @@
 //! multi-statement reads in one read-only transaction.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use taskstate_core::engine::{Engine, HistoryPos, RangeQuery, runner_id_matches};
 use taskstate_core::{
     AppId, AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
-    RecentIds, Result, Row as BulkRow, RunnerContext, RunnerId, Snapshot, TaskId, TimeKey,
-    WorkflowIdentity,
+    InvocationRecord, RecentIds, Result, Row as BulkRow, RunnerContext, RunnerId, Snapshot, TaskId,
+    TimeKey, WorkflowIdentity,
 };
 
 use crate::encode::{exec_history, exec_invocations, history_columns, invocation_columns};
@@ -39,14 +40,14 @@ impl Engine for PostgresBackend {
         })
     }
 
-    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)> {
+    fn get_invocation(&self, id: &InvocationId) -> Result<InvocationRecord> {
         let k = id.as_str();
         self.read("get invocation", false, |tx| {
             let rows = self.q(tx, &self.sql.get_invocation, &[&k])?;
             let r = rows
                 .first()
                 .ok_or_else(|| Error::not_found(Entity::Invocation, k))?;
-            self.decode_invocation(r, id.clone(), 0)
+            self.decode_invocation(r, id.clone(), 0).map(Arc::new)
         })
     }
 

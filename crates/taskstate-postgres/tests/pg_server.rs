@@ -174,7 +174,7 @@ fn altered_columns_are_corrupt_data_not_panics() {
     let e = b.discover_app_infos().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     assert!(e.to_string().contains("app_info[app]"), "{e}");
-    let (inv, _) = b.get_invocation(&InvocationId::new("c")).unwrap();
+    let (inv, _) = &*b.get_invocation(&InvocationId::new("c")).unwrap();
     assert_eq!(inv.parent_invocation_id, None);
 }
 

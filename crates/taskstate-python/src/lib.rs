@@ -138,8 +138,9 @@ impl Store {
         })?;
         match found {
             None => Ok(None),
-            Some((inv, call)) => {
-                let (i, c) = Types::get(py)?.invocation_pair(py, &inv, &call)?;
+            Some(record) => {
+                let (inv, call) = &*record;
+                let (i, c) = Types::get(py)?.invocation_pair(py, inv, call)?;
                 Ok(Some(PyTuple::new(py, [i, c])?))
             }
         }

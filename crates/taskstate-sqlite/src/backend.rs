@@ -2,12 +2,14 @@
 //! here and run by the writer (group commit). Input arrives checked (see
 //! `taskstate_core::engine`).
 
+use std::sync::Arc;
+
 use rusqlite::params;
 use taskstate_core::engine::{Engine, HistoryPos, RangeQuery, runner_id_matches};
 use taskstate_core::{
     AppId, AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
-    RecentIds, Result, Row as BulkRow, RunnerContext, RunnerId, Snapshot, StoredHistory, TaskId,
-    TimeKey, WorkflowIdentity,
+    InvocationRecord, RecentIds, Result, Row as BulkRow, RunnerContext, RunnerId, Snapshot,
+    StoredHistory, TaskId, TimeKey, WorkflowIdentity,
 };
 
 use crate::decode::{
@@ -38,7 +40,7 @@ impl Engine for SqliteBackend {
         self.write(encoding, WriteOp::Invocations(rows))
     }
 
-    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)> {
+    fn get_invocation(&self, id: &InvocationId) -> Result<InvocationRecord> {
         let ctx = &self.ctx;
         let k = id.as_str();
         self.read(|c| {
@@ -49,7 +51,7 @@ impl Engine for SqliteBackend {
             let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? else {
                 return Err(Error::not_found(Entity::Invocation, k));
             };
-            decode_invocation(ctx, row, id, 0)
+            decode_invocation(ctx, row, id, 0).map(Arc::new)
         })
     }
 

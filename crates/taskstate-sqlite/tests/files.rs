@@ -306,7 +306,7 @@ fn pynenc_empty_string_parents_read_as_absent() {
         [],
     )
     .unwrap();
-    let (got, _) = b.get_invocation(&InvocationId::new("i")).unwrap();
+    let (got, _) = &*b.get_invocation(&InvocationId::new("i")).unwrap();
     assert_eq!(got.parent_invocation_id, None);
     assert_eq!(got.workflow.parent_workflow_id, None);
     assert_eq!(

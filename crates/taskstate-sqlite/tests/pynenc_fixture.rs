@@ -81,7 +81,7 @@ fn every_value_reads_back_as_pynenc_read_it() {
     );
     for e in invs {
         let id = InvocationId::new(s(&e["invocation_id"]));
-        let (inv, call) = b.get_invocation(&id).unwrap();
+        let (inv, call) = &*b.get_invocation(&id).unwrap();
         assert_eq!(inv.call_id.key(), s(&e["call_id_key"]));
         assert_eq!(call.call_id.task_id().key(), s(&e["task_id_key"]));
         assert_eq!(call.call_id.args_id(), s(&e["args_id"]));

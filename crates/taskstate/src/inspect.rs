@@ -42,7 +42,8 @@ pub fn summary(b: &dyn StateBackend, recent: usize) -> Result<String> {
         let status = s.status.map_or("(unknown status)", |st| st.as_str());
         // Read the invocation whole, so a row that cannot be decoded is
         // reported here, never shown as if it were fine.
-        let (_, call) = b.get_invocation(&s.invocation_id)?;
+        let record = b.get_invocation(&s.invocation_id)?;
+        let call = &record.1;
         let _ = writeln!(
             out,
             "  {}  {:<28} {:<24} {}",
@@ -75,7 +76,8 @@ fn seconds(micros: i64) -> String {
 /// is valid per the status machine.
 pub fn invocation(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
     let mut out = String::new();
-    let (inv, call) = b.get_invocation(id)?;
+    let record = b.get_invocation(id)?;
+    let (inv, call) = &*record;
     let _ = writeln!(out, "invocation  {id}");
     let _ = writeln!(out, "task        {}", call.call_id.task_id());
     let _ = writeln!(out, "call        {}", call.call_id);
@@ -196,13 +198,14 @@ pub fn workflow(b: &dyn StateBackend, id: &InvocationId) -> Result<String> {
     let mut parent_of: BTreeMap<InvocationId, Option<InvocationId>> = BTreeMap::new();
     let mut label: HashMap<InvocationId, String> = HashMap::new();
     for m in &members {
-        let (inv, _) = b.get_invocation(m)?;
+        let record = b.get_invocation(m)?;
+        let inv = &record.0;
         let status = status_of(b.get_history(m)?.last());
         label.insert(
             m.clone(),
             format!("{m}  {}  [{status}]", inv.call_id.task_id()),
         );
-        parent_of.insert(m.clone(), inv.parent_invocation_id);
+        parent_of.insert(m.clone(), inv.parent_invocation_id.clone());
     }
     let mut children: BTreeMap<Option<InvocationId>, Vec<InvocationId>> = BTreeMap::new();
     for (m, p) in &parent_of {

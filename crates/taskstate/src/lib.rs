@@ -49,12 +49,12 @@ pub use registry::{CheckFn, ENGINES, EngineEntry, OpenFn};
 pub use taskstate_core::{
     AppId, AppInfo, BoxError, CallDTO, CallId, ChainError, Cursor, DEFAULT_PAGE_SIZE, Entity,
     Error, ErrorKind, HistoryRow, InvocationDTO, InvocationFilter, InvocationHistory, InvocationId,
-    InvocationStatus, InvocationStatusRecord, InvocationSummary, KeyError, KeyRange, Kind,
-    MAX_ID_BYTES, OwnershipError, Page, Pages, PruneCounts, PruneOptions, PruneProgress, Result,
-    Row, RunnerContext, RunnerId, SerializedArguments, Snapshot, SpaceReport, StateBackend,
-    StatusCounts, StatusFlags, StoredHistory, TaskId, TimeKey, TimeRange, Timestamp, WorkflowData,
-    WorkflowIdentity, args_id, bulk, check_ownership, engine, monitor, prune, redact_url,
-    validate_chain,
+    InvocationRecord, InvocationStatus, InvocationStatusRecord, InvocationSummary, KeyError,
+    KeyRange, Kind, MAX_ID_BYTES, OwnershipError, Page, Pages, PruneCounts, PruneOptions,
+    PruneProgress, Result, Row, RunnerContext, RunnerId, SerializedArguments, Snapshot,
+    SpaceReport, StateBackend, StatusCounts, StatusFlags, StoredHistory, TaskId, TimeKey,
+    TimeRange, Timestamp, WorkflowData, WorkflowIdentity, args_id, bulk, check_ownership, engine,
+    monitor, prune, redact_url, validate_chain,
 };
 pub use url::{EngineUrl, UrlError, open, open_read_only, parse_url};
 

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde_json::Value;
 use taskstate::{
     AppId, AppInfo, CallDTO, Cursor, Error, HistoryRow, InvocationDTO, InvocationHistory,
-    InvocationId, Kind, Page, Result, Row, RunnerContext, RunnerId, Snapshot, StateBackend,
-    StoredHistory, TaskId, TimeRange, WorkflowIdentity, copy, export, open,
+    InvocationId, InvocationRecord, Kind, Page, Result, Row, RunnerContext, RunnerId, Snapshot,
+    StateBackend, StoredHistory, TaskId, TimeRange, WorkflowIdentity, copy, export, open,
 };
 use taskstate_memory::MemoryBackend;
 
@@ -71,7 +71,7 @@ impl StateBackend for Flaky {
     fn upsert_invocations(&self, e: &[(InvocationDTO, CallDTO)]) -> Result<()> {
         self.inner.upsert_invocations(e)
     }
-    fn get_invocation(&self, id: &InvocationId) -> Result<(InvocationDTO, CallDTO)> {
+    fn get_invocation(&self, id: &InvocationId) -> Result<InvocationRecord> {
         self.inner.get_invocation(id)
     }
     fn get_child_invocations(&self, p: &InvocationId) -> Result<Vec<InvocationId>> {

@@ -193,6 +193,29 @@ pub struct InvocationDTO {
     pub parent_invocation_id: Option<InvocationId>,
 }
 
+/// An invocation with its call, as [`get_invocation`](crate::StateBackend::get_invocation)
+/// returns it: shared and immutable, so handing it out (or keeping it) is
+/// one reference count, however large its arguments. Read it through the
+/// `Arc`; clone the inner pair to change it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use taskstate_core::{CallDTO, InvocationDTO, InvocationRecord, InvocationId, SerializedArguments, WorkflowIdentity};
+/// let call = CallDTO::new("app.tasks.add".parse()?, SerializedArguments::from_pairs([("x", "1")]));
+/// let id = InvocationId::new("inv-1");
+/// let inv = InvocationDTO {
+///     invocation_id: id.clone(),
+///     call_id: call.call_id.clone(),
+///     workflow: WorkflowIdentity { workflow_id: id, workflow_type: call.call_id.task_id().clone(), parent_workflow_id: None },
+///     parent_invocation_id: None,
+/// };
+/// let record: InvocationRecord = Arc::new((inv, call));
+/// let (inv, call) = &*record;
+/// assert_eq!(inv.call_id, call.call_id);
+/// # Ok::<(), taskstate_core::KeyError>(())
+/// ```
+pub type InvocationRecord = std::sync::Arc<(InvocationDTO, CallDTO)>;
+
 /// A status with the runner that set it and when.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InvocationStatusRecord {

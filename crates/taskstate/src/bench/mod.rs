@@ -28,9 +28,9 @@ mod raw_sqlite;
 pub use raw_postgres::RawPostgres;
 #[cfg(feature = "sqlite")]
 pub use raw_sqlite::RawSqlite;
-pub use target::{BenchTarget, Scanned};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-use target::{Encoded, children_match};
+use target::Encoded;
+pub use target::{BenchTarget, Read, Scanned};
 use timing::{Validation, first_error, read_loop, scan_loop, timed, verdict};
 pub use workload::Workload;
 
@@ -182,7 +182,7 @@ type WriteFn<'a> = dyn Fn(usize) -> Result<()> + Sync + 'a;
 
 /// One checked read of the workload, by item index: whether it came back
 /// right.
-type ReadFn<'a> = dyn Fn(usize) -> Result<bool> + Sync + 'a;
+type ReadFn<'a> = dyn Fn(usize) -> Result<Read> + Sync + 'a;
 
 /// Which operations a pass of [`run`] times, in order: the writes, then
 /// (when `options.reads`) the point reads, then — single-threaded passes
@@ -232,17 +232,18 @@ pub fn run_op<T: BenchTarget + ?Sized>(
         result(items, threads, secs, first_error(res).map(drop))
     };
     let read = |f: &ReadFn<'_>, what: &str| {
-        let (items, secs, v) = read_loop(n, threads, min_time, f, what);
+        let matches = |i: usize, got: &Read| target.read_matches(w, op, i, got);
+        let (items, secs, v) = read_loop(n, threads, min_time, f, matches, what);
         result(items, threads, secs, v)
     };
     match op {
         Op::UpsertInvocations => write(n, &|i| target.upsert(w, i)),
         Op::AddHistories => write(3 * n, &|r| target.add_history(w, r)),
         Op::SetResult => write(n, &|i| target.set_result(w, i)),
-        Op::GetInvocation => read(&|i| target.check_invocation(w, i), "invocations"),
-        Op::GetHistory => read(&|i| target.check_history(w, i), "histories"),
-        Op::GetResult => read(&|i| target.check_result(w, i), "results"),
-        Op::GetChildInvocations => read(&|i| target.check_children(w, i), "child lists"),
+        Op::GetInvocation => read(&|i| target.read_invocation(w, i), "invocations"),
+        Op::GetHistory => read(&|i| target.read_history(w, i), "histories"),
+        Op::GetResult => read(&|i| target.read_result(w, i), "results"),
+        Op::GetChildInvocations => read(&|i| target.read_children(w, i), "child lists"),
         Op::IterInvocationsInTimerange => {
             let want: Vec<String> = w
                 .sorted_ids()
@@ -290,10 +291,17 @@ pub fn validate_writes<T: BenchTarget + ?Sized>(
     results: &mut [OpResult],
 ) {
     let n = w.n();
-    let once = |f: &ReadFn<'_>, what: &str| read_loop(n, 1, 0.0, f, what).2;
-    let v_inv = once(&|i| target.check_invocation(w, i), "invocations");
-    let v_his = once(&|i| target.check_history(w, i), "histories");
-    let v_res = once(&|i| target.check_result(w, i), "results");
+    let once = |op: Op, f: &ReadFn<'_>, what: &str| {
+        let matches = |i: usize, got: &Read| target.read_matches(w, op, i, got);
+        read_loop(n, 1, 0.0, f, matches, what).2
+    };
+    let v_inv = once(
+        Op::GetInvocation,
+        &|i| target.read_invocation(w, i),
+        "invocations",
+    );
+    let v_his = once(Op::GetHistory, &|i| target.read_history(w, i), "histories");
+    let v_res = once(Op::GetResult, &|i| target.read_result(w, i), "results");
     for r in results.iter_mut().filter(|r| r.op.is_write()) {
         if r.validation.is_ok() {
             r.validation = match r.op {
@@ -456,17 +464,21 @@ mod tests {
                     BenchTarget::set_result(self.0.as_ref(), w, i)
                 }
             }
-            fn check_invocation(&self, w: &Workload, i: usize) -> Result<bool> {
-                self.0.check_invocation(w, i)
+            fn read_invocation(&self, w: &Workload, i: usize) -> Result<Read> {
+                self.0.read_invocation(w, i)
             }
-            fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
-                self.0.check_history(w, i)
+            fn read_history(&self, w: &Workload, i: usize) -> Result<Read> {
+                self.0.read_history(w, i)
             }
-            fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {
-                self.0.check_result(w, i).or(Ok(false))
+            fn read_result(&self, w: &Workload, i: usize) -> Result<Read> {
+                // A missing result reads back as an empty one.
+                self.0.read_result(w, i).or(Ok(Read::Text(String::new())))
             }
-            fn check_children(&self, w: &Workload, i: usize) -> Result<bool> {
-                self.0.check_children(w, i)
+            fn read_children(&self, w: &Workload, i: usize) -> Result<Read> {
+                self.0.read_children(w, i)
+            }
+            fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool {
+                self.0.read_matches(w, op, i, got)
             }
             fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
                 self.0.scan_ids(w)

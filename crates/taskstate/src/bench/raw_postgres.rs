@@ -11,7 +11,7 @@ use postgres::{Client, NoTls, Statement};
 use taskstate_core::{Error, Result, StateBackend};
 use taskstate_postgres::{PostgresBackend, PostgresOptions, Statements};
 
-use super::{BenchTarget, Encoded, Workload};
+use super::{BenchTarget, Encoded, Op, Read, Workload};
 
 /// A client with its prepared statements.
 type Conn = (Client, HashMap<String, Statement>);
@@ -138,35 +138,39 @@ impl BenchTarget for RawPostgres {
         self.run(&self.sql.set_result, &[&id, &w.results[i]])
             .map(drop)
     }
-    fn check_invocation(&self, _: &Workload, i: usize) -> Result<bool> {
+    fn read_invocation(&self, _: &Workload, i: usize) -> Result<Read> {
         let p = &self.encoded.inv[i];
         let rows = self.run(&self.sql.get_invocation, &[&p[0]])?;
         let Some(r) = rows.first() else {
-            return Ok(false);
+            // No row: nothing an invocation read can match.
+            return Ok(Read::Strings(Vec::new()));
         };
-        let got: [Option<String>; 6] = [
+        Ok(Read::Columns(Box::new([
             col_of(r, 0)?,
             col_of(r, 1)?,
             col_of(r, 2)?,
             col_of(r, 3)?,
             col_of(r, 4)?,
             col_of(r, 5)?,
-        ];
-        Ok(self.encoded.invocation_matches(i, &got))
+        ])))
     }
-    fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
+    fn read_history(&self, w: &Workload, i: usize) -> Result<Read> {
         let id = w.pairs[i].0.invocation_id.as_str();
-        let got = self.strings(&self.sql.get_history, &[&id], 0)?;
-        Ok(self.encoded.history_matches(i, &got))
+        self.strings(&self.sql.get_history, &[&id], 0)
+            .map(Read::Strings)
     }
-    fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {
+    fn read_result(&self, w: &Workload, i: usize) -> Result<Read> {
         let id = w.pairs[i].0.invocation_id.as_str();
-        Ok(self.strings(&self.sql.get_result, &[&id], 0)? == [w.results[i].clone()])
+        self.strings(&self.sql.get_result, &[&id], 0)
+            .map(Read::Strings)
     }
-    fn check_children(&self, w: &Workload, i: usize) -> Result<bool> {
+    fn read_children(&self, w: &Workload, i: usize) -> Result<Read> {
         let id = w.pairs[i].0.invocation_id.as_str();
-        let got = self.strings(&self.sql.children, &[&id], 0)?;
-        Ok(super::children_match(w, i, &got))
+        self.strings(&self.sql.children, &[&id], 0)
+            .map(Read::Strings)
+    }
+    fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool {
+        self.encoded.read_matches(w, op, i, got)
     }
     fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
         let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());

@@ -13,7 +13,7 @@ use taskstate_core::{Error, Result};
 use taskstate_sqlite::sql;
 use taskstate_sqlite::{SqliteBackend, SqliteOptions};
 
-use super::{BenchTarget, Workload};
+use super::{BenchTarget, Op, Read, Workload};
 
 thread_local! {
     /// This thread's connection, tagged with the baseline it belongs to:
@@ -126,7 +126,7 @@ impl BenchTarget for RawSqlite {
                 .map_err(|x| e("result", x))
         })
     }
-    fn check_invocation(&self, _: &Workload, i: usize) -> Result<bool> {
+    fn read_invocation(&self, _: &Workload, i: usize) -> Result<Read> {
         let p = &self.encoded.inv[i];
         self.with(|c| {
             let mut st = c
@@ -144,26 +144,23 @@ impl BenchTarget for RawSqlite {
                     ])
                 })
                 .map_err(|x| e("get invocation", x))?;
-            Ok(self.encoded.invocation_matches(i, &row))
+            Ok(Read::Columns(Box::new(row)))
         })
     }
-    fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
+    fn read_history(&self, w: &Workload, i: usize) -> Result<Read> {
         let id = w.pairs[i].0.invocation_id.as_str();
-        self.with(|c| {
-            let got = Self::strings(c, sql::GET_HISTORY, [id])?;
-            Ok(self.encoded.history_matches(i, &got))
-        })
+        self.with(|c| Self::strings(c, sql::GET_HISTORY, [id]).map(Read::Strings))
     }
-    fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {
+    fn read_result(&self, w: &Workload, i: usize) -> Result<Read> {
         let id = w.pairs[i].0.invocation_id.as_str();
-        self.with(|c| Ok(Self::strings(c, sql::GET_RESULT, [id])? == [w.results[i].clone()]))
+        self.with(|c| Self::strings(c, sql::GET_RESULT, [id]).map(Read::Strings))
     }
-    fn check_children(&self, w: &Workload, i: usize) -> Result<bool> {
+    fn read_children(&self, w: &Workload, i: usize) -> Result<Read> {
         let id = w.pairs[i].0.invocation_id.as_str();
-        self.with(|c| {
-            let got = Self::strings(c, sql::CHILDREN, [id])?;
-            Ok(super::children_match(w, i, &got))
-        })
+        self.with(|c| Self::strings(c, sql::CHILDREN, [id]).map(Read::Strings))
+    }
+    fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool {
+        self.encoded.read_matches(w, op, i, got)
     }
     fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
         let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());

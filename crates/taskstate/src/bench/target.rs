@@ -1,9 +1,11 @@
 //! What the bench measures: any [`StateBackend`] through the trait, or a
 //! raw baseline issuing the same SQL, behind one [`BenchTarget`] interface.
 
-use taskstate_core::{DEFAULT_PAGE_SIZE, InvocationHistory, InvocationId, Result, StateBackend};
+use taskstate_core::{
+    DEFAULT_PAGE_SIZE, InvocationHistory, InvocationId, InvocationRecord, Result, StateBackend,
+};
 
-use super::Workload;
+use super::{Op, Workload};
 
 /// What a full history scan returned: decoded records (engines) or the
 /// stored JSON text (raw baselines, which do not decode). Compared with
@@ -46,8 +48,31 @@ impl Scanned {
     }
 }
 
+/// What one point read returned, kept to be checked after the timing (as
+/// the Python reference checks its outputs): engines return records, the
+/// raw baselines the columns they read, as strings.
+#[derive(Debug)]
+pub enum Read {
+    /// An invocation and its call, as an engine returns them.
+    Invocation(InvocationRecord),
+    /// The six columns of `GET_INVOCATION`, as the raw baselines read them
+    /// (boxed, so every other output stays small to keep).
+    Columns(Box<[Option<String>; 6]>),
+    /// History records, as an engine returns them.
+    History(Vec<InvocationHistory>),
+    /// A result, as an engine returns it.
+    Text(String),
+    /// Child ids, as an engine returns them.
+    Ids(Vec<InvocationId>),
+    /// One string column per row (raw baselines: history JSON, a result,
+    /// child ids).
+    Strings(Vec<String>),
+}
+
 /// The operations an engine under test offers the bench: the trait's, or
-/// raw SQL for the baseline.
+/// raw SQL for the baseline. Point reads return what they read; the bench
+/// times the reads and checks their outputs afterwards with
+/// [`BenchTarget::read_matches`].
 pub trait BenchTarget: Sync {
     /// Upserts invocation `i`.
     fn upsert(&self, w: &Workload, i: usize) -> Result<()>;
@@ -55,18 +80,34 @@ pub trait BenchTarget: Sync {
     fn add_history(&self, w: &Workload, r: usize) -> Result<()>;
     /// Sets result `i`.
     fn set_result(&self, w: &Workload, i: usize) -> Result<()>;
-    /// Reads invocation `i` back; true when it equals the input.
-    fn check_invocation(&self, w: &Workload, i: usize) -> Result<bool>;
-    /// Reads the history of invocation `i`; true when it is the 3 records.
-    fn check_history(&self, w: &Workload, i: usize) -> Result<bool>;
-    /// Reads result `i`; true when equal.
-    fn check_result(&self, w: &Workload, i: usize) -> Result<bool>;
-    /// Reads children of invocation `i`; true when equal.
-    fn check_children(&self, w: &Workload, i: usize) -> Result<bool>;
+    /// Reads invocation `i` back.
+    fn read_invocation(&self, w: &Workload, i: usize) -> Result<Read>;
+    /// Reads the history of invocation `i`.
+    fn read_history(&self, w: &Workload, i: usize) -> Result<Read>;
+    /// Reads result `i`.
+    fn read_result(&self, w: &Workload, i: usize) -> Result<Read>;
+    /// Reads the children of invocation `i`.
+    fn read_children(&self, w: &Workload, i: usize) -> Result<Read>;
+    /// Whether `got`, what point read `op` returned for item `i`, is what
+    /// the workload wrote: the invocation, its 3 history records in
+    /// order, its result, its children ascending.
+    fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool;
     /// Full scan of ids in the workload range; the ids, in order.
     fn scan_ids(&self, w: &Workload) -> Result<Vec<String>>;
     /// Full scan of history in the workload range.
     fn scan_history(&self, w: &Workload) -> Result<Scanned>;
+}
+
+/// Whether an engine's read `got` of item `i` for `op` is what the
+/// workload wrote.
+pub(crate) fn engine_read_matches(w: &Workload, op: Op, i: usize, got: &Read) -> bool {
+    match (op, got) {
+        (Op::GetInvocation, Read::Invocation(p)) => **p == w.pairs[i],
+        (Op::GetHistory, Read::History(h)) => h[..] == w.histories[3 * i..3 * i + 3],
+        (Op::GetResult, Read::Text(r)) => *r == w.results[i],
+        (Op::GetChildInvocations, Read::Ids(c)) => *c == w.children[i],
+        _ => false,
+    }
 }
 
 impl<B: StateBackend + ?Sized> BenchTarget for B {
@@ -79,17 +120,23 @@ impl<B: StateBackend + ?Sized> BenchTarget for B {
     fn set_result(&self, w: &Workload, i: usize) -> Result<()> {
         StateBackend::set_result(self, &w.pairs[i].0.invocation_id, &w.results[i])
     }
-    fn check_invocation(&self, w: &Workload, i: usize) -> Result<bool> {
-        Ok(self.get_invocation(&w.pairs[i].0.invocation_id)? == w.pairs[i])
+    fn read_invocation(&self, w: &Workload, i: usize) -> Result<Read> {
+        self.get_invocation(&w.pairs[i].0.invocation_id)
+            .map(Read::Invocation)
     }
-    fn check_history(&self, w: &Workload, i: usize) -> Result<bool> {
-        Ok(self.get_history(&w.pairs[i].0.invocation_id)? == w.histories[3 * i..3 * i + 3])
+    fn read_history(&self, w: &Workload, i: usize) -> Result<Read> {
+        self.get_history(&w.pairs[i].0.invocation_id)
+            .map(Read::History)
     }
-    fn check_result(&self, w: &Workload, i: usize) -> Result<bool> {
-        Ok(self.get_result(&w.pairs[i].0.invocation_id)? == w.results[i])
+    fn read_result(&self, w: &Workload, i: usize) -> Result<Read> {
+        self.get_result(&w.pairs[i].0.invocation_id).map(Read::Text)
     }
-    fn check_children(&self, w: &Workload, i: usize) -> Result<bool> {
-        Ok(self.get_child_invocations(&w.pairs[i].0.invocation_id)? == w.children[i])
+    fn read_children(&self, w: &Workload, i: usize) -> Result<Read> {
+        self.get_child_invocations(&w.pairs[i].0.invocation_id)
+            .map(Read::Ids)
+    }
+    fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool {
+        engine_read_matches(w, op, i, got)
     }
     fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
         let mut out = Vec::new();
@@ -157,27 +204,27 @@ impl Encoded {
         Self { inv, hist }
     }
 
-    /// Whether the columns of `GET_INVOCATION` read back for invocation `i`
-    /// (call key, arguments, parent, workflow id, type, parent workflow)
-    /// are what was written.
-    pub(crate) fn invocation_matches(&self, i: usize, got: &[Option<String>; 6]) -> bool {
-        let p = &self.inv[i];
-        got.iter()
-            .zip([&p[1], &p[4], &p[5], &p[6], &p[7], &p[8]])
-            .all(|(g, w)| g == w)
+    /// Whether a raw baseline's read `got` of item `i` for `op` is what
+    /// the workload wrote: the columns of `GET_INVOCATION` (call key,
+    /// arguments, parent, workflow id, type, parent workflow), the three
+    /// history JSON texts in order, the result, the child ids ascending.
+    pub(crate) fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool {
+        match (op, got) {
+            (Op::GetInvocation, Read::Columns(got)) => {
+                let p = &self.inv[i];
+                got.iter()
+                    .zip([&p[1], &p[4], &p[5], &p[6], &p[7], &p[8]])
+                    .all(|(g, w)| g == w)
+            }
+            (Op::GetHistory, Read::Strings(got)) => {
+                got.len() == 3 && got.iter().zip(&self.hist[3 * i..]).all(|(g, h)| *g == h.4)
+            }
+            (Op::GetResult, Read::Strings(got)) => got.len() == 1 && got[0] == w.results[i],
+            (Op::GetChildInvocations, Read::Strings(got)) => got
+                .iter()
+                .map(String::as_str)
+                .eq(w.children[i].iter().map(InvocationId::as_str)),
+            _ => false,
+        }
     }
-
-    /// Whether the history JSON read back for invocation `i` is its three
-    /// records, in order.
-    pub(crate) fn history_matches(&self, i: usize, got: &[String]) -> bool {
-        got.len() == 3 && got.iter().zip(&self.hist[3 * i..]).all(|(g, h)| *g == h.4)
-    }
-}
-
-/// Whether the child ids read back for invocation `i` are the expected ones.
-#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-pub(crate) fn children_match(w: &Workload, i: usize, got: &[String]) -> bool {
-    got.iter()
-        .map(String::as_str)
-        .eq(w.children[i].iter().map(InvocationId::as_str))
 }

@@ -309,7 +309,8 @@ pub(crate) fn invocation_detail(
     raw_id: &str,
 ) -> Result<InvocationDetail, WebError> {
     let id = checked_id("invocation id", raw_id)?;
-    let (inv, call) = b.get_invocation(&id)?;
+    let record = b.get_invocation(&id)?;
+    let (inv, call) = &*record;
     let children_all = b.get_child_invocations(&id)?;
     let rows = b.get_history_rows(&id)?;
     let history: Vec<&InvocationHistory> = rows.iter().map(|r| &r.record).collect();
@@ -348,10 +349,14 @@ pub(crate) fn invocation_detail(
             .iter()
             .map(|(k, v)| (k.to_owned(), pretty(v)))
             .collect(),
-        parent_invocation_id: inv.parent_invocation_id.map(|p| p.to_string()),
+        parent_invocation_id: inv.parent_invocation_id.as_ref().map(|p| p.to_string()),
         workflow_id: inv.workflow.workflow_id.to_string(),
         workflow_type: inv.workflow.workflow_type.key().to_owned(),
-        parent_workflow_id: inv.workflow.parent_workflow_id.map(|p| p.to_string()),
+        parent_workflow_id: inv
+            .workflow
+            .parent_workflow_id
+            .as_ref()
+            .map(|p| p.to_string()),
         children_total: children_all.len(),
         children: children_all
             .iter()
@@ -508,14 +513,12 @@ pub(crate) fn tree(b: &dyn StateBackend, raw_id: &str, p: &Params) -> Result<Tre
             let hidden = children.len().saturating_sub(room);
             nodes.push(TreeNode {
                 invocation_id: id.to_string(),
-                task: inv
-                    .as_ref()
-                    .map(|(_, c)| c.call_id.task_id().key().to_owned()),
+                task: inv.as_ref().map(|r| r.1.call_id.task_id().key().to_owned()),
                 status,
                 depth,
                 other_workflow: inv
                     .as_ref()
-                    .map(|(i, _)| &i.workflow.workflow_id)
+                    .map(|r| &r.0.workflow.workflow_id)
                     .filter(|w| **w != wid)
                     .map(|w| w.to_string()),
                 hidden_children: hidden,
@@ -542,10 +545,10 @@ pub(crate) fn tree(b: &dyn StateBackend, raw_id: &str, p: &Params) -> Result<Tre
         workflow_id: wid.to_string(),
         workflow_type: root
             .as_ref()
-            .map(|(i, _)| i.workflow.workflow_type.key().to_owned()),
+            .map(|r| r.0.workflow.workflow_type.key().to_owned()),
         parent_workflow_id: root
             .as_ref()
-            .and_then(|(i, _)| i.workflow.parent_workflow_id.as_ref())
+            .and_then(|r| r.0.workflow.parent_workflow_id.as_ref())
             .map(|p| p.to_string()),
         members_total: members.len(),
         nodes,
