@@ -15,6 +15,7 @@ mod wire;
 pub use context::{AppInfo, RunnerContext};
 pub use wire::RecentIds;
 use wire::{WireHistory, fast_history};
+pub(crate) use wire::add_argument;
 
 /// A call's serialized arguments: argument name → serialized value, in the
 /// order the caller gave them (pynenc's dict order, which its JSON keeps).
@@ -30,9 +31,84 @@ use wire::{WireHistory, fast_history};
 /// ```
 ///
 /// Cloning is cheap: the pairs are shared (one reference count) until one
-/// side changes them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct SerializedArguments(std::sync::Arc<Vec<(String, String)>>);
+/// side changes them. They are kept packed, every name and value in one
+/// string, so reading a call's arguments from storage allocates twice, not
+/// twice per argument.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct SerializedArguments(std::sync::Arc<Packed>);
+
+/// Names and values back to back in `text`; pair k is name
+/// `text[bounds[2k]..bounds[2k + 1]]` and value
+/// `text[bounds[2k + 1]..bounds[2k + 2]]` (`bounds` is empty, or starts at 0).
+/// One canonical form per list of pairs, so the derived equality and hash
+/// are those of the pairs.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Packed {
+    text: String,
+    bounds: Vec<usize>,
+}
+
+impl Packed {
+    /// Appends a pair (the caller keeps names unique).
+    pub(crate) fn push(&mut self, name: &str, value: &str) {
+        self.text.push_str(name);
+        self.end_name();
+        self.text.push_str(value);
+        self.end_value();
+    }
+
+    /// The buffer the next name or value is written into.
+    pub(crate) fn text_mut(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    /// Ends the name written into [`Packed::text_mut`] since the last
+    /// bound.
+    pub(crate) fn end_name(&mut self) {
+        if self.bounds.is_empty() {
+            self.bounds.push(0);
+        }
+        self.bounds.push(self.text.len());
+    }
+
+    /// Ends the value written into [`Packed::text_mut`] since the name.
+    pub(crate) fn end_value(&mut self) {
+        self.bounds.push(self.text.len());
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.bounds.len().saturating_sub(1) / 2
+    }
+
+    /// The name just ended with [`Packed::end_name`] (its value not yet
+    /// written).
+    pub(crate) fn name_at_end(&self) -> &str {
+        match self.bounds.as_slice() {
+            [.., start, end] => &self.text[*start..*end],
+            _ => "",
+        }
+    }
+
+    pub(crate) fn pair(&self, k: usize) -> (&str, &str) {
+        let b = &self.bounds[2 * k..2 * k + 3];
+        (&self.text[b[0]..b[1]], &self.text[b[1]..b[2]])
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        (0..self.len()).map(|k| self.pair(k))
+    }
+
+    /// The position of `name`, if present.
+    pub(crate) fn find(&self, name: &str) -> Option<usize> {
+        (0..self.len()).find(|k| self.pair(*k).0 == name)
+    }
+}
+
+impl std::fmt::Debug for SerializedArguments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
 
 impl SerializedArguments {
     /// No arguments.
@@ -43,38 +119,53 @@ impl SerializedArguments {
 
     /// From (name, value) pairs; a repeated name keeps its first position and
     /// its last value.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        let mut args = Self::new();
+        let mut packed = Packed::default();
+        let mut repeated = Vec::new();
         for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            if packed.find(k).is_some() {
+                repeated.push((k.to_owned(), v.to_owned()));
+            } else {
+                packed.push(k, v);
+            }
+        }
+        let mut args = Self(std::sync::Arc::new(packed));
+        for (k, v) in repeated {
             args.insert(k, v);
         }
         args
     }
 
     /// Sets one argument.
-    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        let (name, value) = (name.into(), value.into());
-        let pairs = std::sync::Arc::make_mut(&mut self.0);
-        match pairs.iter_mut().find(|(k, _)| *k == name) {
-            Some(slot) => slot.1 = value,
-            None => pairs.push((name, value)),
+    pub fn insert(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let packed = std::sync::Arc::make_mut(&mut self.0);
+        match packed.find(name) {
+            None => packed.push(name, value),
+            Some(at) => {
+                // Rebuild with the value replaced in place (rare: calls are
+                // built once).
+                let mut out = Packed::default();
+                for (k, (n, v)) in packed.iter().enumerate() {
+                    out.push(n, if k == at { value } else { v });
+                }
+                *packed = out;
+            }
         }
     }
 
     /// The serialized value of one argument.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.find(name).map(|k| self.0.pair(k).1)
     }
 
     /// The (name, value) pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter()
     }
 
     /// Number of arguments.
@@ -86,17 +177,17 @@ impl SerializedArguments {
     /// Whether there are no arguments.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.len() == 0
     }
 
     /// The args id of SPEC §2: `no_args` when empty, else the lower-case hex
     /// sha256 of `name:value` concatenated over the names in sorted order.
     #[must_use]
     pub fn args_id(&self) -> String {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return "no_args".to_owned();
         }
-        let mut sorted: Vec<_> = self.0.iter().collect();
+        let mut sorted: Vec<_> = self.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         let mut h = Sha256::new();
         for (k, v) in sorted {
@@ -117,6 +208,14 @@ impl SerializedArguments {
 
     /// Parses the stored JSON form: an object whose values are all strings.
     pub fn from_json(text: &str) -> Result<Self, String> {
+        match wire::fast_arguments(text) {
+            Some(packed) => Ok(Self(std::sync::Arc::new(packed))),
+            None => Self::from_json_serde(text),
+        }
+    }
+
+    /// [`SerializedArguments::from_json`] through serde_json: any text.
+    fn from_json_serde(text: &str) -> Result<Self, String> {
         use serde::de::{Deserializer, MapAccess, Visitor};
         struct Pairs;
         impl<'de> Visitor<'de> for Pairs {
@@ -127,15 +226,7 @@ impl SerializedArguments {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
                 while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    // A repeated name keeps its first place and last value,
-                    // as Python's dict does.
-                    match out
-                        .iter_mut()
-                        .find(|(name, _): &&mut (String, String)| *name == k)
-                    {
-                        Some(slot) => slot.1 = v,
-                        None => out.push((k, v)),
-                    }
+                    add_argument(&mut out, k, v);
                 }
                 Ok(out)
             }
@@ -145,7 +236,7 @@ impl SerializedArguments {
             .deserialize_map(Pairs)
             .and_then(|p| de.end().map(|()| p))
             .map_err(|e| format!("serialized_arguments: {e}"))?;
-        Ok(Self(std::sync::Arc::new(pairs)))
+        Ok(Self::from_pairs(pairs))
     }
 }
 

@@ -2,6 +2,7 @@
 //! decoding, an exact-shape reader for the text pynenc and `to_json` write,
 //! and the ids a page of history shares.
 
+use crate::dto::Packed;
 use crate::ids::{InvocationId, RunnerId};
 
 /// The stored history JSON, decoded without building a `Value` tree
@@ -118,6 +119,84 @@ pub(crate) fn fast_history(text: &str) -> Option<WireHistory<'_>> {
     })
 }
 
+/// Adds an argument read from JSON: a repeated name keeps its first place
+/// and its last value, as Python's dict does.
+pub(crate) fn add_argument(out: &mut Vec<(String, String)>, name: String, value: String) {
+    match out.iter_mut().find(|(n, _)| *n == name) {
+        Some(slot) => slot.1 = value,
+        None => out.push((name, value)),
+    }
+}
+
+/// A JSON string's contents (the opening quote already read) decoded
+/// onto `out`, with the simple escapes pynenc's `json.dumps` writes for the
+/// JSON text inside an argument (`\\"`, `\\\\`, `\\/`, `\\b`, `\\f`,
+/// `\\n`, `\\r`, `\\t`); `None` on a `\\u` escape, a raw control
+/// character or no closing quote, for serde_json to read or refuse.
+fn unescape_onto(r: &mut Exact<'_>, out: &mut String) -> Option<()> {
+    let bytes = r.rest.as_bytes();
+    let (mut from, mut i) = (0, 0);
+    // Short strings with many escapes: a plain byte loop beats memchr here.
+    loop {
+        match *bytes.get(i)? {
+            b'"' => break,
+            b'\\' => {
+                out.push_str(&r.rest[from..i]);
+                out.push(match bytes.get(i + 1)? {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    _ => return None,
+                });
+                i += 2;
+                from = i;
+            }
+            b if b < 0x20 => return None,
+            _ => i += 1,
+        }
+    }
+    out.push_str(&r.rest[from..i]);
+    r.rest = &r.rest[i + 1..];
+    Some(())
+}
+
+/// The arguments object as `json.dumps` writes it (`{"name": "value", …}`,
+/// its default separators, names unique), read without serde into the
+/// packed form; `None` for any other spacing, a non-string value, a `\\u`
+/// escape, a repeated name or trailing text, for serde_json to read or
+/// refuse.
+pub(crate) fn fast_arguments(text: &str) -> Option<Packed> {
+    let mut r = Exact { rest: text };
+    r.lit("{")?;
+    let mut out = Packed::default();
+    out.text_mut().reserve(text.len());
+    if r.lit("}").is_none() {
+        loop {
+            r.lit("\"")?;
+            unescape_onto(&mut r, out.text_mut())?;
+            out.end_name();
+            let last = out.len();
+            let name = out.name_at_end();
+            if (0..last).any(|k| out.pair(k).0 == name) {
+                return None;
+            }
+            r.lit(": \"")?;
+            unescape_onto(&mut r, out.text_mut())?;
+            out.end_value();
+            if r.lit(", ").is_none() {
+                r.lit("}")?;
+                break;
+            }
+        }
+    }
+    r.rest.is_empty().then_some(out)
+}
+
 #[derive(serde::Deserialize)]
 pub(crate) struct WireStatus<'a> {
     #[serde(borrow)]
@@ -131,7 +210,47 @@ pub(crate) struct WireStatus<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dto::InvocationHistory;
+    use crate::dto::{InvocationHistory, SerializedArguments};
+
+    /// The arguments fast path and serde_json read every text alike: what
+    /// `to_json` writes takes the fast path; other spacing, `\u` escapes,
+    /// control characters, non-string values and trailing text fall back,
+    /// and both give the same pairs or both refuse.
+    #[test]
+    fn arguments_fast_path_reads_as_serde_does() {
+        let cases = [
+            r#"{}"#,
+            r#"{"a": "1"}"#,
+            r#"{"order_id": "100001", "customer": "\"customer-0001\"", "items": "[{\"sku\": \"SKU-0007\", \"qty\": 2}]"}"#,
+            r#"{"a": "x\\y\/z\n\t\r\b\f"}"#,
+            r#"{"a": "1", "a": "2", "b": "3"}"#,
+            r#"{"a":"1"}"#,
+            r#"{"a": "\u00e9"}"#,
+            r#"{"a": "\ud800"}"#,
+            r#"{"a": 1}"#,
+            r#"{"a": "1"} "#,
+            r#"{"a": "1"}x"#,
+            r#"{"a": "1",}"#,
+            r#"{"a": "x\qy"}"#,
+            "{\"a\": \"x\u{1}\"}",
+            r#"{"a": "1""#,
+            r#"["a"]"#,
+            r#"{"é": "ü"}"#,
+        ];
+        let mut fast = 0;
+        for text in cases {
+            let ours = SerializedArguments::from_json(text).ok();
+            let serde = SerializedArguments::from_json_serde(text).ok();
+            assert_eq!(ours, serde, "{text}");
+            fast += usize::from(fast_arguments(text).is_some());
+        }
+        assert_eq!(fast, 5, "the json.dumps-shaped cases with unique names take the fast path");
+        let args = SerializedArguments::from_json(cases[2]).unwrap();
+        assert_eq!(args.get("customer"), Some("\"customer-0001\""));
+        assert_eq!(args.to_json(), cases[2], "round trip");
+        let dup = SerializedArguments::from_json(cases[4]).unwrap();
+        assert_eq!(dup.iter().collect::<Vec<_>>(), [("a", "2"), ("b", "3")]);
+    }
 
     /// The exact-shape reader and serde_json read every text alike: the
     /// shape `to_json` writes is taken by the fast path, anything else

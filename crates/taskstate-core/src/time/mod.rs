@@ -190,12 +190,14 @@ impl Timestamp {
         if b.len() < 19 {
             return Err(err("expected YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]"));
         }
+        // At most 6 digits: no overflow. Every byte must be a digit, so a
+        // non-ASCII byte fails here as "expected digits".
         let num = |range: std::ops::Range<usize>| -> Result<u32, KeyError> {
-            let s = text.get(range).ok_or_else(|| err("not ASCII"))?;
-            if !s.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(err("expected digits"));
-            }
-            s.parse::<u32>().map_err(|_| err("expected digits"))
+            let digits = b.get(range).ok_or_else(|| err("expected digits"))?;
+            digits.iter().try_fold(0u32, |n, c| match c {
+                b'0'..=b'9' => Ok(n * 10 + u32::from(c - b'0')),
+                _ => Err(err("expected digits")),
+            })
         };
         if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
             return Err(err("expected YYYY-MM-DDTHH:MM:SS"));
