@@ -342,6 +342,10 @@ pub trait StateBackend: Send + Sync {
     /// Adds history records atomically, each under its own invocation id
     /// (the usual case of [`StateBackend::add_history_rows`]).
     fn add_histories(&self, records: &[InvocationHistory]) -> Result<()> {
+        if let [one] = records {
+            // The common call (pynenc adds one record at a time): no vector.
+            return self.add_history_rows(&[HistoryRow::own(one)]);
+        }
         let rows: Vec<HistoryRow<'_>> = records.iter().map(HistoryRow::own).collect();
         self.add_history_rows(&rows)
     }

@@ -1,13 +1,14 @@
 //! The history area: each key's rows as a sorted vector, the global time
 //! index, the ordered keys, and the insertion-order log of the bulk path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use taskstate_core::engine::HistoryPos;
 use taskstate_core::{HistoryRow, InvocationHistory, InvocationId, InvocationStatus, TimeKey};
 
 use crate::Map;
+use crate::ordered::AppendMap;
 
 type HistKey = HistoryPos;
 
@@ -116,7 +117,8 @@ pub(crate) struct History {
     pub(crate) per_invocation: Map<InvocationId, KeyRows>,
     /// The keys with history, ascending (pages of ids in a time range).
     pub(crate) keys: BTreeSet<InvocationId>,
-    pub(crate) by_time: BTreeMap<HistKey, Arc<InvocationHistory>>,
+    /// Every row by position; time keys arrive mostly ascending.
+    pub(crate) by_time: AppendMap<HistKey, Arc<InvocationHistory>>,
     pub(crate) by_seq: SeqLog,
 }
 
@@ -160,8 +162,11 @@ impl History {
             }
             None => {
                 self.keys.insert(id.clone());
-                self.per_invocation
-                    .insert(id.clone(), KeyRows(vec![((key, seq), rec)]));
+                // Room for the usual life of an invocation (registered,
+                // pending, running, a final status) without regrowing.
+                let mut rows = Vec::with_capacity(4);
+                rows.push(((key, seq), rec));
+                self.per_invocation.insert(id.clone(), KeyRows(rows));
             }
         }
     }

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 mod bulk;
 mod history;
+mod ordered;
 mod prune;
 mod shards;
 
@@ -61,8 +62,17 @@ pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// ascending.
 type Groups<K> = Map<K, BTreeSet<InvocationId>>;
 
-fn group_add<K: Hash + Eq>(g: &mut Groups<K>, key: K, id: InvocationId) {
-    g.entry(key).or_default().insert(id);
+fn group_add<K: Hash + Eq + Clone>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
+    // Look up before inserting: `entry` would clone (and drop) the key on
+    // every call, two reference-count writes for nothing.
+    match g.get_mut(key) {
+        Some(set) => {
+            set.insert(id.clone());
+        }
+        None => {
+            g.insert(key.clone(), BTreeSet::from([id.clone()]));
+        }
+    }
 }
 
 fn group_remove<K: Hash + Eq>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
@@ -127,20 +137,12 @@ impl Invocations {
         let inv = &pair.0;
         let id = &inv.invocation_id;
         if let Some(p) = &inv.parent_invocation_id {
-            group_add(&mut self.children, p.clone(), id.clone());
+            group_add(&mut self.children, p, id);
         }
-        group_add(
-            &mut self.by_workflow,
-            inv.workflow.workflow_id.clone(),
-            id.clone(),
-        );
-        group_add(
-            &mut self.by_type,
-            inv.workflow.workflow_type.clone(),
-            id.clone(),
-        );
+        group_add(&mut self.by_workflow, &inv.workflow.workflow_id, id);
+        group_add(&mut self.by_type, &inv.workflow.workflow_type, id);
         if let Some(p) = &inv.workflow.parent_workflow_id {
-            group_add(&mut self.by_parent_workflow, p.clone(), id.clone());
+            group_add(&mut self.by_parent_workflow, p, id);
         }
     }
 
@@ -364,7 +366,7 @@ impl Engine for MemoryBackend {
         // BTreeMap::range panics on an inverted range: a cursor past the
         // range's end reads nothing.
         if from < hi {
-            for (k, r) in h.by_time.range((start, Bound::Included(hi))) {
+            for (k, r) in h.by_time.range(start, Bound::Included(hi)) {
                 if k.0 < q.lo {
                     continue;
                 }

@@ -57,7 +57,7 @@ impl PruneTx for MemPrune<'_> {
         Ok(self
             .his
             .by_time
-            .range((lo, Bound::Included(hi)))
+            .range(lo, Bound::Included(hi))
             .filter_map(|(pos, _)| Some((*pos, self.his.by_seq.get(pos.1)?.0.clone())))
             .take(limit)
             .collect())

@@ -14,8 +14,8 @@ mod wire;
 
 pub use context::{AppInfo, RunnerContext};
 pub use wire::RecentIds;
-use wire::{WireHistory, fast_history};
 pub(crate) use wire::add_argument;
+use wire::{WireHistory, fast_history};
 
 /// A call's serialized arguments: argument name → serialized value, in the
 /// order the caller gave them (pynenc's dict order, which its JSON keeps).
@@ -188,7 +188,7 @@ impl SerializedArguments {
             return "no_args".to_owned();
         }
         let mut sorted: Vec<_> = self.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
         let mut h = Sha256::new();
         for (k, v) in sorted {
             h.update(k.as_bytes());

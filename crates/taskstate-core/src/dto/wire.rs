@@ -244,7 +244,10 @@ mod tests {
             assert_eq!(ours, serde, "{text}");
             fast += usize::from(fast_arguments(text).is_some());
         }
-        assert_eq!(fast, 5, "the json.dumps-shaped cases with unique names take the fast path");
+        assert_eq!(
+            fast, 5,
+            "the json.dumps-shaped cases with unique names take the fast path"
+        );
         let args = SerializedArguments::from_json(cases[2]).unwrap();
         assert_eq!(args.get("customer"), Some("\"customer-0001\""));
         assert_eq!(args.to_json(), cases[2], "round trip");

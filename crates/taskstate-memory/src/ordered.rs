@@ -1,0 +1,184 @@
+//! An ordered map for keys that arrive mostly in ascending order, as
+//! history time keys do: in-order keys are appended to a sorted vector (no
+//! tree descent, no node to allocate), the rest go to a B-tree, and a range
+//! reads both merged. Removal leaves a hole in the vector, squeezed out
+//! once holes outnumber live entries.
+
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::ops::Bound;
+
+pub(crate) struct AppendMap<K, V> {
+    /// Ascending by key; `None` is a removed entry.
+    run: Vec<(K, Option<V>)>,
+    holes: usize,
+    /// Keys that arrived at or below the run's last key.
+    late: BTreeMap<K, V>,
+}
+
+impl<K, V> Default for AppendMap<K, V> {
+    fn default() -> Self {
+        Self {
+            run: Vec::new(),
+            holes: 0,
+            late: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy, V> AppendMap<K, V> {
+    /// Inserts (replacing any value under `key`).
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        match self.run.last() {
+            Some((last, _)) if key <= *last => match self.run.binary_search_by(|e| e.0.cmp(&key)) {
+                Ok(i) => {
+                    if self.run[i].1.replace(value).is_none() {
+                        self.holes -= 1;
+                    }
+                }
+                Err(_) => {
+                    self.late.insert(key, value);
+                }
+            },
+            _ => self.run.push((key, Some(value))),
+        }
+    }
+
+    /// Removes the entry under `key`; its value, if there was one.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        if let Ok(i) = self.run.binary_search_by(|e| e.0.cmp(key))
+            && let Some(v) = self.run[i].1.take()
+        {
+            self.holes += 1;
+            if self.holes > 64 && self.holes * 2 > self.run.len() {
+                self.run.retain(|e| e.1.is_some());
+                self.holes = 0;
+            }
+            return Some(v);
+        }
+        self.late.remove(key)
+    }
+
+    /// The entries with keys in `(lo, hi)`, ascending.
+    pub(crate) fn range(&self, lo: Bound<K>, hi: Bound<K>) -> impl Iterator<Item = (&K, &V)> {
+        let start = match lo {
+            Bound::Included(k) => self.run.partition_point(|e| e.0 < k),
+            Bound::Excluded(k) => self.run.partition_point(|e| e.0 <= k),
+            Bound::Unbounded => 0,
+        };
+        let end = match hi {
+            Bound::Included(k) => self.run.partition_point(|e| e.0 <= k),
+            Bound::Excluded(k) => self.run.partition_point(|e| e.0 < k),
+            Bound::Unbounded => self.run.len(),
+        };
+        let run = self.run[start..end.max(start)]
+            .iter()
+            .filter_map(|(k, v)| Some((k, v.as_ref()?)));
+        // BTreeMap::range panics on an inverted or empty-excluded range:
+        // such a range holds nothing.
+        let valid = match (lo, hi) {
+            (Bound::Included(a), Bound::Included(b)) => a <= b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+            | (Bound::Excluded(a), Bound::Included(b)) => a < b,
+            _ => true,
+        };
+        let late = valid
+            .then(|| self.late.range((lo, hi)))
+            .into_iter()
+            .flatten();
+        Merge {
+            a: run.peekable(),
+            b: late.peekable(),
+        }
+    }
+}
+
+/// Two ascending iterators of distinct keys, merged.
+struct Merge<A: Iterator, B: Iterator> {
+    a: Peekable<A>,
+    b: Peekable<B>,
+}
+
+impl<'m, K: Ord + 'm, V: 'm, A, B> Iterator for Merge<A, B>
+where
+    A: Iterator<Item = (&'m K, &'m V)>,
+    B: Iterator<Item = (&'m K, &'m V)>,
+{
+    type Item = (&'m K, &'m V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sequence of inserts and removals reads back, over any
+        /// range, exactly as a BTreeMap does.
+        #[test]
+        fn reads_as_a_btreemap(
+            ops in proptest::collection::vec((any::<bool>(), 0u16..200, any::<u32>()), 0..400),
+            ranges in proptest::collection::vec((0u8..3, 0u16..220, 0u8..3, 0u16..220), 1..20),
+        ) {
+            let mut ours = AppendMap::default();
+            let mut model = BTreeMap::new();
+            for (insert, k, v) in ops {
+                if insert {
+                    ours.insert(k, v);
+                    model.insert(k, v);
+                } else {
+                    prop_assert_eq!(ours.remove(&k), model.remove(&k));
+                }
+            }
+            let bound = |kind: u8, k: u16| match kind {
+                0 => Bound::Included(k),
+                1 => Bound::Excluded(k),
+                _ => Bound::Unbounded,
+            };
+            for (lk, lo, hk, hi) in ranges {
+                let (lo, hi) = (bound(lk, lo), bound(hk, hi));
+                let got: Vec<(u16, u32)> = ours.range(lo, hi).map(|(k, v)| (*k, *v)).collect();
+                let valid = match (lo, hi) {
+                    (Bound::Included(a), Bound::Included(b)) => a <= b,
+                    (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+                    | (Bound::Excluded(a), Bound::Included(b)) => a < b,
+                    _ => true,
+                };
+                let want: Vec<(u16, u32)> = if valid {
+                    model.range((lo, hi)).map(|(k, v)| (*k, *v)).collect()
+                } else {
+                    Vec::new()
+                };
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+
+    #[test]
+    fn in_order_keys_stay_in_the_run() {
+        let mut m = AppendMap::default();
+        for k in 0..1000u32 {
+            m.insert(k, k);
+        }
+        assert!(m.late.is_empty());
+        m.insert(500, 7);
+        assert!(m.late.is_empty(), "a replaced key stays where it is");
+        assert_eq!(
+            m.range(Bound::Included(500), Bound::Included(500)).next(),
+            Some((&500, &7))
+        );
+        for k in 0..900 {
+            assert_eq!(m.remove(&k), Some(if k == 500 { 7 } else { k }));
+        }
+        assert!(m.run.len() < 1000, "holes were squeezed out");
+        assert_eq!(m.range(Bound::Unbounded, Bound::Unbounded).count(), 100);
+    }
+}
