@@ -14,6 +14,7 @@ use taskstate_core::{
     StoredHistory,
 };
 
+use crate::ordered::{Keyed, keyed_bound};
 use crate::shards::Shards;
 use crate::{History, Invocations, Map, MemoryBackend, RunnerRow, Workflows, strip_parent};
 use std::collections::BTreeMap;
@@ -291,7 +292,11 @@ impl Snapshot for MemSnapshot<'_> {
             Kind::History => self
                 .his
                 .keys
-                .range(bounds)
+                .range((
+                    keyed_bound(bounds.0.as_ref()),
+                    keyed_bound(bounds.1.as_ref()),
+                ))
+                .map(Keyed::id)
                 .filter_map(|key| Some((key, self.his.per_invocation.get(key)?)))
                 .flat_map(|(key, list)| {
                     list.iter().map(move |((tk, _), r)| {
@@ -317,7 +322,7 @@ impl Snapshot for MemSnapshot<'_> {
         Ok(within(parents, &lo, &hi)
             .iter()
             .filter_map(|p| Some((p, self.inv.children.get(p)?)))
-            .flat_map(|(p, kids)| kids.iter().map(move |c| (p.clone(), c.clone())))
+            .flat_map(|(p, kids)| kids.iter().map(move |c| (p.clone(), c.id().clone())))
             .collect())
     }
 

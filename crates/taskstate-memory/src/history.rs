@@ -8,7 +8,7 @@ use taskstate_core::engine::HistoryPos;
 use taskstate_core::{HistoryRow, InvocationHistory, InvocationId, InvocationStatus, TimeKey};
 
 use crate::Map;
-use crate::ordered::AppendMap;
+use crate::ordered::{AppendMap, Keyed};
 
 type HistKey = HistoryPos;
 
@@ -116,7 +116,7 @@ pub(crate) struct History {
     pub(crate) next_seq: i64,
     pub(crate) per_invocation: Map<InvocationId, KeyRows>,
     /// The keys with history, ascending (pages of ids in a time range).
-    pub(crate) keys: BTreeSet<InvocationId>,
+    pub(crate) keys: BTreeSet<Keyed>,
     /// Every row by position; time keys arrive mostly ascending.
     pub(crate) by_time: AppendMap<HistKey, Arc<InvocationHistory>>,
     pub(crate) by_seq: SeqLog,
@@ -128,7 +128,7 @@ impl History {
         let Some(list) = self.per_invocation.remove(id) else {
             return 0;
         };
-        self.keys.remove(id);
+        self.keys.remove(&Keyed::new(id.clone()));
         for (pos, _) in &list.0 {
             self.by_time.remove(pos);
             self.by_seq.remove(pos.1);
@@ -161,7 +161,7 @@ impl History {
                 list.push((key, seq), rec);
             }
             None => {
-                self.keys.insert(id.clone());
+                self.keys.insert(Keyed::new(id.clone()));
                 // Room for the usual life of an invocation (registered,
                 // pending, running, a final status) without regrowing.
                 let mut rows = Vec::with_capacity(4);

@@ -25,8 +25,8 @@
 //! read hands out records without copying text); what the contract returns
 //! in order is kept ordered (children and workflow members per key, the
 //! history time index, the ids with history). Only whole-store operations
-//! (purge, full listings, substring search) do work proportional to the
-//! store. `purge` takes every lock in one fixed order.
+//! (purge, full listings — all invocations, or one workflow type's —,
+//! substring search) do work proportional to the store. `purge` takes every lock in one fixed order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
@@ -37,6 +37,8 @@ use parking_lot::RwLock;
 mod bulk;
 mod history;
 mod ordered;
+
+use ordered::{Keyed, keyed_bound};
 mod prune;
 mod shards;
 
@@ -59,25 +61,26 @@ type Pair = InvocationRecord;
 pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Ids grouped under a key (a parent, a workflow, a type), each group
-/// ascending.
-type Groups<K> = Map<K, BTreeSet<InvocationId>>;
+/// ascending (as [`Keyed`], so most comparisons are integer ones).
+type Groups<K> = Map<K, BTreeSet<Keyed>>;
 
 fn group_add<K: Hash + Eq + Clone>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
     // Look up before inserting: `entry` would clone (and drop) the key on
     // every call, two reference-count writes for nothing.
+    let member = Keyed::new(id.clone());
     match g.get_mut(key) {
         Some(set) => {
-            set.insert(id.clone());
+            set.insert(member);
         }
         None => {
-            g.insert(key.clone(), BTreeSet::from([id.clone()]));
+            g.insert(key.clone(), BTreeSet::from([member]));
         }
     }
 }
 
 fn group_remove<K: Hash + Eq>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
     if let Some(set) = g.get_mut(key) {
-        set.remove(id);
+        set.remove(&Keyed::new(id.clone()));
         if set.is_empty() {
             g.remove(key);
         }
@@ -87,7 +90,7 @@ fn group_remove<K: Hash + Eq>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
 /// The members of group `key`, ascending.
 fn members<K: Hash + Eq>(g: &Groups<K>, key: &K) -> Vec<InvocationId> {
     g.get(key)
-        .map(|s| s.iter().cloned().collect())
+        .map(|s| s.iter().map(|k| k.id().clone()).collect())
         .unwrap_or_default()
 }
 
@@ -105,7 +108,6 @@ struct Invocations {
     rows: Map<InvocationId, Pair>,
     children: Groups<InvocationId>,
     by_workflow: Groups<InvocationId>,
-    by_type: Groups<TaskId>,
     /// By parent workflow id: only retention follows this link.
     by_parent_workflow: Groups<InvocationId>,
 }
@@ -118,7 +120,6 @@ impl Invocations {
             group_remove(&mut self.children, p, id);
         }
         group_remove(&mut self.by_workflow, &inv.workflow.workflow_id, id);
-        group_remove(&mut self.by_type, &inv.workflow.workflow_type, id);
         if let Some(p) = &inv.workflow.parent_workflow_id {
             group_remove(&mut self.by_parent_workflow, p, id);
         }
@@ -140,7 +141,6 @@ impl Invocations {
             group_add(&mut self.children, p, id);
         }
         group_add(&mut self.by_workflow, &inv.workflow.workflow_id, id);
-        group_add(&mut self.by_type, &inv.workflow.workflow_type, id);
         if let Some(p) = &inv.workflow.parent_workflow_id {
             group_add(&mut self.by_parent_workflow, p, id);
         }
@@ -289,7 +289,20 @@ impl Engine for MemoryBackend {
                 all
             }
             (Some(w), None) => members(&s.by_workflow, w),
-            (None, Some(t)) => members(&s.by_type, t),
+            // Not indexed: pynenc itself never asks for a type's
+            // invocations (its MemStateBackend scans for them too), and an
+            // index the size of the type's population cost every upsert a
+            // B-tree insert. A scan of the store, as for the full list.
+            (None, Some(t)) => {
+                let mut of_type: Vec<InvocationId> = s
+                    .rows
+                    .values()
+                    .filter(|p| p.0.workflow.workflow_type == *t)
+                    .map(|p| p.0.invocation_id.clone())
+                    .collect();
+                of_type.sort_unstable();
+                of_type
+            }
             (Some(w), Some(t)) => members(&s.by_workflow, w)
                 .into_iter()
                 .filter(|id| {
@@ -328,14 +341,11 @@ impl Engine for MemoryBackend {
         &self,
         q: &RangeQuery<InvocationId>,
     ) -> Result<Vec<InvocationId>> {
-        let lower = match &q.after {
-            Some(id) => Bound::Excluded(id),
-            None => Bound::Unbounded,
-        };
+        let lower = keyed_bound(q.after.as_ref().map_or(Bound::Unbounded, Bound::Excluded));
         let (lo, hi) = ((q.lo, i64::MIN), (q.hi, i64::MAX));
         let h = self.history.read();
         let mut items = Vec::new();
-        for id in h.keys.range::<InvocationId, _>((lower, Bound::Unbounded)) {
+        for id in h.keys.range((lower, Bound::Unbounded)).map(Keyed::id) {
             let Some(list) = h.per_invocation.get(id) else {
                 continue;
             };
