@@ -438,9 +438,17 @@ pub fn run_engine(b: &dyn StateBackend, op: &Op) -> Out {
             }
         }
         Op::SetResult(i, v) => unit(b.set_result(&inv(*i), VALUES[*v])),
-        Op::GetResult(i) => Out::Str(b.get_result(&inv(*i)).map_err(|e| err_str(&e))),
+        Op::GetResult(i) => Out::Str(
+            b.get_result(&inv(*i))
+                .map(String::from)
+                .map_err(|e| err_str(&e)),
+        ),
         Op::SetException(i, v) => unit(b.set_exception(&inv(*i), VALUES[*v])),
-        Op::GetException(i) => Out::Str(b.get_exception(&inv(*i)).map_err(|e| err_str(&e))),
+        Op::GetException(i) => Out::Str(
+            b.get_exception(&inv(*i))
+                .map(String::from)
+                .map_err(|e| err_str(&e)),
+        ),
         Op::StoreRun {
             wf,
             task: t,

@@ -4,7 +4,7 @@
 use crate::bulk::{Kind, Row, Snapshot};
 use crate::dto::{
     AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationRecord, InvocationStatusRecord,
-    RunnerContext, WorkflowIdentity,
+    RunnerContext, SharedText, WorkflowIdentity,
 };
 use crate::error::{Error, Result};
 use crate::ids::{AppId, InvocationId, RunnerId, TaskId};
@@ -387,12 +387,14 @@ pub trait StateBackend: Send + Sync {
 
     /// Sets (or replaces) an invocation's serialized result.
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()>;
-    /// An invocation's result; `NotFound` if none was set.
-    fn get_result(&self, id: &InvocationId) -> Result<String>;
+    /// An invocation's result, shared ([`SharedText`]); `NotFound` if none
+    /// was set.
+    fn get_result(&self, id: &InvocationId) -> Result<SharedText>;
     /// Sets (or replaces) an invocation's serialized exception.
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()>;
-    /// An invocation's exception; `NotFound` if none was set.
-    fn get_exception(&self, id: &InvocationId) -> Result<String>;
+    /// An invocation's exception, shared ([`SharedText`]); `NotFound` if
+    /// none was set.
+    fn get_exception(&self, id: &InvocationId) -> Result<SharedText>;
 
     // ---- workflows ---------------------------------------------------
 

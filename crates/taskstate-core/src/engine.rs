@@ -24,10 +24,10 @@
 
 use crate::backend::{Cursor, HistoryRow, Page, StateBackend, StoredHistory};
 use crate::bulk::{Row, Snapshot};
-use crate::dto::InvocationRecord;
 use crate::dto::{
     AppInfo, CallDTO, InvocationDTO, InvocationHistory, RunnerContext, WorkflowIdentity,
 };
+use crate::dto::{InvocationRecord, SharedText};
 use crate::error::Result;
 use crate::ids::{AppId, InvocationId, RunnerId, TaskId};
 use crate::monitor::{InvocationFilter, InvocationSummary, ListQuery, RunsQuery, StatusCounts};
@@ -133,12 +133,14 @@ pub trait Engine: Send + Sync {
 
     /// Sets (or replaces) an invocation's serialized result.
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()>;
-    /// An invocation's result; `NotFound` if none was set.
-    fn get_result(&self, id: &InvocationId) -> Result<String>;
+    /// An invocation's result, shared ([`SharedText`]); `NotFound` if none
+    /// was set.
+    fn get_result(&self, id: &InvocationId) -> Result<SharedText>;
     /// Sets (or replaces) an invocation's serialized exception.
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()>;
-    /// An invocation's exception; `NotFound` if none was set.
-    fn get_exception(&self, id: &InvocationId) -> Result<String>;
+    /// An invocation's exception, shared ([`SharedText`]); `NotFound` if
+    /// none was set.
+    fn get_exception(&self, id: &InvocationId) -> Result<SharedText>;
 
     /// Stores (upserts by workflow id) a workflow run.
     fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()>;
@@ -354,7 +356,7 @@ impl<E: Engine> StateBackend for E {
         Engine::set_result(self, id, result)
     }
 
-    fn get_result(&self, id: &InvocationId) -> Result<String> {
+    fn get_result(&self, id: &InvocationId) -> Result<SharedText> {
         Engine::get_result(self, id)
     }
 
@@ -363,7 +365,7 @@ impl<E: Engine> StateBackend for E {
         Engine::set_exception(self, id, exception)
     }
 
-    fn get_exception(&self, id: &InvocationId) -> Result<String> {
+    fn get_exception(&self, id: &InvocationId) -> Result<SharedText> {
         Engine::get_exception(self, id)
     }
 

@@ -46,7 +46,7 @@ pub use backend::{
 pub use bulk::{KeyRange, Kind, Row, Snapshot};
 pub use dto::{
     AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationRecord, InvocationStatusRecord,
-    RecentIds, RunnerContext, SerializedArguments, WorkflowIdentity, args_id,
+    RecentIds, RunnerContext, SerializedArguments, SharedText, WorkflowIdentity, args_id,
 };
 pub use error::{BoxError, Entity, Error, ErrorKind, KeyError, Result};
 pub use ids::{AppId, CallId, InvocationId, RunnerId, TaskId};

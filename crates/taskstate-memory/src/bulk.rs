@@ -6,6 +6,7 @@
 use std::ops::Bound;
 
 use parking_lot::RwLockReadGuard;
+use taskstate_core::SharedText;
 use taskstate_core::bulk::{
     cursor_after, cursor_arity, cursor_parts, key_cursor, not_keyed, page_of,
 };
@@ -89,8 +90,8 @@ fn within<'k>(
 pub(crate) struct MemSnapshot<'a> {
     inv: RwLockReadGuard<'a, Invocations>,
     his: RwLockReadGuard<'a, History>,
-    res: ShardedRead<'a, String>,
-    exc: ShardedRead<'a, String>,
+    res: ShardedRead<'a, SharedText>,
+    exc: ShardedRead<'a, SharedText>,
     wf: RwLockReadGuard<'a, Workflows>,
     apps: RwLockReadGuard<'a, BTreeMap<AppId, AppInfo>>,
     run: RwLockReadGuard<'a, BTreeMap<RunnerId, RunnerRow>>,
@@ -168,7 +169,7 @@ impl MemSnapshot<'_> {
             .iter()
             .take(take)
             .filter_map(|k| {
-                let v = map.get(k)?.clone();
+                let v = map.get(k)?.as_str().to_owned();
                 Some(if kind == Kind::Result {
                     Row::Result(k.clone(), v)
                 } else {
@@ -372,10 +373,10 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
                 }
             }
             Row::Result(k, v) => {
-                res[b.results.index(k)].insert(k.clone(), v.clone());
+                res[b.results.index(k)].insert(k.clone(), SharedText::from(v.as_str()));
             }
             Row::Exception(k, v) => {
-                exc[b.exceptions.index(k)].insert(k.clone(), v.clone());
+                exc[b.exceptions.index(k)].insert(k.clone(), SharedText::from(v.as_str()));
             }
             Row::WorkflowRun(w) => wf.store_run(w),
             Row::SubInvocation(w, s) => {

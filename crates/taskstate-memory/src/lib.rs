@@ -46,6 +46,7 @@ use history::History;
 
 use shards::Shards;
 
+use taskstate_core::SharedText;
 use taskstate_core::engine::{
     Engine, HistoryPos, RangeQuery, resolve_runner_chain, runner_id_matches,
 };
@@ -214,8 +215,8 @@ type RunnerRow = (RunnerContext, Option<RunnerId>);
 pub struct MemoryBackend {
     invocations: RwLock<Invocations>,
     history: RwLock<History>,
-    results: Shards<Map<InvocationId, String>>,
-    exceptions: Shards<Map<InvocationId, String>>,
+    results: Shards<Map<InvocationId, SharedText>>,
+    exceptions: Shards<Map<InvocationId, SharedText>>,
     workflows: RwLock<Workflows>,
     apps: RwLock<BTreeMap<AppId, AppInfo>>,
     runners: RwLock<BTreeMap<RunnerId, RunnerRow>>,
@@ -391,11 +392,13 @@ impl Engine for MemoryBackend {
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
         let i = self.results.index(id);
-        self.results.write(i).insert(id.clone(), result.to_owned());
+        self.results
+            .write(i)
+            .insert(id.clone(), SharedText::from(result));
         Ok(())
     }
 
-    fn get_result(&self, id: &InvocationId) -> Result<String> {
+    fn get_result(&self, id: &InvocationId) -> Result<SharedText> {
         let i = self.results.index(id);
         self.results
             .read(i)
@@ -408,11 +411,11 @@ impl Engine for MemoryBackend {
         let i = self.exceptions.index(id);
         self.exceptions
             .write(i)
-            .insert(id.clone(), exception.to_owned());
+            .insert(id.clone(), SharedText::from(exception));
         Ok(())
     }
 
-    fn get_exception(&self, id: &InvocationId) -> Result<String> {
+    fn get_exception(&self, id: &InvocationId) -> Result<SharedText> {
         let i = self.exceptions.index(id);
         self.exceptions
             .read(i)

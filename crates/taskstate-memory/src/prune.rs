@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::ops::Bound;
 
 use parking_lot::RwLockWriteGuard;
+use taskstate_core::SharedText;
 use taskstate_core::engine::HistoryPos;
 use taskstate_core::prune::{Latest, PruneCounts, PruneNode, PruneTx};
 use taskstate_core::{InvocationId, Result, TimeKey};
@@ -19,8 +20,8 @@ struct MemPrune<'a> {
     backend: &'a MemoryBackend,
     inv: RwLockWriteGuard<'a, Invocations>,
     his: RwLockWriteGuard<'a, History>,
-    res: Vec<RwLockWriteGuard<'a, Map<InvocationId, String>>>,
-    exc: Vec<RwLockWriteGuard<'a, Map<InvocationId, String>>>,
+    res: Vec<RwLockWriteGuard<'a, Map<InvocationId, SharedText>>>,
+    exc: Vec<RwLockWriteGuard<'a, Map<InvocationId, SharedText>>>,
     wf: RwLockWriteGuard<'a, Workflows>,
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use taskstate_core::SharedText;
 use taskstate_core::engine::{Engine, HistoryPos, RangeQuery, runner_id_matches};
 use taskstate_core::{
     AppId, AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
@@ -149,8 +150,9 @@ impl Engine for PostgresBackend {
         })
     }
 
-    fn get_result(&self, id: &InvocationId) -> Result<String> {
+    fn get_result(&self, id: &InvocationId) -> Result<SharedText> {
         self.get_text(&self.sql.get_result, id, Entity::Result)
+            .map(SharedText::from)
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
@@ -160,8 +162,9 @@ impl Engine for PostgresBackend {
         })
     }
 
-    fn get_exception(&self, id: &InvocationId) -> Result<String> {
+    fn get_exception(&self, id: &InvocationId) -> Result<SharedText> {
         self.get_text(&self.sql.get_exception, id, Entity::Exception)
+            .map(SharedText::from)
     }
 
     fn store_workflow_run(&self, workflow: &WorkflowIdentity) -> Result<()> {

@@ -8,14 +8,14 @@ use rusqlite::params;
 use taskstate_core::engine::{Engine, HistoryPos, RangeQuery, runner_id_matches};
 use taskstate_core::{
     AppId, AppInfo, CallDTO, Entity, Error, InvocationDTO, InvocationHistory, InvocationId,
-    InvocationRecord, RecentIds, Result, Row as BulkRow, RunnerContext, RunnerId, Snapshot,
-    StoredHistory, TaskId, TimeKey, WorkflowIdentity,
+    InvocationRecord, RecentIds, Result, Row as BulkRow, RunnerContext, RunnerId, SharedText,
+    Snapshot, StoredHistory, TaskId, TimeKey, WorkflowIdentity,
 };
 
 use crate::decode::{
     T_APP, T_HIST, T_INV, T_RUN, T_WF, decode_app, decode_history, decode_invocation,
     decode_stored_history, decode_workflow, ids, int_at, load_runner, opt_text_at, real_at,
-    resolve_runner, text_at,
+    resolve_runner, str_at, text_at,
 };
 use crate::encode::{invocation_row, runner_row, workflow_run_op};
 use crate::errors::{corrupt, sql_err};
@@ -216,7 +216,7 @@ impl Engine for SqliteBackend {
         )
     }
 
-    fn get_result(&self, id: &InvocationId) -> Result<String> {
+    fn get_result(&self, id: &InvocationId) -> Result<SharedText> {
         self.get_blob_text(sql::GET_RESULT, "state_backend_results", id, Entity::Result)
     }
 
@@ -231,7 +231,7 @@ impl Engine for SqliteBackend {
         )
     }
 
-    fn get_exception(&self, id: &InvocationId) -> Result<String> {
+    fn get_exception(&self, id: &InvocationId) -> Result<SharedText> {
         self.get_blob_text(
             "SELECT exception_data FROM state_backend_exceptions WHERE invocation_id = ?1",
             "state_backend_exceptions",
@@ -553,7 +553,7 @@ impl SqliteBackend {
         table: &str,
         id: &InvocationId,
         entity: Entity,
-    ) -> Result<String> {
+    ) -> Result<SharedText> {
         let ctx = &self.ctx;
         self.read(|c| {
             let mut st = c
@@ -563,7 +563,8 @@ impl SqliteBackend {
                 .query([id.as_str()])
                 .map_err(|e| sql_err(ctx, "query", e))?;
             match rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
-                Some(row) => text_at(row, 0, ctx, table, id.as_str()),
+                // Copied once, from the row into the shared text.
+                Some(row) => str_at(row, 0, ctx, table, id.as_str()).map(SharedText::from),
                 None => Err(Error::not_found(entity, id.as_str())),
             }
         })

@@ -109,14 +109,14 @@ fn every_value_reads_back_as_pynenc_read_it() {
         assert_eq!(
             b.get_result(&id)
                 .ok()
-                .map(Value::String)
+                .map(|t| Value::String(t.into_string()))
                 .unwrap_or(Value::Null),
             e["result"]
         );
         assert_eq!(
             b.get_exception(&id)
                 .ok()
-                .map(Value::String)
+                .map(|t| Value::String(t.into_string()))
                 .unwrap_or(Value::Null),
             e["exception"]
         );

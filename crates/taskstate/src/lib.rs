@@ -51,7 +51,7 @@ pub use taskstate_core::{
     Error, ErrorKind, HistoryRow, InvocationDTO, InvocationFilter, InvocationHistory, InvocationId,
     InvocationRecord, InvocationStatus, InvocationStatusRecord, InvocationSummary, KeyError,
     KeyRange, Kind, MAX_ID_BYTES, OwnershipError, Page, Pages, PruneCounts, PruneOptions,
-    PruneProgress, Result, Row, RunnerContext, RunnerId, SerializedArguments, Snapshot,
+    PruneProgress, Result, Row, RunnerContext, RunnerId, SerializedArguments, SharedText, Snapshot,
     SpaceReport, StateBackend, StatusCounts, StatusFlags, StoredHistory, TaskId, TimeKey,
     TimeRange, Timestamp, WorkflowData, WorkflowIdentity, args_id, bulk, check_ownership, engine,
     monitor, prune, redact_url, validate_chain,

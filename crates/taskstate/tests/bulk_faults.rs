@@ -109,13 +109,13 @@ impl StateBackend for Flaky {
     fn set_result(&self, id: &InvocationId, v: &str) -> Result<()> {
         self.inner.set_result(id, v)
     }
-    fn get_result(&self, id: &InvocationId) -> Result<String> {
+    fn get_result(&self, id: &InvocationId) -> Result<taskstate::SharedText> {
         self.inner.get_result(id)
     }
     fn set_exception(&self, id: &InvocationId, v: &str) -> Result<()> {
         self.inner.set_exception(id, v)
     }
-    fn get_exception(&self, id: &InvocationId) -> Result<String> {
+    fn get_exception(&self, id: &InvocationId) -> Result<taskstate::SharedText> {
         self.inner.get_exception(id)
     }
     fn store_workflow_run(&self, w: &WorkflowIdentity) -> Result<()> {

@@ -10,9 +10,11 @@ use crate::status::InvocationStatus;
 use crate::time::Timestamp;
 
 mod context;
+mod text;
 mod wire;
 
 pub use context::{AppInfo, RunnerContext};
+pub use text::SharedText;
 pub use wire::RecentIds;
 pub(crate) use wire::add_argument;
 use wire::{WireHistory, fast_history};

@@ -472,7 +472,9 @@ mod tests {
             }
             fn read_result(&self, w: &Workload, i: usize) -> Result<Read> {
                 // A missing result reads back as an empty one.
-                self.0.read_result(w, i).or(Ok(Read::Text(String::new())))
+                self.0
+                    .read_result(w, i)
+                    .or(Ok(Read::Text(taskstate_core::SharedText::default())))
             }
             fn read_children(&self, w: &Workload, i: usize) -> Result<Read> {
                 self.0.read_children(w, i)

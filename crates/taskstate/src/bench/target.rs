@@ -2,7 +2,8 @@
 //! raw baseline issuing the same SQL, behind one [`BenchTarget`] interface.
 
 use taskstate_core::{
-    DEFAULT_PAGE_SIZE, InvocationHistory, InvocationId, InvocationRecord, Result, StateBackend,
+    DEFAULT_PAGE_SIZE, InvocationHistory, InvocationId, InvocationRecord, Result, SharedText,
+    StateBackend,
 };
 
 use super::{Op, Workload};
@@ -61,7 +62,7 @@ pub enum Read {
     /// History records, as an engine returns them.
     History(Vec<InvocationHistory>),
     /// A result, as an engine returns it.
-    Text(String),
+    Text(SharedText),
     /// Child ids, as an engine returns them.
     Ids(Vec<InvocationId>),
     /// One string column per row (raw baselines: history JSON, a result,
