@@ -9,56 +9,59 @@ use std::sync::Arc;
 
 use crate::error::KeyError;
 
+/// A newtype over a shared immutable string (ids here, and
+/// [`SharedText`](crate::SharedText)): construction, views, conversions,
+/// `Display` and `Debug`; equality, order and hash are the string's.
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         ///
         /// Cloning is cheap (a shared, immutable string: one reference
-        /// count), so records holding ids clone without copying text.
+        /// count), so records holding it clone without copying text.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(Arc<str>);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
-            /// Wraps a string as this id. Any string is accepted.
+            /// Wraps a string (a copy of it). Any string is accepted.
             #[must_use]
             pub fn new(id: impl AsRef<str>) -> Self {
-                Self(Arc::from(id.as_ref()))
+                Self(std::sync::Arc::from(id.as_ref()))
             }
 
-            /// The id as a string slice.
+            /// The string slice.
             #[must_use]
             pub fn as_str(&self) -> &str {
                 &self.0
             }
 
-            /// The id's string, owned.
+            /// The string, owned (a copy).
             #[must_use]
             pub fn into_string(self) -> String {
                 self.0.as_ref().to_owned()
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, "{}({:?})", stringify!($name), self.0)
             }
         }
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                Self(Arc::from(s))
+                Self(std::sync::Arc::from(s))
             }
         }
 
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                Self(Arc::from(s))
+                Self(std::sync::Arc::from(s))
             }
         }
 
@@ -75,6 +78,8 @@ macro_rules! string_id {
         }
     };
 }
+
+pub(crate) use string_id;
 
 string_id! {
     /// The id of one task invocation (usually a uuid4). Its text form is itself.
