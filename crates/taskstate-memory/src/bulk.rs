@@ -323,7 +323,7 @@ impl Snapshot for MemSnapshot<'_> {
         Ok(within(parents, &lo, &hi)
             .iter()
             .filter_map(|p| Some((p, self.inv.children.get(p)?)))
-            .flat_map(|(p, kids)| kids.iter().map(move |c| (p.clone(), c.id().clone())))
+            .flat_map(|(p, kids)| kids.iter().map(move |c| (p.clone(), c.clone())))
             .collect())
     }
 

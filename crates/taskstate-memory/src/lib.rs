@@ -38,7 +38,7 @@ mod bulk;
 mod history;
 mod ordered;
 
-use ordered::{Keyed, keyed_bound};
+use ordered::{Group, Keyed, keyed_bound};
 mod prune;
 mod shards;
 
@@ -63,26 +63,24 @@ pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Ids grouped under a key (a parent, a workflow, a type), each group
 /// ascending (as [`Keyed`], so most comparisons are integer ones).
-type Groups<K> = Map<K, BTreeSet<Keyed>>;
+type Groups<K> = Map<K, Group>;
 
 fn group_add<K: Hash + Eq + Clone>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
     // Look up before inserting: `entry` would clone (and drop) the key on
     // every call, two reference-count writes for nothing.
     let member = Keyed::new(id.clone());
     match g.get_mut(key) {
-        Some(set) => {
-            set.insert(member);
-        }
+        Some(group) => group.insert(member),
         None => {
-            g.insert(key.clone(), BTreeSet::from([member]));
+            g.insert(key.clone(), Group::one(member));
         }
     }
 }
 
 fn group_remove<K: Hash + Eq>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
-    if let Some(set) = g.get_mut(key) {
-        set.remove(&Keyed::new(id.clone()));
-        if set.is_empty() {
+    if let Some(group) = g.get_mut(key) {
+        group.remove(&Keyed::new(id.clone()));
+        if group.is_empty() {
             g.remove(key);
         }
     }
@@ -91,7 +89,7 @@ fn group_remove<K: Hash + Eq>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
 /// The members of group `key`, ascending.
 fn members<K: Hash + Eq>(g: &Groups<K>, key: &K) -> Vec<InvocationId> {
     g.get(key)
-        .map(|s| s.iter().map(|k| k.id().clone()).collect())
+        .map(|group| group.iter().cloned().collect())
         .unwrap_or_default()
 }
 

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::iter::Peekable;
 use std::ops::Bound;
 
+use taskstate_core::InvocationId;
+
 /// An id as the key of an ordered set: its first eight bytes as a
 /// big-endian integer beside it, so most comparisons are one integer
 /// comparison on the tree node instead of a call to `memcmp` through two
@@ -56,6 +58,82 @@ impl PartialOrd for Keyed {
 /// A bound on ids as a bound on their [`Keyed`] forms.
 pub(crate) fn keyed_bound(b: Bound<&taskstate_core::InvocationId>) -> Bound<Keyed> {
     b.map(|id| Keyed::new(id.clone()))
+}
+
+/// Groups up to this size are sorted vectors.
+const SMALL_GROUP: usize = 64;
+
+/// One group's members (a parent's children, a workflow's invocations),
+/// ascending: a sorted vector while small — one allocation, a binary
+/// search and a short shift per insert, which is what most groups are —
+/// and a B-tree once it outgrows [`SMALL_GROUP`] (inserting into a long
+/// vector would be linear).
+#[derive(Debug)]
+pub(crate) enum Group {
+    Small(Vec<Keyed>),
+    Large(std::collections::BTreeSet<Keyed>),
+}
+
+impl Group {
+    pub(crate) fn one(member: Keyed) -> Self {
+        let mut v = Vec::with_capacity(4);
+        v.push(member);
+        Group::Small(v)
+    }
+
+    /// Adds a member (a set: adding one twice keeps one).
+    pub(crate) fn insert(&mut self, member: Keyed) {
+        match self {
+            Group::Small(v) => {
+                if let Err(at) = v.binary_search(&member) {
+                    if v.len() < SMALL_GROUP {
+                        v.insert(at, member);
+                    } else {
+                        let mut set: std::collections::BTreeSet<Keyed> =
+                            std::mem::take(v).into_iter().collect();
+                        set.insert(member);
+                        *self = Group::Large(set);
+                    }
+                }
+            }
+            Group::Large(set) => {
+                set.insert(member);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, member: &Keyed) {
+        match self {
+            Group::Small(v) => {
+                if let Ok(at) = v.binary_search(member) {
+                    v.remove(at);
+                }
+            }
+            Group::Large(set) => {
+                set.remove(member);
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        match self {
+            Group::Small(v) => v.is_empty(),
+            Group::Large(set) => set.is_empty(),
+        }
+    }
+
+    /// The members, ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &InvocationId> {
+        let (small, large) = match self {
+            Group::Small(v) => (Some(v.iter()), None),
+            Group::Large(set) => (None, Some(set.iter())),
+        };
+        small
+            .into_iter()
+            .flatten()
+            .chain(large.into_iter().flatten())
+            .map(Keyed::id)
+    }
 }
 
 pub(crate) struct AppendMap<K, V> {
@@ -225,6 +303,40 @@ mod tests {
             );
             prop_assert_eq!(ka.cmp(&kb), a.as_str().cmp(b.as_str()));
             prop_assert_eq!(ka == kb, a == b);
+        }
+    }
+
+    proptest! {
+        /// Any sequence of inserts and removals leaves a group holding what
+        /// a BTreeSet would, in its order, across the switch to a B-tree.
+        #[test]
+        fn groups_read_as_a_btreeset(
+            ops in proptest::collection::vec((any::<bool>(), 0u16..150), 1..400),
+        ) {
+            let key = |k: u16| Keyed::new(taskstate_core::InvocationId::new(format!("id-{k:03}")));
+            let mut group: Option<Group> = None;
+            let mut model = std::collections::BTreeSet::new();
+            for (insert, k) in ops {
+                if insert {
+                    match &mut group {
+                        Some(g) => g.insert(key(k)),
+                        None => group = Some(Group::one(key(k))),
+                    }
+                    model.insert(format!("id-{k:03}"));
+                } else {
+                    if let Some(g) = &mut group {
+                        g.remove(&key(k));
+                    }
+                    model.remove(&format!("id-{k:03}"));
+                }
+                let got: Vec<String> = group
+                    .iter()
+                    .flat_map(Group::iter)
+                    .map(|id| id.as_str().to_owned())
+                    .collect();
+                prop_assert_eq!(&got, &model.iter().cloned().collect::<Vec<_>>());
+                prop_assert_eq!(group.as_ref().is_none_or(Group::is_empty), model.is_empty());
+            }
         }
     }
 
