@@ -15,7 +15,7 @@ use taskstate_core::{
     StoredHistory,
 };
 
-use crate::ordered::{Keyed, keyed_bound};
+use crate::ordered::keyed_bound;
 use crate::shards::Shards;
 use crate::{History, Invocations, Map, MemoryBackend, RunnerRow, Workflows, strip_parent};
 use std::collections::BTreeMap;
@@ -290,27 +290,28 @@ impl Snapshot for MemSnapshot<'_> {
     fn keyed(&mut self, kind: Kind, range: &KeyRange) -> Result<Vec<Row>> {
         let bounds = range_bounds(range);
         Ok(match kind {
-            Kind::History => self
-                .his
-                .keys
-                .range((
+            Kind::History => {
+                let per_invocation = &self.his.per_invocation;
+                self.his.keys.with_range(
                     keyed_bound(bounds.0.as_ref()),
                     keyed_bound(bounds.1.as_ref()),
-                ))
-                .map(Keyed::id)
-                .filter_map(|key| Some((key, self.his.per_invocation.get(key)?)))
-                .flat_map(|(key, list)| {
-                    list.iter().map(move |((tk, _), r)| {
-                        Row::History(
-                            key.clone(),
-                            StoredHistory {
-                                record: (**r).clone(),
-                                time_key: *tk,
-                            },
-                        )
-                    })
-                })
-                .collect(),
+                    |keys| {
+                        keys.filter_map(|key| Some((key, per_invocation.get(key)?)))
+                            .flat_map(|(key, list)| {
+                                list.iter().map(move |((tk, _), r)| {
+                                    Row::History(
+                                        key.clone(),
+                                        StoredHistory {
+                                            record: (**r).clone(),
+                                            time_key: *tk,
+                                        },
+                                    )
+                                })
+                            })
+                            .collect()
+                    },
+                )
+            }
             Kind::Result | Kind::Exception => self.texts(kind, &bounds.0, &bounds.1, usize::MAX),
             other => return Err(not_keyed(other)),
         })

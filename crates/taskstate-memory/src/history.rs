@@ -111,12 +111,67 @@ impl SeqLog {
     }
 }
 
+/// The keys with history, ascending (pages of ids in a time range). A new
+/// key is pushed onto a pending list — a write pays a push, not a B-tree
+/// insert — and the first read that needs the order merges the list into
+/// the set, under a mutex of its own (readers hold only the area's read
+/// lock); a removal merges first, so it never searches the list.
+#[derive(Default)]
+pub(crate) struct KeySet(parking_lot::Mutex<PendingKeys>);
+
+#[derive(Default)]
+struct PendingKeys {
+    sorted: BTreeSet<Keyed>,
+    pending: Vec<Keyed>,
+}
+
+impl PendingKeys {
+    fn merge(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pending.sort_unstable();
+        if self.sorted.is_empty() {
+            // Built in one go from sorted input.
+            self.sorted = self.pending.drain(..).collect();
+        } else {
+            self.sorted.extend(self.pending.drain(..));
+        }
+    }
+}
+
+impl KeySet {
+    /// Adds a key not yet in the set.
+    pub(crate) fn add(&mut self, key: Keyed) {
+        self.0.get_mut().pending.push(key);
+    }
+
+    pub(crate) fn remove(&mut self, key: &Keyed) {
+        let keys = self.0.get_mut();
+        keys.merge();
+        keys.sorted.remove(key);
+    }
+
+    /// `f` over the keys within `(lo, hi)`, ascending. `lo` must not lie
+    /// above `hi` (as for `BTreeSet::range`).
+    pub(crate) fn with_range<R>(
+        &self,
+        lo: std::ops::Bound<Keyed>,
+        hi: std::ops::Bound<Keyed>,
+        f: impl FnOnce(&mut dyn Iterator<Item = &InvocationId>) -> R,
+    ) -> R {
+        let mut keys = self.0.lock();
+        keys.merge();
+        f(&mut keys.sorted.range((lo, hi)).map(Keyed::id))
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct History {
     pub(crate) next_seq: i64,
     pub(crate) per_invocation: Map<InvocationId, KeyRows>,
     /// The keys with history, ascending (pages of ids in a time range).
-    pub(crate) keys: BTreeSet<Keyed>,
+    pub(crate) keys: KeySet,
     /// Every row by position; time keys arrive mostly ascending.
     pub(crate) by_time: AppendMap<HistKey, Arc<InvocationHistory>>,
     pub(crate) by_seq: SeqLog,
@@ -161,7 +216,7 @@ impl History {
                 list.push((key, seq), rec);
             }
             None => {
-                self.keys.insert(Keyed::new(id.clone()));
+                self.keys.add(Keyed::new(id.clone()));
                 // Room for the usual life of an invocation (registered,
                 // pending, running, a final status) without regrowing.
                 let mut rows = Vec::with_capacity(4);

@@ -344,17 +344,19 @@ impl Engine for MemoryBackend {
         let (lo, hi) = ((q.lo, i64::MIN), (q.hi, i64::MAX));
         let h = self.history.read();
         let mut items = Vec::new();
-        for id in h.keys.range((lower, Bound::Unbounded)).map(Keyed::id) {
-            let Some(list) = h.per_invocation.get(id) else {
-                continue;
-            };
-            if list.any_within(lo.0, hi.0) {
-                items.push(id.clone());
-                if items.len() >= q.fetch {
-                    break;
+        h.keys.with_range(lower, Bound::Unbounded, |ids| {
+            for id in ids {
+                let Some(list) = h.per_invocation.get(id) else {
+                    continue;
+                };
+                if list.any_within(lo.0, hi.0) {
+                    items.push(id.clone());
+                    if items.len() >= q.fetch {
+                        break;
+                    }
                 }
             }
-        }
+        });
         Ok(items)
     }
 
