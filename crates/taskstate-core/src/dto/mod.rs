@@ -16,7 +16,6 @@ mod wire;
 pub use context::{AppInfo, RunnerContext};
 pub use text::SharedText;
 pub use wire::RecentIds;
-pub(crate) use wire::add_argument;
 use wire::{WireHistory, fast_history};
 
 /// A call's serialized arguments: argument name → serialized value, in the
@@ -78,6 +77,8 @@ impl Packed {
         self.bounds.push(self.text.len());
     }
 
+    /// The number of pairs (a name ended without its value yet is not
+    /// one).
     pub(crate) fn len(&self) -> usize {
         self.bounds.len().saturating_sub(1) / 2
     }
@@ -227,8 +228,10 @@ impl SerializedArguments {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    add_argument(&mut out, k, v);
+                // A repeated name is kept as read: `from_pairs` keeps its
+                // first place and last value, as Python's dict does.
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    out.push(pair);
                 }
                 Ok(out)
             }

@@ -119,15 +119,6 @@ pub(crate) fn fast_history(text: &str) -> Option<WireHistory<'_>> {
     })
 }
 
-/// Adds an argument read from JSON: a repeated name keeps its first place
-/// and its last value, as Python's dict does.
-pub(crate) fn add_argument(out: &mut Vec<(String, String)>, name: String, value: String) {
-    match out.iter_mut().find(|(n, _)| *n == name) {
-        Some(slot) => slot.1 = value,
-        None => out.push((name, value)),
-    }
-}
-
 /// A JSON string's contents (the opening quote already read) decoded
 /// onto `out`, with the simple escapes pynenc's `json.dumps` writes for the
 /// JSON text inside an argument (`\\"`, `\\\\`, `\\/`, `\\b`, `\\f`,
@@ -180,9 +171,9 @@ pub(crate) fn fast_arguments(text: &str) -> Option<Packed> {
             r.lit("\"")?;
             unescape_onto(&mut r, out.text_mut())?;
             out.end_name();
-            let last = out.len();
-            let name = out.name_at_end();
-            if (0..last).any(|k| out.pair(k).0 == name) {
+            // The pending name is not yet a pair: `find` looks at the
+            // earlier names only.
+            if out.find(out.name_at_end()).is_some() {
                 return None;
             }
             r.lit(": \"")?;
