@@ -364,27 +364,22 @@ impl Engine for MemoryBackend {
         &self,
         q: &RangeQuery<HistoryPos>,
     ) -> Result<Vec<(HistoryPos, InvocationHistory)>> {
-        let (start, from) = match q.after {
-            Some(k) => (Bound::Excluded(k), k),
-            None => {
-                let k = (q.lo, i64::MIN);
-                (Bound::Included(k), k)
-            }
+        let start = match q.after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Included((q.lo, i64::MIN)),
         };
         let hi = (q.hi, i64::MAX);
         let h = self.history.read();
         let mut items = Vec::new();
-        // BTreeMap::range panics on an inverted range: a cursor past the
-        // range's end reads nothing.
-        if from < hi {
-            for (k, r) in h.by_time.range(start, Bound::Included(hi)) {
-                if k.0 < q.lo {
-                    continue;
-                }
-                items.push((*k, (**r).clone()));
-                if items.len() >= q.fetch {
-                    break;
-                }
+        // A cursor past the range's end reads nothing (AppendMap::range
+        // takes an inverted range as empty).
+        for (k, r) in h.by_time.range(start, Bound::Included(hi)) {
+            if k.0 < q.lo {
+                continue;
+            }
+            items.push((*k, (**r).clone()));
+            if items.len() >= q.fetch {
+                break;
             }
         }
         Ok(items)

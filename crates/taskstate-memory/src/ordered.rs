@@ -187,7 +187,9 @@ impl<K: Ord + Copy, V> AppendMap<K, V> {
         self.late.remove(key)
     }
 
-    /// The entries with keys in `(lo, hi)`, ascending.
+    /// The entries with keys in `(lo, hi)`, ascending; an inverted range
+    /// (or one excluding its only key) is empty, where `BTreeMap::range`
+    /// would panic.
     pub(crate) fn range(&self, lo: Bound<K>, hi: Bound<K>) -> impl Iterator<Item = (&K, &V)> {
         let start = match lo {
             Bound::Included(k) => self.run.partition_point(|e| e.0 < k),

@@ -50,11 +50,9 @@ impl PruneTx for MemPrune<'_> {
         limit: usize,
     ) -> Result<Vec<(HistoryPos, InvocationId)>> {
         let hi = (cutoff, i64::MAX);
-        let lo = match after {
-            Some(a) if a >= hi => return Ok(Vec::new()),
-            Some(a) => Bound::Excluded(a),
-            None => Bound::Unbounded,
-        };
+        // A cursor at or past the cutoff reads nothing (AppendMap::range
+        // takes an inverted range as empty).
+        let lo = after.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(self
             .his
             .by_time
