@@ -25,9 +25,9 @@
 use crate::backend::{Cursor, HistoryRow, Page, StateBackend, StoredHistory};
 use crate::bulk::{Row, Snapshot};
 use crate::dto::{
-    AppInfo, CallDTO, InvocationDTO, InvocationHistory, RunnerContext, WorkflowIdentity,
+    AppInfo, CallDTO, InvocationDTO, InvocationHistory, InvocationRecord, RunnerContext,
+    SharedText, WorkflowIdentity,
 };
-use crate::dto::{InvocationRecord, SharedText};
 use crate::error::Result;
 use crate::ids::{AppId, InvocationId, RunnerId, TaskId};
 use crate::monitor::{InvocationFilter, InvocationSummary, ListQuery, RunsQuery, StatusCounts};

@@ -26,7 +26,8 @@
 //! in order is kept ordered (children and workflow members per key, the
 //! history time index, the ids with history). Only whole-store operations
 //! (purge, full listings — all invocations, or one workflow type's —,
-//! substring search) do work proportional to the store. `purge` takes every lock in one fixed order.
+//! substring search) do work proportional to the store. `purge` takes
+//! every lock in one fixed order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
@@ -37,13 +38,11 @@ use parking_lot::RwLock;
 mod bulk;
 mod history;
 mod ordered;
-
-use ordered::{Group, Keyed, keyed_bound};
 mod prune;
 mod shards;
 
 use history::History;
-
+use ordered::{Group, Keyed, keyed_bound};
 use shards::Shards;
 
 use taskstate_core::SharedText;

@@ -5,7 +5,7 @@
 //! once holes outnumber live entries.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::iter::Peekable;
 use std::ops::Bound;
 
@@ -21,11 +21,11 @@ use taskstate_core::InvocationId;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Keyed {
     prefix: u64,
-    id: taskstate_core::InvocationId,
+    id: InvocationId,
 }
 
 impl Keyed {
-    pub(crate) fn new(id: taskstate_core::InvocationId) -> Self {
+    pub(crate) fn new(id: InvocationId) -> Self {
         let mut head = [0u8; 8];
         let bytes = id.as_str().as_bytes();
         let n = bytes.len().min(8);
@@ -36,7 +36,7 @@ impl Keyed {
         }
     }
 
-    pub(crate) fn id(&self) -> &taskstate_core::InvocationId {
+    pub(crate) fn id(&self) -> &InvocationId {
         &self.id
     }
 }
@@ -56,7 +56,7 @@ impl PartialOrd for Keyed {
 }
 
 /// A bound on ids as a bound on their [`Keyed`] forms.
-pub(crate) fn keyed_bound(b: Bound<&taskstate_core::InvocationId>) -> Bound<Keyed> {
+pub(crate) fn keyed_bound(b: Bound<&InvocationId>) -> Bound<Keyed> {
     b.map(|id| Keyed::new(id.clone()))
 }
 
@@ -71,7 +71,7 @@ const SMALL_GROUP: usize = 64;
 #[derive(Debug)]
 pub(crate) enum Group {
     Small(Vec<Keyed>),
-    Large(std::collections::BTreeSet<Keyed>),
+    Large(BTreeSet<Keyed>),
 }
 
 impl Group {
@@ -89,8 +89,7 @@ impl Group {
                     if v.len() < SMALL_GROUP {
                         v.insert(at, member);
                     } else {
-                        let mut set: std::collections::BTreeSet<Keyed> =
-                            std::mem::take(v).into_iter().collect();
+                        let mut set: BTreeSet<Keyed> = std::mem::take(v).into_iter().collect();
                         set.insert(member);
                         *self = Group::Large(set);
                     }
@@ -300,8 +299,8 @@ mod tests {
             a in "[a\\x00é😀-]{0,12}", b in "[a\\x00é😀-]{0,12}",
         ) {
             let (ka, kb) = (
-                Keyed::new(taskstate_core::InvocationId::new(&a)),
-                Keyed::new(taskstate_core::InvocationId::new(&b)),
+                Keyed::new(InvocationId::new(&a)),
+                Keyed::new(InvocationId::new(&b)),
             );
             prop_assert_eq!(ka.cmp(&kb), a.as_str().cmp(b.as_str()));
             prop_assert_eq!(ka == kb, a == b);
@@ -315,9 +314,9 @@ mod tests {
         fn groups_read_as_a_btreeset(
             ops in proptest::collection::vec((any::<bool>(), 0u16..150), 1..400),
         ) {
-            let key = |k: u16| Keyed::new(taskstate_core::InvocationId::new(format!("id-{k:03}")));
+            let key = |k: u16| Keyed::new(InvocationId::new(format!("id-{k:03}")));
             let mut group: Option<Group> = None;
-            let mut model = std::collections::BTreeSet::new();
+            let mut model = BTreeSet::new();
             for (insert, k) in ops {
                 if insert {
                     match &mut group {
