@@ -22,6 +22,16 @@ fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The first column of every row `sql` returns, as strings.
+fn names(c: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    c.prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 #[test]
 fn not_a_database_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,13 +146,10 @@ fn purge_covers_every_table_in_the_file() {
     let b = SqliteBackend::open(&path).unwrap();
     cases::populate_everything(&b);
     let c = rusqlite::Connection::open(&path).unwrap();
-    let tables: Vec<String> = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let tables = names(
+        &c,
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+    );
     let mut known: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
     known.push(taskstate_sqlite::LATEST_TABLE.to_string());
     known.sort();
@@ -454,12 +461,10 @@ fn read_only_open_reads_and_never_writes() {
 
 /// The names of the file's indexes that taskstate added.
 fn taskstate_indexes(c: &rusqlite::Connection) -> Vec<String> {
-    c.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'taskstate_%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    names(
+        c,
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'taskstate_%' ORDER BY name",
+    )
 }
 
 #[test]
@@ -683,15 +688,10 @@ fn pynenc_purge_empties_the_latest_table_through_its_triggers() {
     assert!(b.latest_status_counts().unwrap().total() > 0);
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        let tables: Vec<String> = c
-            .prepare(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'state_backend%'",
-            )
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let tables = names(
+            &c,
+            "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'state_backend%'",
+        );
         for t in tables {
             c.execute(&format!("DELETE FROM {t}"), []).unwrap();
         }
