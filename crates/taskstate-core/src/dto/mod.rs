@@ -50,46 +50,27 @@ pub(crate) struct Packed {
 }
 
 impl Packed {
+    /// From its parts, built by a reader that keeps the form canonical:
+    /// `bounds` empty or `0, name end, value end, …` on char boundaries of
+    /// `text`, names unique.
+    pub(crate) fn from_parts(text: String, bounds: Vec<usize>) -> Self {
+        Self { text, bounds }
+    }
+
     /// Appends a pair (the caller keeps names unique).
     pub(crate) fn push(&mut self, name: &str, value: &str) {
-        self.text.push_str(name);
-        self.end_name();
-        self.text.push_str(value);
-        self.end_value();
-    }
-
-    /// The buffer the next name or value is written into.
-    pub(crate) fn text_mut(&mut self) -> &mut String {
-        &mut self.text
-    }
-
-    /// Ends the name written into [`Packed::text_mut`] since the last
-    /// bound.
-    pub(crate) fn end_name(&mut self) {
         if self.bounds.is_empty() {
             self.bounds.push(0);
         }
+        self.text.push_str(name);
+        self.bounds.push(self.text.len());
+        self.text.push_str(value);
         self.bounds.push(self.text.len());
     }
 
-    /// Ends the value written into [`Packed::text_mut`] since the name.
-    pub(crate) fn end_value(&mut self) {
-        self.bounds.push(self.text.len());
-    }
-
-    /// The number of pairs (a name ended without its value yet is not
-    /// one).
+    /// The number of pairs.
     pub(crate) fn len(&self) -> usize {
         self.bounds.len().saturating_sub(1) / 2
-    }
-
-    /// The name just ended with [`Packed::end_name`] (its value not yet
-    /// written).
-    pub(crate) fn name_at_end(&self) -> &str {
-        match self.bounds.as_slice() {
-            [.., start, end] => &self.text[*start..*end],
-            _ => "",
-        }
     }
 
     pub(crate) fn pair(&self, k: usize) -> (&str, &str) {

@@ -62,15 +62,13 @@ impl<'a> Exact<'a> {
     /// A string's contents up to its closing quote (the opening one already
     /// read); `None` if it holds an escape.
     fn text(&mut self) -> Option<&'a str> {
-        let end = memchr::memchr2(b'"', b'\\', self.rest.as_bytes())?;
+        // An escape, or a raw control character (JSON strings hold none:
+        // let serde refuse), ends the fast path.
+        let end = next_special(self.rest.as_bytes(), 0)?;
         if self.rest.as_bytes()[end] != b'"' {
             return None;
         }
         let s = &self.rest[..end];
-        // JSON strings hold no raw control characters: let serde refuse.
-        if s.bytes().any(|b| b < 0x20) {
-            return None;
-        }
         self.rest = &self.rest[end + 1..];
         Some(s)
     }
@@ -119,41 +117,100 @@ pub(crate) fn fast_history(text: &str) -> Option<WireHistory<'_>> {
     })
 }
 
+/// Flags (in each byte's high bit) the bytes of an eight-byte chunk that
+/// end a run of plain JSON string bytes: `"`, `\\` or a control character.
+/// A borrow can also flag bytes above a flagged one, never below, so the
+/// lowest flag is exact. Eight bytes at a time (SWAR): stored text is short
+/// runs between escapes, which a byte loop crawls through one branch per
+/// byte.
+fn special(chunk: &[u8]) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&chunk[..8]);
+    let w = u64::from_le_bytes(word);
+    let quote = w ^ (LO * u64::from(b'"'));
+    let slash = w ^ (LO * u64::from(b'\\'));
+    ((quote.wrapping_sub(LO) & !quote)
+        | (slash.wrapping_sub(LO) & !slash)
+        | (w.wrapping_sub(LO * 0x20) & !w))
+        & HI
+}
+
+fn is_special(b: &u8) -> bool {
+    *b == b'"' || *b == b'\\' || *b < 0x20
+}
+
+/// The index of the first byte at or after `from` that [`special`] flags,
+/// or `None` if there is none.
+fn next_special(bytes: &[u8], mut from: usize) -> Option<usize> {
+    while let Some(chunk) = bytes.get(from..from + 8) {
+        let flags = special(chunk);
+        if flags != 0 {
+            return Some(from + (flags.trailing_zeros() / 8) as usize);
+        }
+        from += 8;
+    }
+    let tail = bytes.get(from..)?;
+    tail.iter().position(is_special).map(|k| from + k)
+}
+
 /// A JSON string's contents (the opening quote already read) decoded
 /// onto `out`, with the simple escapes pynenc's `json.dumps` writes for the
 /// JSON text inside an argument (`\\"`, `\\\\`, `\\/`, `\\b`, `\\f`,
 /// `\\n`, `\\r`, `\\t`); `None` on a `\\u` escape, a raw control
 /// character or no closing quote, for serde_json to read or refuse.
-fn unescape_onto(r: &mut Exact<'_>, out: &mut String) -> Option<()> {
+///
+/// `out` never grows past the bytes read so far: a run is copied a whole
+/// chunk at a time (one fixed-size copy, not a call per short run) and
+/// the bytes past its end cut off again, and decoding only shrinks.
+fn unescape_onto(r: &mut Exact<'_>, out: &mut Vec<u8>) -> Option<()> {
     let bytes = r.rest.as_bytes();
-    let (mut from, mut i) = (0, 0);
-    // Short strings with many escapes: a plain byte loop beats memchr here.
+    let mut i = 0;
     loop {
-        match *bytes.get(i)? {
-            b'"' => break,
+        let end = loop {
+            match bytes.get(i..i + 8) {
+                Some(chunk) => {
+                    out.extend_from_slice(chunk);
+                    let flags = special(chunk);
+                    if flags == 0 {
+                        i += 8;
+                        continue;
+                    }
+                    let k = (flags.trailing_zeros() / 8) as usize;
+                    out.truncate(out.len() - (8 - k));
+                    break i + k;
+                }
+                None => {
+                    let tail = bytes.get(i..)?;
+                    let k = tail.iter().position(is_special)?;
+                    out.extend_from_slice(&tail[..k]);
+                    break i + k;
+                }
+            }
+        };
+        match bytes[end] {
+            b'"' => {
+                r.rest = &r.rest[end + 1..];
+                return Some(());
+            }
             b'\\' => {
-                out.push_str(&r.rest[from..i]);
-                out.push(match bytes.get(i + 1)? {
-                    b'"' => '"',
-                    b'\\' => '\\',
-                    b'/' => '/',
-                    b'b' => '\u{8}',
-                    b'f' => '\u{c}',
-                    b'n' => '\n',
-                    b'r' => '\r',
-                    b't' => '\t',
+                out.push(match bytes.get(end + 1)? {
+                    b'"' => b'"',
+                    b'\\' => b'\\',
+                    b'/' => b'/',
+                    b'b' => 0x08,
+                    b'f' => 0x0c,
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
                     _ => return None,
                 });
-                i += 2;
-                from = i;
+                i = end + 2;
             }
-            b if b < 0x20 => return None,
-            _ => i += 1,
+            _ => return None,
         }
     }
-    out.push_str(&r.rest[from..i]);
-    r.rest = &r.rest[i + 1..];
-    Some(())
 }
 
 /// The arguments object as `json.dumps` writes it (`{"name": "value", …}`,
@@ -164,28 +221,38 @@ fn unescape_onto(r: &mut Exact<'_>, out: &mut String) -> Option<()> {
 pub(crate) fn fast_arguments(text: &str) -> Option<Packed> {
     let mut r = Exact { rest: text };
     r.lit("{")?;
-    let mut out = Packed::default();
-    out.text_mut().reserve(text.len());
+    // Decoding only shrinks: room for every byte, and for four pairs
+    // (most tasks take fewer).
+    let mut buf = Vec::with_capacity(text.len());
+    let mut bounds = Vec::with_capacity(1 + 2 * 4);
     if r.lit("}").is_none() {
+        bounds.push(0);
         loop {
             r.lit("\"")?;
-            unescape_onto(&mut r, out.text_mut())?;
-            out.end_name();
-            // The pending name is not yet a pair: `find` looks at the
-            // earlier names only.
-            if out.find(out.name_at_end()).is_some() {
+            unescape_onto(&mut r, &mut buf)?;
+            let start = bounds.last().copied().unwrap_or_default();
+            let name = &buf[start..];
+            if bounds
+                .chunks_exact(2)
+                .any(|b| buf.get(b[0]..b[1]) == Some(name))
+            {
                 return None;
             }
+            bounds.push(buf.len());
             r.lit(": \"")?;
-            unescape_onto(&mut r, out.text_mut())?;
-            out.end_value();
+            unescape_onto(&mut r, &mut buf)?;
+            bounds.push(buf.len());
             if r.lit(", ").is_none() {
                 r.lit("}")?;
                 break;
             }
         }
     }
-    r.rest.is_empty().then_some(out)
+    if !r.rest.is_empty() {
+        return None;
+    }
+    // Whole runs of valid UTF-8 and ASCII escapes: always UTF-8 again.
+    Some(Packed::from_parts(String::from_utf8(buf).ok()?, bounds))
 }
 
 #[derive(serde::Deserialize)]
@@ -244,6 +311,43 @@ mod tests {
         assert_eq!(args.to_json(), cases[2], "round trip");
         let dup = SerializedArguments::from_json(cases[4]).unwrap();
         assert_eq!(dup.iter().collect::<Vec<_>>(), [("a", "2"), ("b", "3")]);
+    }
+
+    proptest::proptest! {
+        /// The eight-bytes-at-a-time search finds the byte a byte loop
+        /// finds, wherever it falls in a chunk, next to bytes above 0x7f
+        /// (which a borrow in the bit trick could misflag) or none.
+        #[test]
+        fn next_special_finds_what_a_byte_loop_finds(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff]),
+                    proptest::num::u8::ANY,
+                    proptest::sample::select(vec![b'a', b'z', b'0']),
+                ],
+                0..40,
+            ),
+            from in 0usize..44,
+        ) {
+            let naive = bytes.get(from..).and_then(|t| t.iter().position(is_special).map(|k| from + k));
+            proptest::prop_assert_eq!(next_special(&bytes, from), naive);
+        }
+
+        /// Arguments of any names and values, written as `to_json` writes
+        /// them, read back to the same pairs through the fast path or the
+        /// fallback, and both readers agree.
+        #[test]
+        fn arguments_round_trip_through_both_readers(
+            pairs in proptest::collection::vec(
+                ("[a-c\"\\\\/]{0,3}", "[a-z0-9 \"\\\\/\n\t\r\u{1}\u{8}\u{c}é€{}:,\\[\\]]{0,30}"),
+                0..6,
+            ),
+        ) {
+            let args = SerializedArguments::from_pairs(pairs.iter().map(|(k, v)| (k, v)));
+            let text = args.to_json();
+            proptest::prop_assert_eq!(SerializedArguments::from_json(&text).ok(), Some(args.clone()));
+            proptest::prop_assert_eq!(SerializedArguments::from_json_serde(&text).ok(), Some(args));
+        }
     }
 
     /// The exact-shape reader and serde_json read every text alike: the
