@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use taskstate_core::{Error, Result};
 
@@ -267,6 +268,13 @@ pub fn open_connection(uri: &str, settings: &ConnSettings, ctx: &Ctx) -> Result<
     conn.busy_timeout(settings.busy_timeout)
         .map_err(|e| sql_err(ctx, "set busy timeout", e))?;
     conn.set_prepared_statement_cache_capacity(settings.statement_cache);
+    // Plans never depend on bound values (the query planner stability
+    // guarantee). Without it a STAT4 build treats a bound LIMIT as
+    // plan-dependent and recompiles the statement whenever it is bound
+    // again: every page of a range scan paid a full prepare. Our
+    // statements are written for their indexes; no plan needs the values.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(|e| sql_err(ctx, "set query planner stability", e))?;
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000; PRAGMA mmap_size = {MMAP_SIZE};",
         settings.synchronous.pragma()
