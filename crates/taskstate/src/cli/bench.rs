@@ -54,9 +54,19 @@ fn rusqlite_version() -> Option<&'static str> {
 
 /// What one bench target is: an engine by URL, or a raw baseline.
 enum Kind {
-    Engine { url: String },
+    /// An engine by URL; its store is emptied after each pass.
+    Engine {
+        url: String,
+    },
+    /// The SQLite engine on a file of the bench's own: a new file each
+    /// pass, removed after it, as the raw baseline's is. (A purged file
+    /// reuses its freed pages in scattered order: every pass after the
+    /// first would read a fragmented file against a fresh baseline.)
+    OwnSqlite,
     RawSqlite,
-    RawPostgres { url: String },
+    RawPostgres {
+        url: String,
+    },
 }
 
 /// One measured target and its results, round by round.
@@ -85,6 +95,9 @@ enum Store {
     Engine {
         backend: Box<dyn taskstate::StateBackend>,
         shown: String,
+        /// The file to remove after the pass (the bench's own), instead
+        /// of purging the store.
+        own_file: Option<std::path::PathBuf>,
     },
     #[cfg(feature = "sqlite")]
     RawSqlite {
@@ -98,19 +111,29 @@ enum Store {
 impl Store {
     fn open(m: &Measured, dir: &Path, tag: &str, w: &Workload) -> Result<Self, String> {
         match &m.kind {
-            Kind::Engine { url } => {
-                let backend = open_url(url)?;
-                let shown = redact_url(url);
-                if !export::is_empty(backend.as_ref()).map_err(|e| format!("{shown}: {e}"))? {
-                    return Err(format!(
-                        "{shown}: bench needs an empty store (it writes and then purges its data)"
-                    ));
-                }
-                Ok(Store::Engine { backend, shown })
+            Kind::Engine { url } => Store::engine(url, None),
+            Kind::OwnSqlite => {
+                let path = dir.join(format!("sqlite-{tag}.db"));
+                Store::engine(&format!("sqlite://{}", path.display()), Some(path))
             }
             Kind::RawSqlite => raw_sqlite(dir, tag, w),
             Kind::RawPostgres { url } => raw_postgres(url, w),
         }
+    }
+
+    fn engine(url: &str, own_file: Option<std::path::PathBuf>) -> Result<Self, String> {
+        let backend = open_url(url)?;
+        let shown = redact_url(url);
+        if !export::is_empty(backend.as_ref()).map_err(|e| format!("{shown}: {e}"))? {
+            return Err(format!(
+                "{shown}: bench needs an empty store (it writes and then purges its data)"
+            ));
+        }
+        Ok(Store::Engine {
+            backend,
+            shown,
+            own_file,
+        })
     }
 
     fn run_op(&self, name: &str, w: &Workload, op: Op, options: &bench::RunOptions) -> OpResult {
@@ -136,20 +159,39 @@ impl Store {
     /// Empties the store (engines) or removes it (raw baselines).
     fn close(self) -> Result<(), String> {
         match self {
-            Store::Engine { backend, shown } => backend
+            Store::Engine {
+                backend,
+                own_file: Some(path),
+                ..
+            } => {
+                drop(backend);
+                remove_sqlite_files(&path);
+                Ok(())
+            }
+            Store::Engine {
+                backend,
+                shown,
+                own_file: None,
+            } => backend
                 .purge()
                 .map_err(|e| format!("{shown}: purge after the pass: {e}")),
             #[cfg(feature = "sqlite")]
             Store::RawSqlite { raw, path } => {
                 drop(raw);
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
+                remove_sqlite_files(&path);
                 Ok(())
             }
             #[cfg(feature = "postgres")]
             Store::RawPostgres(raw) => raw.drop_schema().map_err(|e| format!("raw-postgres: {e}")),
         }
+    }
+}
+
+/// Removes a SQLite database file and its WAL and shared-memory files
+/// (best effort: the directory is a temp dir removed at the end anyway).
+fn remove_sqlite_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
 
@@ -412,33 +454,36 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
             .map_or(1, |d| d.as_nanos() as u64)
     });
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
-    let urls: Vec<(String, String)> = if engines.is_empty() {
+    // (name, url, whether the store is a SQLite file of the bench's own).
+    let urls: Vec<(String, String, bool)> = if engines.is_empty() {
         let mut v = Vec::new();
         if cfg!(feature = "memory") {
-            v.push(("memory".to_owned(), "memory://".to_owned()));
+            v.push(("memory".to_owned(), "memory://".to_owned(), false));
         }
         if cfg!(feature = "sqlite") {
+            let path = dir.path().join("sqlite.db");
             v.push((
                 "sqlite".to_owned(),
-                format!("sqlite://{}", dir.path().join("bench-sqlite.db").display()),
+                format!("sqlite://{}", path.display()),
+                true,
             ));
         }
         v
     } else {
-        let mut v: Vec<(String, String)> = Vec::new();
+        let mut v: Vec<(String, String, bool)> = Vec::new();
         for url in engines {
             let name = open_url(&url)?.engine_name().to_owned();
-            let name = if v.iter().any(|(n, _)| *n == name) {
+            let name = if v.iter().any(|(n, ..)| *n == name) {
                 redact_url(&url)
             } else {
                 name
             };
-            v.push((name, url));
+            v.push((name, url, false));
         }
         v
     };
     let mut measured: Vec<Measured> = Vec::new();
-    for (name, url) in &urls {
+    for (name, url, own) in &urls {
         let engine = taskstate::parse_url(url).map(|u| u.engine);
         let baseline = match engine {
             Ok("sqlite") if cfg!(feature = "sqlite") => Some("raw-sqlite"),
@@ -447,7 +492,11 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
         };
         measured.push(Measured {
             name: name.clone(),
-            kind: Kind::Engine { url: url.clone() },
+            kind: if *own {
+                Kind::OwnSqlite
+            } else {
+                Kind::Engine { url: url.clone() }
+            },
             baseline,
             rounds: Vec::new(),
         });
@@ -460,9 +509,9 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
             rounds: Vec::new(),
         });
     }
-    if let Some((_, pg)) = urls
+    if let Some((_, pg, _)) = urls
         .iter()
-        .find(|(_, u)| taskstate::parse_url(u).is_ok_and(|p| p.engine == "postgres"))
+        .find(|(_, u, _)| taskstate::parse_url(u).is_ok_and(|p| p.engine == "postgres"))
     {
         measured.push(Measured {
             name: "raw-postgres".into(),
@@ -549,3 +598,49 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
 }
 
 // ---- export / import / copy / inspect ------------------------------------
+
+#[cfg(all(test, feature = "sqlite"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn db_files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("sqlite-"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The bench's own SQLite store is a new file each pass, removed
+    /// after it, as the raw baseline's is: never a purged file whose freed
+    /// pages the next pass reuses in scattered order.
+    #[test]
+    fn own_sqlite_store_is_a_new_file_each_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Workload::build(10, 1);
+        let m = Measured {
+            name: "sqlite".into(),
+            kind: Kind::OwnSqlite,
+            baseline: Some("raw-sqlite"),
+            rounds: Vec::new(),
+        };
+        let options = bench::RunOptions::default();
+        let first = Store::open(&m, dir.path(), "a", &w).unwrap();
+        assert!(
+            first
+                .run_op("sqlite", &w, Op::UpsertInvocations, &options)
+                .validation
+                .is_ok()
+        );
+        assert!(db_files(dir.path()).contains(&"sqlite-a.db".to_owned()));
+        first.close().unwrap();
+        assert_eq!(db_files(dir.path()), Vec::<String>::new());
+        let second = Store::open(&m, dir.path(), "b", &w).unwrap();
+        assert_eq!(db_files(dir.path())[0], "sqlite-b.db");
+        second.close().unwrap();
+        assert_eq!(db_files(dir.path()), Vec::<String>::new());
+    }
+}
