@@ -733,3 +733,25 @@ fn range_pages_run_without_recompiling() {
         assert_eq!(st.get_status(StatementStatus::RePrepare), 0, "{sql}");
     }
 }
+
+/// The bundled SQLite keeps a page cache per connection. libsqlite3-sys
+/// compiles it with `SQLITE_ENABLE_MEMORY_MANAGEMENT`, which puts every
+/// connection of the process in one cache with one LRU list: the writer's
+/// pages, another database's reads, evict a reader's working set, and
+/// each of its reads went back to the file (measured: a point read at
+/// twice the time, one `pread` per page). The workspace's
+/// `.cargo/config.toml` builds it without that option.
+#[cfg(feature = "bundled")]
+#[test]
+fn bundled_sqlite_keeps_a_page_cache_per_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    drop(SqliteBackend::open(&path).unwrap());
+    let c = SqliteBackend::raw_connection(&path, &SqliteOptions::default()).unwrap();
+    let options = names(&c, "PRAGMA compile_options");
+    assert!(options.iter().any(|o| o == "ENABLE_STAT4"), "{options:?}");
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "{options:?}"
+    );
+}
