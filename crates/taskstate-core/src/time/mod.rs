@@ -185,6 +185,50 @@ impl Timestamp {
     /// Parses Python's `datetime.isoformat()` text (and `fromisoformat`'s
     /// common variants: `Z`, a space separator, 1–6 fraction digits).
     pub fn parse(text: &str) -> Result<Self, KeyError> {
+        match Self::parse_isoformat_micros(text.as_bytes()) {
+            Some(t) => Ok(t),
+            None => Self::parse_any(text),
+        }
+    }
+
+    /// The one shape pynenc stores (`isoformat()` of an aware datetime with
+    /// microseconds: `YYYY-MM-DDTHH:MM:SS.ffffff+HH:MM`), read at fixed
+    /// positions; `None` for anything else, valid or not, which
+    /// [`Timestamp::parse_any`] reads or refuses. Every history row read
+    /// parses one or two of these.
+    fn parse_isoformat_micros(b: &[u8]) -> Option<Self> {
+        let at = |i: usize, c: u8| b.get(i) == Some(&c);
+        if b.len() != 32
+            || !(at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':'))
+            || !(at(19, b'.') && at(29, b':'))
+        {
+            return None;
+        }
+        let sign = match b[26] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let num = |r: std::ops::Range<usize>| b.get(r).and_then(digits);
+        let (year, month, day) = (num(0..4)? as i32, num(5..7)?, num(8..10)?);
+        let (h, m, s, micros) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
+        let (oh, om) = (num(27..29)?, num(30..32)?);
+        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return None;
+        }
+        if h > 23 || m > 59 || s > 59 || oh > 23 || om > 59 {
+            return None;
+        }
+        let offset_secs = sign * (oh * 3600 + om * 60) as i32;
+        let local_secs =
+            days_from_civil(year, month, day) * 86_400 + i64::from(h * 3600 + m * 60 + s);
+        let micros = local_secs * MICROS_PER_SEC + i64::from(micros)
+            - i64::from(offset_secs) * MICROS_PER_SEC;
+        Self::from_micros_with_offset(micros, offset_secs).ok()
+    }
+
+    /// [`Timestamp::parse`] for every accepted shape, and its errors.
+    fn parse_any(text: &str) -> Result<Self, KeyError> {
         let err = |reason: &str| KeyError::new("timestamp", text, reason);
         let b = text.as_bytes();
         if b.len() < 19 {
@@ -192,12 +236,10 @@ impl Timestamp {
         }
         // At most 6 digits: no overflow. Every byte must be a digit, so a
         // non-ASCII byte fails here as "expected digits".
-        let num = |range: std::ops::Range<usize>| -> Result<u32, KeyError> {
-            let digits = b.get(range).ok_or_else(|| err("expected digits"))?;
-            digits.iter().try_fold(0u32, |n, c| match c {
-                b'0'..=b'9' => Ok(n * 10 + u32::from(c - b'0')),
-                _ => Err(err("expected digits")),
-            })
+        let num = |range: std::ops::Range<usize>| {
+            b.get(range)
+                .and_then(digits)
+                .ok_or_else(|| err("expected digits"))
         };
         if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
             return Err(err("expected YYYY-MM-DDTHH:MM:SS"));
@@ -214,16 +256,12 @@ impl Timestamp {
         let mut micros = 0u32;
         if b.get(pos) == Some(&b'.') {
             let start = pos + 1;
-            let mut end = start;
-            while end < b.len() && b[end].is_ascii_digit() {
-                end += 1;
-            }
-            let n = end - start;
+            let n = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
             if n == 0 || n > 6 {
                 return Err(err("fraction must have 1 to 6 digits"));
             }
-            micros = num(start..end)? * 10u32.pow((6 - n) as u32);
-            pos = end;
+            micros = num(start..start + n)? * 10u32.pow((6 - n) as u32);
+            pos = start + n;
         }
         if h > 23 || m > 59 || s > 59 {
             return Err(err("no such time of day"));
@@ -241,6 +279,16 @@ impl Timestamp {
             - i64::from(offset_secs) * MICROS_PER_SEC;
         Self::from_micros_with_offset(utc_micros, offset_secs)
     }
+}
+
+/// The number `b`'s ASCII digits spell; `None` if any byte is not a digit
+/// (the callers read at most 6: no overflow). Folded in an `Option`, the
+/// error built by the caller: every history row read parses two of these.
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |n, &c| {
+        let d = c.wrapping_sub(b'0');
+        (d < 10).then_some(n * 10 + u32::from(d))
+    })
 }
 
 impl FromStr for Timestamp {
@@ -391,6 +439,34 @@ impl TimeRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The fixed-position reader agrees with the general one on every
+        /// text of the stored shape, in range or not (months, days, leap
+        /// years, hours, offsets, non-digits): whatever it accepts the
+        /// general reader reads to the same instant and offset, and every
+        /// valid one it accepts.
+        #[test]
+        fn fixed_shape_reader_agrees_with_the_general_one(
+            y in 0u32..10_000, mo in 0u32..14, d in 0u32..33, h in 0u32..26, mi in 0u32..62,
+            se in 0u32..62, us in 0u32..1_000_000, sign in proptest::sample::select(vec!['+', '-', 'x']),
+            oh in 0u32..26, om in 0u32..62, junk in proptest::option::of(0usize..32),
+        ) {
+            let mut text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}.{us:06}{sign}{oh:02}:{om:02}");
+            if let Some(k) = junk {
+                text.replace_range(k..k + 1, "z");
+            }
+            let fast = Timestamp::parse_isoformat_micros(text.as_bytes());
+            let general = Timestamp::parse_any(&text).ok();
+            if fast.is_some() {
+                proptest::prop_assert_eq!(fast.map(|t| (t.micros, t.offset_secs)), general.map(|t| (t.micros, t.offset_secs)));
+            } else {
+                // Refused by the fixed reader: the general one refuses it
+                // too (every text here has the stored shape).
+                proptest::prop_assert!(general.is_none(), "{}", text);
+            }
+        }
+    }
 
     fn rt(s: &str) -> String {
         s.parse::<Timestamp>().unwrap().to_string()
