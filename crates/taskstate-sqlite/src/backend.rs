@@ -192,7 +192,10 @@ impl Engine for SqliteBackend {
                 }
             }
             .map_err(|e| sql_err(ctx, "query", e))?;
-            let (mut out, mut recent) = (Vec::new(), RecentIds::default());
+            // Room for the page (within reason): no growth copying rows
+            // of ~150 bytes a few times per page.
+            let mut out = Vec::with_capacity(q.fetch.min(1024));
+            let mut recent = RecentIds::default();
             while let Some(row) = rows.next().map_err(|e| sql_err(ctx, "read row", e))? {
                 let ts = real_at(row, 0, ctx, T_HIST, "?")?;
                 let rowid = int_at(row, 1, ctx, T_HIST, "?")?;
