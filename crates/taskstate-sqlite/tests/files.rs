@@ -707,6 +707,14 @@ fn pynenc_purge_empties_the_latest_table_through_its_triggers() {
     assert_eq!(b.latest_status_counts().unwrap().get(S::Running), 1);
 }
 
+/// A connection set up as the engine sets up its own, on a new store in
+/// `dir`.
+fn engine_connection(dir: &Path) -> rusqlite::Connection {
+    let path = dir.join("s.db");
+    drop(SqliteBackend::open(&path).unwrap());
+    SqliteBackend::raw_connection(&path, &SqliteOptions::default()).unwrap()
+}
+
 /// A page of a range scan binds a new cursor and limit each time; the
 /// statement must run as prepared. SQLite (built with STAT4, as the
 /// bundled one is) otherwise marks a bound LIMIT as plan-dependent and
@@ -718,9 +726,7 @@ fn pynenc_purge_empties_the_latest_table_through_its_triggers() {
 fn range_pages_run_without_recompiling() {
     use rusqlite::StatementStatus;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    drop(SqliteBackend::open(&path).unwrap());
-    let c = SqliteBackend::raw_connection(&path, &SqliteOptions::default()).unwrap();
+    let c = engine_connection(dir.path());
     for sql in [
         taskstate_sqlite::sql::HISTORY_IN_RANGE_FIRST,
         taskstate_sqlite::sql::IDS_IN_RANGE_FIRST,
@@ -745,9 +751,7 @@ fn range_pages_run_without_recompiling() {
 #[test]
 fn bundled_sqlite_keeps_a_page_cache_per_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.db");
-    drop(SqliteBackend::open(&path).unwrap());
-    let c = SqliteBackend::raw_connection(&path, &SqliteOptions::default()).unwrap();
+    let c = engine_connection(dir.path());
     let options = names(&c, "PRAGMA compile_options");
     assert!(options.iter().any(|o| o == "ENABLE_STAT4"), "{options:?}");
     assert!(
