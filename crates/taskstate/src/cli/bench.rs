@@ -111,19 +111,22 @@ enum Store {
 impl Store {
     fn open(m: &Measured, dir: &Path, tag: &str, w: &Workload) -> Result<Self, String> {
         match &m.kind {
-            Kind::Engine { url } => Store::engine(url, None),
+            Kind::Engine { url } => Store::engine(open_url(url)?, redact_url(url), None),
             Kind::OwnSqlite => {
                 let path = dir.join(format!("sqlite-{tag}.db"));
-                Store::engine(&format!("sqlite://{}", path.display()), Some(path))
+                let backend = own_sqlite(&path)?;
+                Store::engine(backend, path.display().to_string(), Some(path))
             }
             Kind::RawSqlite => raw_sqlite(dir, tag, w),
             Kind::RawPostgres { url } => raw_postgres(url, w),
         }
     }
 
-    fn engine(url: &str, own_file: Option<std::path::PathBuf>) -> Result<Self, String> {
-        let backend = open_url(url)?;
-        let shown = redact_url(url);
+    fn engine(
+        backend: Box<dyn taskstate::StateBackend>,
+        shown: String,
+        own_file: Option<std::path::PathBuf>,
+    ) -> Result<Self, String> {
         if !export::is_empty(backend.as_ref()).map_err(|e| format!("{shown}: {e}"))? {
             return Err(format!(
                 "{shown}: bench needs an empty store (it writes and then purges its data)"
@@ -185,6 +188,20 @@ impl Store {
             Store::RawPostgres(raw) => raw.drop_schema().map_err(|e| format!("raw-postgres: {e}")),
         }
     }
+}
+
+/// The SQLite engine on a file of the bench's own (opened by path: the
+/// pass's tag is no URL).
+#[cfg(feature = "sqlite")]
+fn own_sqlite(path: &Path) -> Result<Box<dyn taskstate::StateBackend>, String> {
+    taskstate::sqlite::SqliteBackend::open(path)
+        .map(|b| Box::new(b) as Box<dyn taskstate::StateBackend>)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn own_sqlite(_: &Path) -> Result<Box<dyn taskstate::StateBackend>, String> {
+    Err("the bench's own SQLite store needs the sqlite feature".into())
 }
 
 /// Removes a SQLite database file and its WAL and shared-memory files
@@ -461,6 +478,8 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
             v.push(("memory".to_owned(), "memory://".to_owned(), false));
         }
         if cfg!(feature = "sqlite") {
+            // Named for its engine and baseline only: each pass opens a
+            // file of its own (`Kind::OwnSqlite`).
             let path = dir.path().join("sqlite.db");
             v.push((
                 "sqlite".to_owned(),
