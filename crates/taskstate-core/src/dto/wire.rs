@@ -123,18 +123,21 @@ pub(crate) fn fast_history(text: &str) -> Option<WireHistory<'_>> {
 /// lowest flag is exact. Eight bytes at a time (SWAR): stored text is short
 /// runs between escapes, which a byte loop crawls through one branch per
 /// byte.
-fn special(chunk: &[u8]) -> u64 {
+fn special(chunk: &[u8; 8]) -> u64 {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&chunk[..8]);
-    let w = u64::from_le_bytes(word);
+    let w = u64::from_le_bytes(*chunk);
     let quote = w ^ (LO * u64::from(b'"'));
     let slash = w ^ (LO * u64::from(b'\\'));
     ((quote.wrapping_sub(LO) & !quote)
         | (slash.wrapping_sub(LO) & !slash)
         | (w.wrapping_sub(LO * 0x20) & !w))
         & HI
+}
+
+/// The eight bytes at `at`, if there are that many.
+fn chunk_at(bytes: &[u8], at: usize) -> Option<&[u8; 8]> {
+    bytes.get(at..at.checked_add(8)?)?.try_into().ok()
 }
 
 fn is_special(b: &u8) -> bool {
@@ -144,7 +147,7 @@ fn is_special(b: &u8) -> bool {
 /// The index of the first byte at or after `from` that [`special`] flags,
 /// or `None` if there is none.
 fn next_special(bytes: &[u8], mut from: usize) -> Option<usize> {
-    while let Some(chunk) = bytes.get(from..from + 8) {
+    while let Some(chunk) = chunk_at(bytes, from) {
         let flags = special(chunk);
         if flags != 0 {
             return Some(from + (flags.trailing_zeros() / 8) as usize);
@@ -169,7 +172,7 @@ fn unescape_onto(r: &mut Exact<'_>, out: &mut Vec<u8>) -> Option<()> {
     let mut i = 0;
     loop {
         let end = loop {
-            match bytes.get(i..i + 8) {
+            match chunk_at(bytes, i) {
                 Some(chunk) => {
                     out.extend_from_slice(chunk);
                     let flags = special(chunk);
