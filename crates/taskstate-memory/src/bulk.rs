@@ -15,7 +15,7 @@ use taskstate_core::{
     StoredHistory,
 };
 
-use crate::ordered::keyed_bound;
+use crate::ordered::{keyed_bound, sorted_within};
 use crate::shards::Shards;
 use crate::{History, Invocations, Map, MemoryBackend, RunnerRow, Workflows, strip_parent};
 use std::collections::BTreeMap;
@@ -74,17 +74,7 @@ fn within<'k>(
     lo: &Bound<InvocationId>,
     hi: &Bound<InvocationId>,
 ) -> &'k [InvocationId] {
-    let start = match lo {
-        Bound::Included(a) => keys.partition_point(|k| k < a),
-        Bound::Excluded(a) => keys.partition_point(|k| k <= a),
-        Bound::Unbounded => 0,
-    };
-    let end = match hi {
-        Bound::Included(b) => keys.partition_point(|k| k <= b),
-        Bound::Excluded(b) => keys.partition_point(|k| k < b),
-        Bound::Unbounded => keys.len(),
-    };
-    keys.get(start..end.max(start)).unwrap_or_default()
+    sorted_within(keys, |k| k, lo.as_ref(), hi.as_ref())
 }
 
 pub(crate) struct MemSnapshot<'a> {

@@ -190,17 +190,7 @@ impl<K: Ord + Copy, V> AppendMap<K, V> {
     /// (or one excluding its only key) is empty, where `BTreeMap::range`
     /// would panic.
     pub(crate) fn range(&self, lo: Bound<K>, hi: Bound<K>) -> impl Iterator<Item = (&K, &V)> {
-        let start = match lo {
-            Bound::Included(k) => self.run.partition_point(|e| e.0 < k),
-            Bound::Excluded(k) => self.run.partition_point(|e| e.0 <= k),
-            Bound::Unbounded => 0,
-        };
-        let end = match hi {
-            Bound::Included(k) => self.run.partition_point(|e| e.0 <= k),
-            Bound::Excluded(k) => self.run.partition_point(|e| e.0 < k),
-            Bound::Unbounded => self.run.len(),
-        };
-        let run = self.run[start..end.max(start)]
+        let run = sorted_within(&self.run, |e| &e.0, lo.as_ref(), hi.as_ref())
             .iter()
             .filter_map(|(k, v)| Some((k, v.as_ref()?)));
         // BTreeMap::range panics on an inverted or empty-excluded range:
@@ -220,6 +210,27 @@ impl<K: Ord + Copy, V> AppendMap<K, V> {
             b: late.peekable(),
         }
     }
+}
+
+/// The part of `items` (ascending by `key`) within `(lo, hi)`; empty for
+/// an inverted range.
+pub(crate) fn sorted_within<'a, T, K: Ord + ?Sized>(
+    items: &'a [T],
+    key: impl Fn(&T) -> &K,
+    lo: Bound<&K>,
+    hi: Bound<&K>,
+) -> &'a [T] {
+    let start = match lo {
+        Bound::Included(a) => items.partition_point(|t| key(t) < a),
+        Bound::Excluded(a) => items.partition_point(|t| key(t) <= a),
+        Bound::Unbounded => 0,
+    };
+    let end = match hi {
+        Bound::Included(b) => items.partition_point(|t| key(t) <= b),
+        Bound::Excluded(b) => items.partition_point(|t| key(t) < b),
+        Bound::Unbounded => items.len(),
+    };
+    items.get(start..end.max(start)).unwrap_or_default()
 }
 
 /// Two ascending iterators of distinct keys, merged.
