@@ -84,7 +84,16 @@ impl Packed {
 
     /// The position of `name`, if present.
     pub(crate) fn find(&self, name: &str) -> Option<usize> {
-        (0..self.len()).find(|k| self.pair(*k).0 == name)
+        Self::find_in(self.text.as_bytes(), &self.bounds, name.as_bytes())
+    }
+
+    /// The position of `name` among the pairs `bounds` lays out in `text`
+    /// (the packed form, or one being built: a name ended without its
+    /// value yet is not a pair).
+    pub(crate) fn find_in(text: &[u8], bounds: &[usize], name: &[u8]) -> Option<usize> {
+        bounds
+            .chunks_exact(2)
+            .position(|b| text.get(b[0]..b[1]) == Some(name))
     }
 }
 

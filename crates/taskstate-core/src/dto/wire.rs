@@ -234,11 +234,7 @@ pub(crate) fn fast_arguments(text: &str) -> Option<Packed> {
             r.lit("\"")?;
             unescape_onto(&mut r, &mut buf)?;
             let start = bounds.last().copied().unwrap_or_default();
-            let name = &buf[start..];
-            if bounds
-                .chunks_exact(2)
-                .any(|b| buf.get(b[0]..b[1]) == Some(name))
-            {
+            if Packed::find_in(&buf, &bounds, &buf[start..]).is_some() {
                 return None;
             }
             bounds.push(buf.len());
