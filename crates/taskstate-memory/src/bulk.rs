@@ -16,7 +16,7 @@ use taskstate_core::{
 };
 
 use crate::ordered::{keyed_bound, sorted_within};
-use crate::shards::Shards;
+use crate::shards::{IdTable, Locked};
 use crate::{History, Invocations, Map, MemoryBackend, RunnerRow, Workflows, strip_parent};
 use std::collections::BTreeMap;
 
@@ -27,46 +27,24 @@ struct Sorted(Option<Vec<InvocationId>>);
 
 impl Sorted {
     fn of<'s, V>(&'s mut self, map: &Map<InvocationId, V>) -> &'s [InvocationId] {
-        self.of_all(&[map])
+        self.of_keys(map.keys())
     }
 
-    /// The keys of several maps (the shards of one, as guards or
-    /// references), sorted together.
-    fn of_all<'s, V, M: std::ops::Deref<Target = Map<InvocationId, V>>>(
+    /// The given keys, collected and sorted the first time.
+    fn of_keys<'s, 'k>(
         &'s mut self,
-        maps: &[M],
+        keys: impl Iterator<Item = &'k InvocationId>,
     ) -> &'s [InvocationId] {
         self.0.get_or_insert_with(|| {
-            let mut keys: Vec<InvocationId> = maps.iter().flat_map(|m| m.keys().cloned()).collect();
+            let mut keys: Vec<InvocationId> = keys.cloned().collect();
             keys.sort_unstable();
             keys
         })
     }
 }
 
-/// A sharded map read-locked whole: its shards' guards and where each key
-/// lives.
-struct ShardedRead<'a, V> {
-    guards: Vec<RwLockReadGuard<'a, Map<InvocationId, V>>>,
-    shards: &'a Shards<Map<InvocationId, V>>,
-}
-
-impl<'a, V> ShardedRead<'a, V> {
-    fn new(shards: &'a Shards<Map<InvocationId, V>>) -> Self {
-        Self {
-            guards: shards.read_all(),
-            shards,
-        }
-    }
-
-    fn get(&self, id: &InvocationId) -> Option<&V> {
-        self.guards.get(self.shards.index(id))?.get(id)
-    }
-
-    fn len(&self) -> usize {
-        self.guards.iter().map(|g| g.len()).sum()
-    }
-}
+/// A sharded map read-locked whole.
+type ShardedRead<'a, V> = Locked<'a, V, RwLockReadGuard<'a, IdTable<V>>>;
 
 /// The sorted keys within `(lo, hi)` bounds.
 fn within<'k>(
@@ -97,8 +75,8 @@ impl<'a> MemSnapshot<'a> {
         Self {
             inv: b.invocations.read(),
             his: b.history.read(),
-            res: ShardedRead::new(&b.results),
-            exc: ShardedRead::new(&b.exceptions),
+            res: b.results.read_all(),
+            exc: b.exceptions.read_all(),
             wf: b.workflows.read(),
             apps: b.apps.read(),
             run: b.runners.read(),
@@ -155,7 +133,7 @@ impl MemSnapshot<'_> {
         } else {
             (&self.exc, &mut self.sorted_exc)
         };
-        within(sorted.of_all(&map.guards), lo, hi)
+        within(sorted.of_keys(map.keys()), lo, hi)
             .iter()
             .take(take)
             .filter_map(|k| {
@@ -364,10 +342,10 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
                 }
             }
             Row::Result(k, v) => {
-                res[b.results.index(k)].insert(k.clone(), SharedText::from(v.as_str()));
+                res.insert(k, SharedText::from(v.as_str()));
             }
             Row::Exception(k, v) => {
-                exc[b.exceptions.index(k)].insert(k.clone(), SharedText::from(v.as_str()));
+                exc.insert(k, SharedText::from(v.as_str()));
             }
             Row::WorkflowRun(w) => wf.store_run(w),
             Row::SubInvocation(w, s) => {

@@ -43,7 +43,7 @@ mod shards;
 
 use history::History;
 use ordered::{Group, Keyed, keyed_bound};
-use shards::Shards;
+use shards::IdShards;
 
 use taskstate_core::SharedText;
 use taskstate_core::engine::{
@@ -212,8 +212,8 @@ type RunnerRow = (RunnerContext, Option<RunnerId>);
 pub struct MemoryBackend {
     invocations: RwLock<Invocations>,
     history: RwLock<History>,
-    results: Shards<Map<InvocationId, SharedText>>,
-    exceptions: Shards<Map<InvocationId, SharedText>>,
+    results: IdShards<SharedText>,
+    exceptions: IdShards<SharedText>,
     workflows: RwLock<Workflows>,
     apps: RwLock<BTreeMap<AppId, AppInfo>>,
     runners: RwLock<BTreeMap<RunnerId, RunnerRow>>,
@@ -385,36 +385,26 @@ impl Engine for MemoryBackend {
     }
 
     fn set_result(&self, id: &InvocationId, result: &str) -> Result<()> {
-        let i = self.results.index(id);
-        self.results
-            .write(i)
-            .insert(id.clone(), SharedText::from(result));
+        // Allocated before the shard is locked; the replaced text is
+        // freed after it is released.
+        self.results.insert(id, SharedText::from(result));
         Ok(())
     }
 
     fn get_result(&self, id: &InvocationId) -> Result<SharedText> {
-        let i = self.results.index(id);
         self.results
-            .read(i)
-            .get(id)
-            .cloned()
+            .get_cloned(id)
             .ok_or_else(|| Error::not_found(Entity::Result, id.as_str()))
     }
 
     fn set_exception(&self, id: &InvocationId, exception: &str) -> Result<()> {
-        let i = self.exceptions.index(id);
-        self.exceptions
-            .write(i)
-            .insert(id.clone(), SharedText::from(exception));
+        self.exceptions.insert(id, SharedText::from(exception));
         Ok(())
     }
 
     fn get_exception(&self, id: &InvocationId) -> Result<SharedText> {
-        let i = self.exceptions.index(id);
         self.exceptions
-            .read(i)
-            .get(id)
-            .cloned()
+            .get_cloned(id)
             .ok_or_else(|| Error::not_found(Entity::Exception, id.as_str()))
     }
 
@@ -617,8 +607,8 @@ impl Engine for MemoryBackend {
             next_seq,
             ..History::default()
         };
-        res.iter_mut().for_each(|m| m.clear());
-        exc.iter_mut().for_each(|m| m.clear());
+        res.clear();
+        exc.clear();
         *wf = Workflows::default();
         apps.clear();
         run.clear();

@@ -14,14 +14,17 @@ use taskstate_core::prune::{Latest, PruneCounts, PruneNode, PruneTx};
 use taskstate_core::{InvocationId, Result, TimeKey};
 
 use crate::history::History;
-use crate::{Invocations, Map, MemoryBackend, Workflows, members, pair_members};
+use crate::shards::{IdTable, Locked};
+use crate::{Invocations, MemoryBackend, Workflows, members, pair_members};
+
+/// A sharded map write-locked whole.
+type ShardedWrite<'a, V> = Locked<'a, V, RwLockWriteGuard<'a, IdTable<V>>>;
 
 struct MemPrune<'a> {
-    backend: &'a MemoryBackend,
     inv: RwLockWriteGuard<'a, Invocations>,
     his: RwLockWriteGuard<'a, History>,
-    res: Vec<RwLockWriteGuard<'a, Map<InvocationId, SharedText>>>,
-    exc: Vec<RwLockWriteGuard<'a, Map<InvocationId, SharedText>>>,
+    res: ShardedWrite<'a, SharedText>,
+    exc: ShardedWrite<'a, SharedText>,
     wf: RwLockWriteGuard<'a, Workflows>,
 }
 
@@ -30,7 +33,6 @@ pub(crate) fn transaction(
     work: &mut dyn FnMut(&mut dyn PruneTx) -> Result<()>,
 ) -> Result<()> {
     let mut tx = MemPrune {
-        backend,
         inv: backend.invocations.write(),
         his: backend.history.write(),
         res: backend.results.write_all(),
@@ -99,7 +101,6 @@ impl PruneTx for MemPrune<'_> {
 
     fn remove(&mut self, ids: &[InvocationId], dry_run: bool) -> Result<PruneCounts> {
         let mut c = PruneCounts::default();
-        let b = self.backend;
         if dry_run {
             let set: HashSet<&InvocationId> = ids.iter().collect();
             for id in ids {
@@ -109,8 +110,8 @@ impl PruneTx for MemPrune<'_> {
                     .per_invocation
                     .get(id)
                     .map_or(0, |l| l.iter().count()) as u64;
-                c.results += u64::from(self.res[b.results.index(id)].contains_key(id));
-                c.exceptions += u64::from(self.exc[b.exceptions.index(id)].contains_key(id));
+                c.results += u64::from(self.res.contains(id));
+                c.exceptions += u64::from(self.exc.contains(id));
                 c.workflow_runs += u64::from(self.wf.runs.contains_key(id));
                 c.sub_invocations += pair_members(&self.wf.sub_invocations, id).len() as u64;
                 c.sub_invocations += pair_members(&self.wf.sub_of, id)
@@ -124,8 +125,8 @@ impl PruneTx for MemPrune<'_> {
         for id in ids {
             c.invocations += u64::from(self.inv.remove(id));
             c.history += self.his.remove_key(id);
-            c.results += u64::from(self.res[b.results.index(id)].remove(id).is_some());
-            c.exceptions += u64::from(self.exc[b.exceptions.index(id)].remove(id).is_some());
+            c.results += u64::from(self.res.remove(id).is_some());
+            c.exceptions += u64::from(self.exc.remove(id).is_some());
             c.workflow_runs += u64::from(self.wf.remove_run(id));
             for sub in pair_members(&self.wf.sub_invocations, id) {
                 self.wf.sub_invocations.remove(&(id.clone(), sub.clone()));
