@@ -57,7 +57,7 @@ def main():
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=6,
                     help="rounds, even: each side runs first in half of them")
-    ap.add_argument("--min-time", type=float, default=0.2, help="seconds a read loop lasts at least")
+    ap.add_argument("--min-time", type=float, default=0.2, help="seconds each timed op runs at least (reads loop, writes repeat on new stores)")
     ap.add_argument("--json")
     a = ap.parse_args()
     if a.repeat < 2 or a.repeat % 2:

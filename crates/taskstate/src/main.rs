@@ -59,8 +59,9 @@ enum Command {
         /// round, targets interleaved; figures are medians over rounds.
         #[arg(long, default_value_t = 3, value_parser = bounded::<1, 100>)]
         repeat: usize,
-        /// A timed read loop repeats over the workload until it lasts this
-        /// many milliseconds (0 to 60000).
+        /// Every timed operation repeats until it has run this many
+        /// milliseconds (0 to 60000): reads over the workload, writes as
+        /// whole passes on new empty stores.
         #[arg(long, default_value_t = 200, value_parser = bounded::<0, 60_000>)]
         min_time_ms: usize,
         /// Write the results as JSON to PATH.

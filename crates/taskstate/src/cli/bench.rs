@@ -245,10 +245,18 @@ fn raw_postgres(_: &str, _: &Workload) -> Result<Store, String> {
     Err("raw-postgres needs the postgres feature".into())
 }
 
-/// One pass of a round: an empty store per target, then each operation on
-/// every target before the next operation (targets in `order`), so the
-/// figures a ratio compares are taken seconds apart, not a whole pass
-/// apart. Returns each target's results, by its index in `measured`.
+/// One pass of a round: each operation on every target before the next
+/// operation (targets in `order`), so the figures a ratio compares are
+/// taken seconds apart, not a whole pass apart. Returns each target's
+/// results, by its index in `measured`.
+///
+/// The writes run on empty stores, and a pass of them can be short (2,000
+/// results into memory take a quarter of a millisecond), so they repeat
+/// as the reads do: the whole sequence of writes, on new empty stores,
+/// until each write of a target has run `options.min_time` (targets still
+/// going stay interleaved); each write's figure is the sum over those
+/// passes, and every pass is read back. The reads then run on each
+/// target's last store.
 fn run_pass(
     measured: &[Measured],
     order: &[usize],
@@ -258,20 +266,60 @@ fn run_pass(
     label: &str,
     bar: &ProgressBar,
 ) -> Result<Vec<(usize, Vec<OpResult>)>, String> {
-    let mut stores = Vec::new();
-    for &idx in order {
-        stores.push((idx, Store::open(&measured[idx], dir, label, w)?, Vec::new()));
+    let (writes, reads): (Vec<Op>, Vec<Op>) = bench::pass_ops(options)
+        .into_iter()
+        .partition(|op| op.is_write());
+    let min_time = options.min_time.as_secs_f64();
+    // Per target (by position in `order`): its writes' running totals,
+    // and the store whose writes finished the repetition.
+    let mut totals: Vec<Vec<OpResult>> = vec![Vec::new(); order.len()];
+    let mut last: Vec<Option<Store>> = order.iter().map(|_| None).collect();
+    let mut write_pass = 0usize;
+    loop {
+        let going: Vec<usize> = (0..order.len()).filter(|&k| last[k].is_none()).collect();
+        if going.is_empty() {
+            break;
+        }
+        write_pass += 1;
+        let mut stores = Vec::new();
+        for &k in &going {
+            let m = &measured[order[k]];
+            let tag = format!("{label}-{write_pass}");
+            stores.push((k, Store::open(m, dir, &tag, w)?, Vec::new()));
+        }
+        for &op in &writes {
+            for (k, store, results) in &mut stores {
+                let name = &measured[order[*k]].name;
+                bar.set_message(format!("{label}: {op} (pass {write_pass}): {name}"));
+                results.push(store.run_op(name, w, op, options));
+            }
+        }
+        for (k, store, mut results) in stores {
+            store.validate_writes(w, &mut results);
+            add_passes(&mut totals[k], results);
+            // A target is done when each of its writes has run min_time
+            // (or failed): faster targets stop early, slower ones go on.
+            if totals[k]
+                .iter()
+                .all(|r| r.validation.is_err() || r.seconds >= min_time)
+            {
+                last[k] = Some(store);
+            } else {
+                store.close()?;
+            }
+        }
     }
-    for op in bench::pass_ops(options) {
+    let mut stores = Vec::new();
+    for (k, (store, results)) in last.into_iter().zip(totals).enumerate() {
+        if let Some(store) = store {
+            stores.push((order[k], store, results));
+        }
+    }
+    for op in reads {
         for (idx, store, results) in &mut stores {
             let name = &measured[*idx].name;
             bar.set_message(format!("{label}: {op}: {name}"));
             results.push(store.run_op(name, w, op, options));
-        }
-        if op == Op::SetResult {
-            for (_, store, results) in &mut stores {
-                store.validate_writes(w, results);
-            }
         }
     }
     let mut out = Vec::new();
@@ -280,6 +328,22 @@ fn run_pass(
         out.push((idx, results));
     }
     Ok(out)
+}
+
+/// Folds one write pass's results into the running totals (op by op, in
+/// the same order): items and seconds add up, the first failure stays.
+fn add_passes(total: &mut Vec<OpResult>, pass: Vec<OpResult>) {
+    if total.is_empty() {
+        *total = pass;
+        return;
+    }
+    for (t, r) in total.iter_mut().zip(pass) {
+        t.n += r.n;
+        t.seconds += r.seconds;
+        if t.validation.is_ok() {
+            t.validation = r.validation;
+        }
+    }
 }
 
 fn fmt_rate(r: f64) -> String {
@@ -579,7 +643,7 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
     let mut table = Vec::new();
     let _ = writeln!(
         table,
-        "taskstate bench: N={n}, threads={threads}, {repeat} rounds (targets interleaved), read loops >= {min_time_ms} ms, {} build, {} cores, {}",
+        "taskstate bench: N={n}, threads={threads}, {repeat} rounds (targets interleaved), each op timed >= {min_time_ms} ms, {} build, {} cores, {}",
         meta["build"].as_str().unwrap_or("?"),
         meta["cores"],
         meta["cpu"].as_str().unwrap_or("unknown cpu")
@@ -660,6 +724,64 @@ mod tests {
         let second = Store::open(&m, dir.path(), "b", &w).unwrap();
         assert_eq!(db_files(dir.path())[0], "sqlite-b.db");
         second.close().unwrap();
+        assert_eq!(db_files(dir.path()), Vec::<String>::new());
+    }
+
+    /// Writes repeat as whole passes on new empty stores until each has
+    /// run the minimum time, every pass read back; the reads run once on
+    /// the last pass's stores; no store of a pass is left behind.
+    #[test]
+    fn writes_repeat_on_new_stores_until_min_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Workload::build(20, 1);
+        let target = |name: &str, kind: Kind| Measured {
+            name: name.into(),
+            kind,
+            baseline: None,
+            rounds: Vec::new(),
+        };
+        let measured = vec![
+            target(
+                "memory",
+                Kind::Engine {
+                    url: "memory://".into(),
+                },
+            ),
+            target("sqlite", Kind::OwnSqlite),
+        ];
+        let options = bench::RunOptions {
+            threads: 1,
+            reads: true,
+            min_time: std::time::Duration::from_millis(30),
+        };
+        let out = run_pass(
+            &measured,
+            &[1, 0],
+            dir.path(),
+            &w,
+            &options,
+            "t",
+            &ProgressBar::hidden(),
+        )
+        .unwrap();
+        let order: Vec<usize> = out.iter().map(|(idx, _)| *idx).collect();
+        assert_eq!(order, vec![1, 0]);
+        for (idx, results) in &out {
+            let ops: Vec<Op> = results.iter().map(|r| r.op).collect();
+            assert_eq!(ops, bench::pass_ops(&options));
+            for r in results {
+                assert_eq!(r.validation, Ok(()), "{} {}", r.engine, r.op);
+                assert!(r.seconds >= 0.03, "{} {}: {} s", r.engine, r.op, r.seconds);
+            }
+            for r in results.iter().filter(|r| r.op.is_write()) {
+                let per_pass = if r.op == Op::AddHistories { 60 } else { 20 };
+                assert_eq!(r.n % per_pass, 0, "{} {}: {}", r.engine, r.op, r.n);
+                // Twenty writes into memory take microseconds: many passes.
+                if *idx == 0 {
+                    assert!(r.n >= 10 * per_pass, "{}: {} items", r.op, r.n);
+                }
+            }
+        }
         assert_eq!(db_files(dir.path()), Vec::<String>::new());
     }
 }
