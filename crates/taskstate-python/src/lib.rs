@@ -12,6 +12,12 @@
 mod convert;
 mod errors;
 
+/// The built extension's allocator (see Cargo.toml): only when maturin
+/// builds the module, so the crate's tests and library users keep theirs.
+#[cfg(feature = "extension-module")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use taskstate::{

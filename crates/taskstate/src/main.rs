@@ -3,6 +3,11 @@
 //! status 1, or 2 for a usage error. Output never panics: a closed pipe
 //! ends the command quietly, any other write error is a failure line.
 
+/// Small allocations on every write path: mimalloc, not the system
+/// allocator (see this crate's Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
