@@ -17,7 +17,7 @@ use taskstate_core::{
 
 use crate::ordered::{keyed_bound, sorted_within};
 use crate::shards::{IdTable, Locked};
-use crate::{History, Invocations, Map, MemoryBackend, RunnerRow, Workflows, strip_parent};
+use crate::{History, Invocations, Map, MemoryBackend, Pair, RunnerRow, Workflows, strip_parent};
 use std::collections::BTreeMap;
 
 /// The keys of a hash map, sorted once when a snapshot first pages it (the
@@ -57,6 +57,7 @@ fn within<'k>(
 
 pub(crate) struct MemSnapshot<'a> {
     inv: RwLockReadGuard<'a, Invocations>,
+    rows: ShardedRead<'a, Pair>,
     his: RwLockReadGuard<'a, History>,
     res: ShardedRead<'a, SharedText>,
     exc: ShardedRead<'a, SharedText>,
@@ -74,6 +75,7 @@ impl<'a> MemSnapshot<'a> {
         // Field order, as purge: no lock-order cycle with it.
         Self {
             inv: b.invocations.read(),
+            rows: b.rows.read_all(),
             his: b.history.read(),
             res: b.results.read_all(),
             exc: b.exceptions.read_all(),
@@ -159,11 +161,11 @@ impl Snapshot for MemSnapshot<'_> {
         let rows: Vec<Row> = match kind {
             Kind::Invocation => {
                 let lo = id_bound(after_one(after)?);
-                let keys = self.sorted_inv.of(&self.inv.rows);
+                let keys = self.sorted_inv.of_keys(self.rows.keys());
                 within(keys, &lo, &Bound::Unbounded)
                     .iter()
                     .take(take)
-                    .filter_map(|id| self.inv.rows.get(id))
+                    .filter_map(|id| self.rows.get(id))
                     .map(|p| Row::Invocation(Box::new((**p).clone())))
                     .collect()
             }
@@ -306,7 +308,7 @@ impl Snapshot for MemSnapshot<'_> {
 
     fn count(&mut self, kind: Kind) -> Result<u64> {
         let n = match kind {
-            Kind::Invocation => self.inv.rows.len(),
+            Kind::Invocation => self.rows.len(),
             Kind::History => self.his.by_seq.len(),
             Kind::Result => self.res.len(),
             Kind::Exception => self.exc.len(),
@@ -327,6 +329,7 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
         return Ok(());
     }
     let mut inv = b.invocations.write();
+    let mut stored = b.rows.write_all();
     let mut his = b.history.write();
     let mut res = b.results.write_all();
     let mut exc = b.exceptions.write_all();
@@ -335,7 +338,11 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
     let mut run = b.runners.write();
     for r in rows {
         match r {
-            Row::Invocation(p) => inv.upsert(std::sync::Arc::new((**p).clone())),
+            Row::Invocation(p) => {
+                let pair = std::sync::Arc::new((**p).clone());
+                let old = stored.insert(&pair.0.invocation_id, pair.clone());
+                inv.reindex(old.as_ref(), &pair);
+            }
             Row::History(..) => {
                 if let Some(h) = r.as_history_row() {
                     his.add(&h);

@@ -17,10 +17,14 @@
 //!
 //! # Concurrency
 //!
-//! State is split into areas (invocations, history, results, exceptions,
-//! workflows, apps, runner contexts), each behind its own `parking_lot`
-//! read-write lock: reads proceed in parallel, writes to different areas do
-//! not contend, and every operation is atomic because it touches one area.
+//! State is split into areas (the invocation indexes, the invocation rows,
+//! history, results, exceptions, workflows, apps, runner contexts), each
+//! behind its own `parking_lot` read-write lock — rows, results and
+//! exceptions behind sixteen, one per shard of ids, so point reads from
+//! several threads do not share a lock word. Reads proceed in parallel,
+//! writes to different areas do not contend, and every operation is
+//! atomic: it touches one area, or (an upsert) holds the index lock while
+//! it write-locks every shard its batch falls in.
 //! Point lookups go through hash maps (ids are cheap shared strings, so a
 //! read hands out records without copying text); what the contract returns
 //! in order is kept ordered (children and workflow members per key, the
@@ -101,9 +105,12 @@ fn pair_members<K: Ord + Clone>(set: &BTreeSet<(K, InvocationId)>, key: &K) -> V
         .collect()
 }
 
+/// The indexes over the stored invocations (the rows themselves live in
+/// [`MemoryBackend::rows`], sharded, so point reads take no shared lock).
+/// A writer holds this lock while it changes a row, so a row and its
+/// index entries change together for anyone who reads both.
 #[derive(Default)]
 struct Invocations {
-    rows: Map<InvocationId, Pair>,
     children: Groups<InvocationId>,
     by_workflow: Groups<InvocationId>,
     /// By parent workflow id: only retention follows this link.
@@ -123,16 +130,11 @@ impl Invocations {
         }
     }
 
-    /// Stores `pair`, replacing (and unindexing) the invocation it
-    /// supersedes.
-    fn upsert(&mut self, pair: Pair) {
-        if let Some(old) = self.rows.insert(pair.0.invocation_id.clone(), pair.clone()) {
-            self.unindex(&old);
+    /// Indexes `pair`, just stored in place of `old` (unindexed first).
+    fn reindex(&mut self, old: Option<&Pair>, pair: &Pair) {
+        if let Some(old) = old {
+            self.unindex(old);
         }
-        self.index(&pair);
-    }
-
-    fn index(&mut self, pair: &Pair) {
         let inv = &pair.0;
         let id = &inv.invocation_id;
         if let Some(p) = &inv.parent_invocation_id {
@@ -144,15 +146,9 @@ impl Invocations {
         }
     }
 
-    /// Removes an invocation and its index entries; whether it was stored.
-    fn remove(&mut self, id: &InvocationId) -> bool {
-        match self.rows.remove(id) {
-            Some(old) => {
-                self.unindex(&old);
-                true
-            }
-            None => false,
-        }
+    /// Unindexes the row just removed, if there was one; whether there was.
+    fn removed(&mut self, old: Option<Pair>) -> bool {
+        old.map(|old| self.unindex(&old)).is_some()
     }
 }
 
@@ -211,6 +207,7 @@ type RunnerRow = (RunnerContext, Option<RunnerId>);
 #[derive(Default)]
 pub struct MemoryBackend {
     invocations: RwLock<Invocations>,
+    rows: IdShards<Pair>,
     history: RwLock<History>,
     results: IdShards<SharedText>,
     exceptions: IdShards<SharedText>,
@@ -255,18 +252,20 @@ impl Engine for MemoryBackend {
     }
 
     fn upsert_invocations(&self, entries: &[(InvocationDTO, CallDTO)]) -> Result<()> {
+        // Copied before any lock is taken; the batch's rows appear at
+        // once, and with their index entries for anyone reading both.
+        let pairs: Vec<Pair> = entries.iter().map(|p| Arc::new(p.clone())).collect();
         let mut s = self.invocations.write();
-        for pair in entries {
-            s.upsert(Arc::new(pair.clone()));
+        let replaced = self.rows.insert_all(&pairs, |p| &p.0.invocation_id);
+        for (pair, old) in pairs.iter().zip(replaced) {
+            s.reindex(old.as_ref(), pair);
         }
         Ok(())
     }
 
     fn get_invocation(&self, id: &InvocationId) -> Result<InvocationRecord> {
-        let s = self.invocations.read();
-        s.rows
-            .get(id)
-            .cloned()
+        self.rows
+            .get_cloned(id)
             .ok_or_else(|| Error::not_found(Entity::Invocation, id.as_str()))
     }
 
@@ -282,7 +281,7 @@ impl Engine for MemoryBackend {
         let s = self.invocations.read();
         Ok(match (workflow_id, workflow_type) {
             (None, None) => {
-                let mut all: Vec<InvocationId> = s.rows.keys().cloned().collect();
+                let mut all: Vec<InvocationId> = self.rows.read_all().keys().cloned().collect();
                 all.sort_unstable();
                 all
             }
@@ -292,8 +291,9 @@ impl Engine for MemoryBackend {
             // index the size of the type's population cost every upsert a
             // B-tree insert. A scan of the store, as for the full list.
             (None, Some(t)) => {
-                let mut of_type: Vec<InvocationId> = s
+                let mut of_type: Vec<InvocationId> = self
                     .rows
+                    .read_all()
                     .values()
                     .filter(|p| p.0.workflow.workflow_type == *t)
                     .map(|p| p.0.invocation_id.clone())
@@ -304,8 +304,8 @@ impl Engine for MemoryBackend {
             (Some(w), Some(t)) => members(&s.by_workflow, w)
                 .into_iter()
                 .filter(|id| {
-                    s.rows
-                        .get(id)
+                    self.rows
+                        .get_cloned(id)
                         .is_some_and(|p| p.0.workflow.workflow_type == *t)
                 })
                 .collect(),
@@ -553,16 +553,16 @@ impl Engine for MemoryBackend {
         &self,
         q: &taskstate_core::monitor::ListQuery,
     ) -> Result<Vec<taskstate_core::InvocationSummary>> {
-        // Lock order as in purge: invocations, then history. A memory store
+        // Lock order as in purge: rows, then history. A memory store
         // lives in one process and is scanned whole: no index to keep.
-        let inv = self.invocations.read();
+        let inv = self.rows.read_all();
         let his = self.history.read();
         let mut out: Vec<taskstate_core::InvocationSummary> = his
             .per_invocation
             .iter()
             .filter_map(|(id, rows)| {
                 let ((time_key, _), rec) = rows.iter().last()?;
-                let pair = inv.rows.get(id)?;
+                let pair = inv.get(id)?;
                 Some(taskstate_core::InvocationSummary {
                     invocation_id: id.clone(),
                     task_id: pair.1.call_id.task_id().clone(),
@@ -594,6 +594,7 @@ impl Engine for MemoryBackend {
     fn purge(&self) -> Result<()> {
         // Fixed lock order (field order) so purge cannot deadlock with itself.
         let mut inv = self.invocations.write();
+        let mut rows = self.rows.write_all();
         let mut his = self.history.write();
         let mut res = self.results.write_all();
         let mut exc = self.exceptions.write_all();
@@ -601,6 +602,7 @@ impl Engine for MemoryBackend {
         let mut apps = self.apps.write();
         let mut run = self.runners.write();
         *inv = Invocations::default();
+        rows.clear();
         // The sequence keeps counting so insertion order stays monotonic.
         let next_seq = his.next_seq;
         *his = History {

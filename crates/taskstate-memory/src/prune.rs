@@ -15,13 +15,14 @@ use taskstate_core::{InvocationId, Result, TimeKey};
 
 use crate::history::History;
 use crate::shards::{IdTable, Locked};
-use crate::{Invocations, MemoryBackend, Workflows, members, pair_members};
+use crate::{Invocations, MemoryBackend, Pair, Workflows, members, pair_members};
 
 /// A sharded map write-locked whole.
 type ShardedWrite<'a, V> = Locked<'a, V, RwLockWriteGuard<'a, IdTable<V>>>;
 
 struct MemPrune<'a> {
     inv: RwLockWriteGuard<'a, Invocations>,
+    rows: ShardedWrite<'a, Pair>,
     his: RwLockWriteGuard<'a, History>,
     res: ShardedWrite<'a, SharedText>,
     exc: ShardedWrite<'a, SharedText>,
@@ -34,6 +35,7 @@ pub(crate) fn transaction(
 ) -> Result<()> {
     let mut tx = MemPrune {
         inv: backend.invocations.write(),
+        rows: backend.rows.write_all(),
         his: backend.history.write(),
         res: backend.results.write_all(),
         exc: backend.exceptions.write_all(),
@@ -70,7 +72,7 @@ impl PruneTx for MemPrune<'_> {
             .iter()
             .map(|id| {
                 let mut links = Vec::new();
-                let stored = inv.rows.get(id);
+                let stored = self.rows.get(id);
                 if let Some(pair) = stored {
                     let w = &pair.0.workflow;
                     links.extend(pair.0.parent_invocation_id.iter().cloned());
@@ -104,7 +106,7 @@ impl PruneTx for MemPrune<'_> {
         if dry_run {
             let set: HashSet<&InvocationId> = ids.iter().collect();
             for id in ids {
-                c.invocations += u64::from(self.inv.rows.contains_key(id));
+                c.invocations += u64::from(self.rows.contains(id));
                 c.history += self
                     .his
                     .per_invocation
@@ -123,7 +125,7 @@ impl PruneTx for MemPrune<'_> {
             return Ok(c);
         }
         for id in ids {
-            c.invocations += u64::from(self.inv.remove(id));
+            c.invocations += u64::from(self.inv.removed(self.rows.remove(id)));
             c.history += self.his.remove_key(id);
             c.results += u64::from(self.res.remove(id).is_some());
             c.exceptions += u64::from(self.exc.remove(id).is_some());

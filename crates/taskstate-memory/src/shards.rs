@@ -122,6 +122,36 @@ impl<V> IdShards<V> {
         self.shard(s.shard).write().insert(s.hash, id, value)
     }
 
+    /// Stores each value under its id (`id_of`) as one step: the shards
+    /// they fall in are write-locked together (ascending) until all are
+    /// stored, so no reader sees part of the batch. Returns the values
+    /// replaced, in order (a later duplicate replaces an earlier one).
+    pub(crate) fn insert_all(
+        &self,
+        values: &[V],
+        id_of: impl Fn(&V) -> &InvocationId,
+    ) -> Vec<Option<V>>
+    where
+        V: Clone,
+    {
+        if let [one] = values {
+            return vec![self.insert(id_of(one), one.clone())];
+        }
+        let slots: Vec<Slot> = values.iter().map(|v| self.slot(id_of(v))).collect();
+        let touched = slots.iter().fold(0u32, |m, s| m | 1 << s.shard);
+        let mut guards: Vec<Option<RwLockWriteGuard<'_, IdTable<V>>>> = (0..SHARDS)
+            .map(|i| (touched >> i & 1 == 1).then(|| self.shard(i).write()))
+            .collect();
+        values
+            .iter()
+            .zip(slots)
+            .map(|(v, s)| {
+                let table = guards.get_mut(s.shard).and_then(Option::as_mut)?;
+                table.insert(s.hash, id_of(v), v.clone())
+            })
+            .collect()
+    }
+
     /// Every shard read-locked, in index order.
     pub(crate) fn read_all(&self) -> Locked<'_, V, RwLockReadGuard<'_, IdTable<V>>> {
         Locked {
@@ -162,6 +192,11 @@ impl<V, G: Deref<Target = IdTable<V>>> Locked<'_, V, G> {
     /// Every key, in no particular order.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &InvocationId> {
         self.guards.iter().flat_map(|g| g.keys())
+    }
+
+    /// Every value, in no particular order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.guards.iter().flat_map(|g| g.0.iter().map(|e| &e.2))
     }
 }
 
@@ -211,6 +246,50 @@ mod tests {
             assert!(min > Some(&0), "{:?}: {counts:?}", family(0));
             assert!(max < Some(&2_000), "{:?}: {counts:?}", family(0));
         }
+    }
+
+    /// A batch appears at once: a reader that sees a version of the
+    /// batch's first id never then reads an earlier version of its last
+    /// (stored 63 inserts later, in another shard).
+    #[test]
+    fn a_batch_appears_at_once() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let shards: IdShards<(InvocationId, u32)> = IdShards::default();
+        let mut ids: Vec<InvocationId> = (0..63)
+            .map(|i| InvocationId::new(format!("batch-{i}")))
+            .collect();
+        // The seed is per process: find a last id in another shard.
+        let other = (63..)
+            .map(|i| InvocationId::new(format!("batch-{i}")))
+            .find(|id| shards.slot(id).shard != shards.slot(&ids[0]).shard);
+        ids.extend(other);
+        let (first, last) = (&ids[0], &ids[63]);
+        let done = AtomicBool::new(false);
+        let start = std::sync::Barrier::new(2);
+        let (mut reads, mut torn, mut example) = (0u64, 0u64, None);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                start.wait();
+                for v in 0..3_000u32 {
+                    let batch: Vec<(InvocationId, u32)> =
+                        ids.iter().map(|id| (id.clone(), v)).collect();
+                    shards.insert_all(&batch, |e| &e.0);
+                }
+                done.store(true, Ordering::Release);
+            });
+            start.wait();
+            while !done.load(Ordering::Acquire) {
+                let va = shards.get_cloned(first).map(|e| e.1);
+                let vb = shards.get_cloned(last).map(|e| e.1);
+                if vb < va {
+                    torn += 1;
+                    example = example.or(Some((va, vb)));
+                }
+                reads += 1;
+            }
+        });
+        assert_eq!(torn, 0, "of {reads} reads, e.g. {example:?}");
+        assert_eq!(shards.get_cloned(last).map(|e| e.1), Some(2_999));
     }
 
     proptest::proptest! {
