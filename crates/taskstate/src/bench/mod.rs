@@ -31,7 +31,7 @@ pub use raw_sqlite::RawSqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use target::Encoded;
 pub use target::{BenchTarget, Read, Scanned};
-use timing::{Validation, first_error, read_loop, scan_loop, timed, verdict};
+use timing::{Validation, read_loop, scan_loop, timed_writes, verdict};
 pub use workload::Workload;
 
 /// A timed operation of the reference workload.
@@ -228,8 +228,8 @@ pub fn run_op<T: BenchTarget + ?Sized>(
         validation,
     };
     let write = |items: usize, f: &WriteFn<'_>| {
-        let (secs, res) = timed(items, threads, f);
-        result(items, threads, secs, first_error(res).map(drop))
+        let (secs, validation) = timed_writes(items, threads, f);
+        result(items, threads, secs, validation)
     };
     let read = |f: &ReadFn<'_>, what: &str| {
         let matches = |i: usize, got: &Read| target.read_matches(w, op, i, got);

@@ -13,43 +13,38 @@ pub(crate) fn verdict(ok: bool, what: impl FnOnce() -> String) -> Validation {
     if ok { Ok(()) } else { Err(what()) }
 }
 
-pub(crate) fn first_error<T>(results: Vec<Result<T>>) -> std::result::Result<Vec<T>, String> {
-    results
-        .into_iter()
-        .collect::<Result<Vec<_>>>()
-        .map_err(|e| format!("error: {e}"))
-}
-
-/// Runs `body(i)` for i in 0..n on `threads` threads (contiguous slices),
-/// returning the wall time and each call's output in index order.
-pub(crate) fn timed<T: Send>(
+/// Runs `write(i)` for i in 0..n on `threads` threads (contiguous slices),
+/// each thread stopping at its first error; returns the wall time and the
+/// first error, if any. Nothing is collected per item: the Python
+/// reference's write loop keeps nothing either.
+pub(crate) fn timed_writes(
     n: usize,
     threads: usize,
-    body: impl Fn(usize) -> T + Sync,
-) -> (f64, Vec<T>) {
+    write: impl Fn(usize) -> Result<()> + Sync,
+) -> (f64, Validation) {
+    let slice = |range: std::ops::Range<usize>| -> Validation {
+        for i in range {
+            write(i).map_err(|e| format!("error: {e}"))?;
+        }
+        Ok(())
+    };
     let start = Instant::now();
-    let out = if threads <= 1 {
-        (0..n).map(&body).collect()
+    let outcome = if threads <= 1 {
+        slice(0..n)
     } else {
         let chunk = n.div_ceil(threads);
-        let body = &body;
+        let slice = &slice;
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    s.spawn(move || {
-                        (t * chunk..((t + 1) * chunk).min(n))
-                            .map(body)
-                            .collect::<Vec<T>>()
-                    })
-                })
+                .map(|t| s.spawn(move || slice(t * chunk..((t + 1) * chunk).min(n))))
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a bench thread panicked".to_owned()))
+            })
         })
     };
-    (start.elapsed().as_secs_f64(), out)
+    (start.elapsed().as_secs_f64(), outcome)
 }
 
 /// Runs `read` over the workload's `n` items with `threads` threads, pass
@@ -153,6 +148,39 @@ pub(crate) fn scan_loop<T>(
         }
         if secs >= min_time {
             return (items, secs, Ok(()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use taskstate_core::Error;
+
+    /// Every item is written once, on one thread or several; the first
+    /// error of a thread stops it and is reported.
+    #[test]
+    fn timed_writes_writes_each_item_once_and_reports_an_error() {
+        for threads in [1, 2, 3] {
+            let calls: Vec<AtomicUsize> = (0..10).map(|_| AtomicUsize::new(0)).collect();
+            let (_, v) = timed_writes(10, threads, |i| {
+                calls[i].fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            });
+            assert_eq!(v, Ok(()));
+            let counts: Vec<usize> = calls.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+            assert_eq!(counts, vec![1; 10], "{threads} threads");
+
+            let (_, v) = timed_writes(10, threads, |i| {
+                if i == 7 {
+                    Err(Error::invalid("item seven"))
+                } else {
+                    Ok(())
+                }
+            });
+            let e = v.err().unwrap_or_default();
+            assert!(e.starts_with("error: ") && e.contains("item seven"), "{e}");
         }
     }
 }
