@@ -220,11 +220,7 @@ impl Timestamp {
             return None;
         }
         let offset_secs = sign * (oh * 3600 + om * 60) as i32;
-        let local_secs =
-            days_from_civil(year, month, day) * 86_400 + i64::from(h * 3600 + m * 60 + s);
-        let micros = local_secs * MICROS_PER_SEC + i64::from(micros)
-            - i64::from(offset_secs) * MICROS_PER_SEC;
-        Self::from_micros_with_offset(micros, offset_secs).ok()
+        Self::from_civil((year, month, day), (h, m, s, micros), offset_secs).ok()
     }
 
     /// [`Timestamp::parse`] for every accepted shape, and its errors.
@@ -271,10 +267,19 @@ impl Timestamp {
             Some(rest) => parse_offset(rest).ok_or_else(|| err("bad UTC offset"))?,
             None => return Err(err("bad UTC offset")),
         };
-        // Plain arithmetic (no calendar library on this hot path): the
-        // days since the epoch of a proleptic Gregorian date.
-        let days = days_from_civil(year, month, day);
-        let local_secs = days * 86_400 + i64::from(h * 3600 + m * 60 + s);
+        Self::from_civil((year, month, day), (h, m, s, micros), offset_secs)
+    }
+
+    /// The instant of a checked local date and time of day at a UTC
+    /// offset. Plain arithmetic (no calendar library on this hot path):
+    /// the days since the epoch of a proleptic Gregorian date.
+    fn from_civil(
+        (year, month, day): (i32, u32, u32),
+        (h, m, s, micros): (u32, u32, u32, u32),
+        offset_secs: i32,
+    ) -> Result<Self, KeyError> {
+        let local_secs =
+            days_from_civil(year, month, day) * 86_400 + i64::from(h * 3600 + m * 60 + s);
         let utc_micros = local_secs * MICROS_PER_SEC + i64::from(micros)
             - i64::from(offset_secs) * MICROS_PER_SEC;
         Self::from_micros_with_offset(utc_micros, offset_secs)
