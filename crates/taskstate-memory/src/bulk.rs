@@ -16,7 +16,7 @@ use taskstate_core::{
 };
 
 use crate::ordered::{keyed_bound, sorted_within};
-use crate::shards::{IdTable, Locked};
+use crate::shards::ShardedRead;
 use crate::{History, Invocations, Map, MemoryBackend, Pair, RunnerRow, Workflows, strip_parent};
 use std::collections::BTreeMap;
 
@@ -42,9 +42,6 @@ impl Sorted {
         })
     }
 }
-
-/// A sharded map read-locked whole.
-type ShardedRead<'a, V> = Locked<'a, V, RwLockReadGuard<'a, IdTable<V>>>;
 
 /// The sorted keys within `(lo, hi)` bounds.
 fn within<'k>(

@@ -14,11 +14,8 @@ use taskstate_core::prune::{Latest, PruneCounts, PruneNode, PruneTx};
 use taskstate_core::{InvocationId, Result, TimeKey};
 
 use crate::history::History;
-use crate::shards::{IdTable, Locked};
+use crate::shards::ShardedWrite;
 use crate::{Invocations, MemoryBackend, Pair, Workflows, members, pair_members};
-
-/// A sharded map write-locked whole.
-type ShardedWrite<'a, V> = Locked<'a, V, RwLockWriteGuard<'a, IdTable<V>>>;
 
 struct MemPrune<'a> {
     inv: RwLockWriteGuard<'a, Invocations>,

@@ -169,6 +169,12 @@ impl<V> IdShards<V> {
     }
 }
 
+/// An [`IdShards`] read-locked whole (snapshots).
+pub(crate) type ShardedRead<'a, V> = Locked<'a, V, RwLockReadGuard<'a, IdTable<V>>>;
+
+/// An [`IdShards`] write-locked whole (retention).
+pub(crate) type ShardedWrite<'a, V> = Locked<'a, V, RwLockWriteGuard<'a, IdTable<V>>>;
+
 /// Every shard of an [`IdShards`] locked (read or write, by guard type).
 pub(crate) struct Locked<'a, V, G> {
     owner: &'a IdShards<V>,

@@ -281,11 +281,14 @@ fn run_pass(
             break;
         }
         write_pass += 1;
+        let tag = format!("{label}-{write_pass}");
         let mut stores = Vec::new();
         for &k in &going {
-            let m = &measured[order[k]];
-            let tag = format!("{label}-{write_pass}");
-            stores.push((k, Store::open(m, dir, &tag, w)?, Vec::new()));
+            stores.push((
+                k,
+                Store::open(&measured[order[k]], dir, &tag, w)?,
+                Vec::new(),
+            ));
         }
         for &op in &writes {
             for (k, store, results) in &mut stores {
