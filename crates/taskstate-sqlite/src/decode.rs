@@ -47,6 +47,22 @@ pub(crate) fn str_at<'r>(
         .ok_or_else(|| corrupt(ctx, table, key, format!("column {i} is NULL")))
 }
 
+/// A text column's bytes, borrowed from the row, for a reader that checks
+/// they are UTF-8 as it decodes them.
+pub(crate) fn bytes_at<'r>(
+    row: &'r Row<'_>,
+    i: usize,
+    ctx: &Ctx,
+    table: &str,
+    key: &str,
+) -> Result<&'r [u8]> {
+    match row.get_ref(i) {
+        Ok(ValueRef::Text(b) | ValueRef::Blob(b)) => Ok(b),
+        // Anything else: the text reader's error.
+        _ => str_at(row, i, ctx, table, key).map(str::as_bytes),
+    }
+}
+
 /// [`opt_text_at`] borrowed from the row.
 pub(crate) fn opt_str_at<'r>(
     row: &'r Row<'_>,
@@ -159,20 +175,18 @@ pub(crate) fn decode_history(
     id_col: usize,
     recent: &mut RecentIds,
 ) -> Result<InvocationHistory> {
-    // Decoded straight from SQLite's buffer (no copy of the JSON text);
-    // the key is read only to name a bad row.
+    // Decoded straight from SQLite's buffer (no copy of the JSON text, and
+    // its bytes checked as they are read); the key is read only to name a
+    // bad row.
     let key = || opt_text_at(row, id_col, ctx, T_HIST, "?").map(Option::unwrap_or_default);
-    let json = match row.get_ref(json_col) {
-        Ok(ValueRef::Text(b) | ValueRef::Blob(b)) => std::str::from_utf8(b).ok(),
-        _ => None,
-    };
-    match json {
-        Some(json) => InvocationHistory::from_json_reusing(json, recent).map_err(|e| match key() {
-            Ok(k) => corrupt(ctx, T_HIST, &k, e),
-            Err(err) => err,
-        }),
+    match row.get_ref(json_col) {
+        Ok(ValueRef::Text(b) | ValueRef::Blob(b)) => InvocationHistory::from_stored_json(b, recent)
+            .map_err(|e| match key() {
+                Ok(k) => corrupt(ctx, T_HIST, &k, e),
+                Err(err) => err,
+            }),
         // Not text: let the generic reader produce the precise error.
-        None => {
+        _ => {
             let k = key()?;
             let json = text_at(row, json_col, ctx, T_HIST, &k)?;
             InvocationHistory::from_json(&json).map_err(|e| corrupt(ctx, T_HIST, &k, e))
@@ -193,7 +207,7 @@ pub(crate) fn decode_invocation(
     let call_id: CallId = str_at(row, at, ctx, T_INV, k)?
         .parse()
         .map_err(|e| corrupt(ctx, T_INV, k, e))?;
-    let args = SerializedArguments::from_json(str_at(row, at + 1, ctx, T_INV, k)?)
+    let args = SerializedArguments::from_stored_json(bytes_at(row, at + 1, ctx, T_INV, k)?)
         .map_err(|e| corrupt(ctx, T_INV, k, e))?;
     // A root's workflow type is its own task: share the key, not a copy.
     let type_key = str_at(row, at + 4, ctx, T_INV, k)?;

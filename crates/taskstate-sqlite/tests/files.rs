@@ -216,6 +216,19 @@ fn corrupt_history_json_and_unknown_status() {
         .collect();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].as_ref().unwrap_err().kind(), ErrorKind::Corrupt);
+    // Bytes that are not UTF-8 inside the JSON (a BLOB keeps them): the
+    // record is read from SQLite's bytes directly, and refused.
+    for field in ["invocation_id", "runner_context_id", "status"] {
+        let (_d, b) = corrupted(&format!(
+            "UPDATE state_backend_history SET history_json = CAST(replace(CAST(history_json AS BLOB), \
+             CAST('\"{field}\": \"' AS BLOB), CAST('\"{field}\": \"' AS BLOB) || X'C3') AS BLOB) \
+             WHERE invocation_id = 'p'"
+        ));
+        assert_corrupt(
+            b.get_history(&InvocationId::new("p")),
+            &["state_backend_history", "[p]", "UTF-8"],
+        );
+    }
 }
 
 #[test]
@@ -238,6 +251,14 @@ fn corrupt_invocation_rows() {
         "UPDATE state_backend_invocations SET workflow_type_key = 'nodot' WHERE invocation_id = 'c'",
     );
     assert_corrupt(b.get_invocation(&InvocationId::new("c")), &["[c]", "nodot"]);
+    // A name and a value that are UTF-8 only together: refused, not split
+    // inside a character.
+    let (_d, b) = corrupted(
+        "UPDATE state_backend_invocations SET serialized_arguments = \
+         CAST('{\"a' AS BLOB) || X'C3' || CAST('\": \"' AS BLOB) || X'A9' || CAST('\"}' AS BLOB) \
+         WHERE invocation_id = 'c'",
+    );
+    assert_corrupt(b.get_invocation(&InvocationId::new("c")), &["[c]", "UTF-8"]);
     // TEXT affinity turns numbers into text, but a non-UTF-8 blob stays.
     let (_d, b) = corrupted(
         "UPDATE state_backend_invocations SET workflow_id = X'C3' WHERE invocation_id = 'c'",

@@ -201,10 +201,19 @@ impl SerializedArguments {
 
     /// Parses the stored JSON form: an object whose values are all strings.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        match wire::fast_arguments(text) {
-            Some(packed) => Ok(Self(std::sync::Arc::new(packed))),
-            None => Self::from_json_serde(text),
+        Self::from_stored_json(text.as_bytes())
+    }
+
+    /// [`SerializedArguments::from_json`] of the bytes a database column
+    /// holds, checked to be UTF-8 as they are read (not in a pass of
+    /// their own first).
+    pub fn from_stored_json(bytes: &[u8]) -> Result<Self, String> {
+        if let Some(packed) = wire::fast_arguments(bytes) {
+            return Ok(Self(std::sync::Arc::new(packed)));
         }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| format!("serialized_arguments is not UTF-8: {e}"))?;
+        Self::from_json_serde(text)
     }
 
     /// [`SerializedArguments::from_json`] through serde_json: any text.
@@ -455,10 +464,20 @@ impl InvocationHistory {
     /// invocations and runners: each repeated id is then shared, not
     /// allocated again).
     pub fn from_json_reusing(text: &str, recent: &mut RecentIds) -> Result<Self, String> {
-        let w: WireHistory<'_> = match fast_history(text) {
-            Some(w) => w,
-            None => serde_json::from_str(text).map_err(|e| json_err("history json", e))?,
-        };
+        Self::from_stored_json(text.as_bytes(), recent)
+    }
+
+    /// [`InvocationHistory::from_json_reusing`] of the bytes a database
+    /// column holds, checked to be UTF-8 as they are read (not in a pass
+    /// of their own first).
+    pub fn from_stored_json(bytes: &[u8], recent: &mut RecentIds) -> Result<Self, String> {
+        if let Some(h) = fast_history(bytes, recent) {
+            return Ok(h);
+        }
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| format!("history json is not UTF-8: {e}"))?;
+        let w: WireHistory<'_> =
+            serde_json::from_str(text).map_err(|e| json_err("history json", e))?;
         // pynenc writes the same instant twice and usually the same runner
         // twice: parse and allocate each once.
         let timestamp = parse_key(Timestamp::parse(&w.timestamp))?;

@@ -2,8 +2,9 @@
 //! decoding, an exact-shape reader for the text pynenc and `to_json` write,
 //! and the ids a page of history shares.
 
-use crate::dto::Packed;
+use crate::dto::{InvocationHistory, InvocationStatusRecord, Packed};
 use crate::ids::{InvocationId, RunnerId};
+use crate::time::Timestamp;
 
 /// The stored history JSON, decoded without building a `Value` tree
 /// (history decoding is on the hot read path).
@@ -43,29 +44,52 @@ impl RecentIds {
             _ => self.runner.insert(RunnerId::new(text)).clone(),
         }
     }
+
+    /// [`RecentIds::invocation`] of stored bytes: `None` if they are not
+    /// UTF-8 (checked only when they are not the recent id's).
+    fn invocation_bytes(&mut self, bytes: &[u8]) -> Option<InvocationId> {
+        match &self.invocation {
+            Some(id) if id.as_str().as_bytes() == bytes => Some(id.clone()),
+            _ => Some(self.invocation(std::str::from_utf8(bytes).ok()?)),
+        }
+    }
+
+    /// [`RecentIds::runner`] of stored bytes (see
+    /// [`RecentIds::invocation_bytes`]).
+    fn runner_bytes(&mut self, bytes: &[u8]) -> Option<RunnerId> {
+        match &self.runner {
+            Some(id) if id.as_str().as_bytes() == bytes => Some(id.clone()),
+            _ => Some(self.runner(std::str::from_utf8(bytes).ok()?)),
+        }
+    }
 }
 
 /// A reader over the exact text `InvocationHistory::to_json` writes (and
 /// pynenc's `json.dumps` with its default separators): the fixed keys in
 /// their fixed order, strings without escapes. Anything else — another key
 /// order, whitespace, an escape — is `None`, and serde_json reads it.
+///
+/// It reads bytes, as a database hands them over: the structure is matched
+/// byte for byte against ASCII literals, and only the strings kept are
+/// checked to be UTF-8 (a timestamp or status is checked by parsing it),
+/// so no byte goes unchecked and none is checked twice.
 struct Exact<'a> {
-    pub(crate) rest: &'a str,
+    pub(crate) rest: &'a [u8],
 }
 
 impl<'a> Exact<'a> {
     fn lit(&mut self, s: &str) -> Option<()> {
-        self.rest = self.rest.strip_prefix(s)?;
+        self.rest = self.rest.strip_prefix(s.as_bytes())?;
         Some(())
     }
 
     /// A string's contents up to its closing quote (the opening one already
     /// read); `None` if it holds an escape.
-    fn text(&mut self) -> Option<&'a str> {
+    fn text(&mut self) -> Option<&'a [u8]> {
         // An escape, or a raw control character (JSON strings hold none:
         // let serde refuse), ends the fast path.
-        let end = next_special(self.rest.as_bytes(), 0)?;
-        if self.rest.as_bytes()[end] != b'"' {
+        let end = next_special(self.rest, 0)?;
+        if self.rest[end] != b'"' {
             return None;
         }
         let s = &self.rest[..end];
@@ -73,47 +97,93 @@ impl<'a> Exact<'a> {
         Some(s)
     }
 
+    /// [`Exact::text`] when it is `prev` (already checked), found by one
+    /// comparison instead of a scan.
+    fn same_text(&mut self, prev: &[u8]) -> Option<()> {
+        let rest = self.rest.strip_prefix(prev)?.strip_prefix(b"\"")?;
+        self.rest = rest;
+        Some(())
+    }
+
     /// `null` or a string.
-    fn opt_text(&mut self) -> Option<Option<&'a str>> {
+    fn opt_text(&mut self) -> Option<Option<&'a [u8]>> {
         if self.lit("null").is_some() {
             return Some(None);
         }
         self.lit("\"")?;
         self.text().map(Some)
     }
+
+    /// A timestamp string's contents and closing quote, parsed. pynenc's
+    /// own shape has a fixed length, read in place without a scan.
+    fn timestamp(&mut self) -> Option<(Timestamp, &'a [u8])> {
+        if let Some((text, rest)) = self.rest.split_at_checked(Timestamp::STORED_LEN)
+            && let Some(rest) = rest.strip_prefix(b"\"")
+            && let Some(t) = Timestamp::parse_stored(text)
+        {
+            self.rest = rest;
+            return Some((t, text));
+        }
+        let text = self.text()?;
+        Some((
+            Timestamp::parse(std::str::from_utf8(text).ok()?).ok()?,
+            text,
+        ))
+    }
 }
 
-pub(crate) fn fast_history(text: &str) -> Option<WireHistory<'_>> {
-    use std::borrow::Cow::Borrowed;
+/// The stored history JSON in the exact shape `to_json` writes, decoded
+/// to the record in one pass; `None` for any other text (another shape, an
+/// escape, a value that does not parse, bytes that are not UTF-8), which
+/// serde_json then reads or refuses with a precise error.
+pub(crate) fn fast_history(text: &[u8], recent: &mut RecentIds) -> Option<InvocationHistory> {
     let mut r = Exact { rest: text };
     r.lit("{\"invocation_id\": \"")?;
     let invocation_id = r.text()?;
     r.lit(", \"_timestamp\": \"")?;
-    let timestamp = r.text()?;
+    let (timestamp, timestamp_text) = r.timestamp()?;
     r.lit(", \"status_record\": {\"status\": \"")?;
-    let status = r.text()?;
+    let status = std::str::from_utf8(r.text()?).ok()?.parse().ok()?;
     r.lit(", \"runner_id\": ")?;
     let runner_id = r.opt_text()?;
     r.lit(", \"timestamp\": \"")?;
-    let status_time = r.text()?;
+    // pynenc writes the same instant twice: compared, not parsed again.
+    let status_time = match r.same_text(timestamp_text) {
+        Some(()) => timestamp,
+        None => r.timestamp()?.0,
+    };
     r.lit("}, \"runner_context_id\": \"")?;
-    let runner_context_id = r.text()?;
+    // ... and usually the same runner twice.
+    let runner_context_id = match runner_id {
+        Some(id) if r.same_text(id).is_some() => id,
+        _ => r.text()?,
+    };
     r.lit(", \"registered_by_inv_id\": ")?;
     let registered_by = r.opt_text()?;
     r.lit("}")?;
     if !r.rest.is_empty() {
         return None;
     }
-    Some(WireHistory {
-        invocation_id: Borrowed(invocation_id),
-        timestamp: Borrowed(timestamp),
-        status_record: WireStatus {
-            status: Borrowed(status),
-            runner_id: runner_id.map(Borrowed),
-            timestamp: Borrowed(status_time),
+    let runner_context_id = recent.runner_bytes(runner_context_id)?;
+    let runner_id = match runner_id {
+        Some(id) if id == runner_context_id.as_str().as_bytes() => Some(runner_context_id.clone()),
+        Some(id) => Some(RunnerId::new(std::str::from_utf8(id).ok()?)),
+        None => None,
+    };
+    let registered_by_inv_id = match registered_by {
+        Some(id) => Some(InvocationId::new(std::str::from_utf8(id).ok()?)),
+        None => None,
+    };
+    Some(InvocationHistory {
+        invocation_id: recent.invocation_bytes(invocation_id)?,
+        timestamp,
+        status_record: InvocationStatusRecord {
+            status,
+            runner_id,
+            timestamp: status_time,
         },
-        runner_context_id: Borrowed(runner_context_id),
-        registered_by_inv_id: registered_by.map(Borrowed),
+        runner_context_id,
+        registered_by_inv_id,
     })
 }
 
@@ -168,7 +238,7 @@ fn next_special(bytes: &[u8], mut from: usize) -> Option<usize> {
 /// chunk at a time (one fixed-size copy, not a call per short run) and
 /// the bytes past its end cut off again, and decoding only shrinks.
 fn unescape_onto(r: &mut Exact<'_>, out: &mut Vec<u8>) -> Option<()> {
-    let bytes = r.rest.as_bytes();
+    let bytes = r.rest;
     let mut i = 0;
     loop {
         let end = loop {
@@ -194,7 +264,7 @@ fn unescape_onto(r: &mut Exact<'_>, out: &mut Vec<u8>) -> Option<()> {
         };
         match bytes[end] {
             b'"' => {
-                r.rest = &r.rest[end + 1..];
+                r.rest = &bytes[end + 1..];
                 return Some(());
             }
             b'\\' => {
@@ -221,7 +291,7 @@ fn unescape_onto(r: &mut Exact<'_>, out: &mut Vec<u8>) -> Option<()> {
 /// packed form; `None` for any other spacing, a non-string value, a `\\u`
 /// escape, a repeated name or trailing text, for serde_json to read or
 /// refuse.
-pub(crate) fn fast_arguments(text: &str) -> Option<Packed> {
+pub(crate) fn fast_arguments(text: &[u8]) -> Option<Packed> {
     let mut r = Exact { rest: text };
     r.lit("{")?;
     // Decoding only shrinks: room for every byte, and for four pairs
@@ -250,8 +320,14 @@ pub(crate) fn fast_arguments(text: &str) -> Option<Packed> {
     if !r.rest.is_empty() {
         return None;
     }
-    // Whole runs of valid UTF-8 and ASCII escapes: always UTF-8 again.
-    Some(Packed::from_parts(String::from_utf8(buf).ok()?, bounds))
+    // Checked here, once: the text's bytes were only copied and matched.
+    // Each name and value must be UTF-8 on its own, not only together: a
+    // bound inside a character is refused.
+    let text = String::from_utf8(buf).ok()?;
+    if !bounds.iter().all(|&b| text.is_char_boundary(b)) {
+        return None;
+    }
+    Some(Packed::from_parts(text, bounds))
 }
 
 #[derive(serde::Deserialize)]
@@ -299,7 +375,7 @@ mod tests {
             let ours = SerializedArguments::from_json(text).ok();
             let serde = SerializedArguments::from_json_serde(text).ok();
             assert_eq!(ours, serde, "{text}");
-            fast += usize::from(fast_arguments(text).is_some());
+            fast += usize::from(fast_arguments(text.as_bytes()).is_some());
         }
         assert_eq!(
             fast, 5,
@@ -368,7 +444,7 @@ mod tests {
             .ok()
         }
         let base = r#"{"invocation_id": "i-1", "_timestamp": "2025-01-15T12:00:00.654321+00:00", "status_record": {"status": "pending", "runner_id": "r-1", "timestamp": "2025-01-15T12:00:00.654321+00:00"}, "runner_context_id": "r-1", "registered_by_inv_id": null}"#;
-        assert!(fast_history(base).is_some());
+        assert!(fast_history(base.as_bytes(), &mut RecentIds::default()).is_some());
         let variants = [
             base.to_owned(),
             base.replace(r#""runner_id": "r-1""#, r#""runner_id": null"#),
@@ -395,16 +471,76 @@ mod tests {
                 r#"{"_timestamp""#,
             ),
         ];
-        let mut read = 0;
+        let (mut read, mut fast_read) = (0, 0);
         for text in &variants {
             let fast = InvocationHistory::from_json(text).ok();
             assert_eq!(fast, serde_only(text), "{text}");
             read += usize::from(fast.is_some());
+            let direct = fast_history(text.as_bytes(), &mut RecentIds::default());
+            if let Some(direct) = &direct {
+                assert_eq!(Some(direct), fast.as_ref(), "{text}");
+            }
+            fast_read += usize::from(direct.is_some());
         }
         assert_eq!(read, 8, "the valid variants read");
+        assert_eq!(
+            fast_read, 5,
+            "the valid json.dumps-shaped variants take the fast path"
+        );
         // A record written by to_json takes the fast path and reads back.
         let h = InvocationHistory::from_json(&variants[2]).unwrap();
-        assert!(fast_history(&h.to_json()).is_some());
+        assert!(fast_history(h.to_json().as_bytes(), &mut RecentIds::default()).is_some());
         assert_eq!(InvocationHistory::from_json(&h.to_json()).unwrap(), h);
+    }
+
+    /// Stored bytes that are not UTF-8 are refused wherever they are
+    /// (the fast paths check only the strings they keep), and a name and
+    /// value that are UTF-8 only together are refused too: nothing panics
+    /// and nothing invalid is kept.
+    #[test]
+    fn stored_bytes_that_are_not_utf8_are_refused() {
+        let base = br#"{"invocation_id": "i-1", "_timestamp": "2025-01-15T12:00:00.654321+00:00", "status_record": {"status": "pending", "runner_id": "r-1", "timestamp": "2025-01-15T12:00:00.654321+00:00"}, "runner_context_id": "r-1", "registered_by_inv_id": null}"#;
+        let at = |needle: &[u8]| {
+            base.windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap()
+        };
+        for k in [
+            at(b"i-1"),
+            at(b"pending"),
+            at(b"2025"),
+            at(b"r-1\", \"registered"),
+            at(b"null"),
+        ] {
+            for bad in [0xff_u8, 0xc3, 0x80] {
+                let mut text = base.to_vec();
+                text[k] = bad;
+                let err = InvocationHistory::from_stored_json(&text, &mut RecentIds::default());
+                assert!(err.is_err(), "byte {bad:#x} at {k}: {err:?}");
+            }
+        }
+        let err = InvocationHistory::from_stored_json(
+            b"{\"invocation_id\": \"\xff\"}",
+            &mut RecentIds::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("not UTF-8"), "{err}");
+        // Each of the four strings is invalid, the text they make is not.
+        for text in [
+            &b"{\"a\xc3\": \"\xa9b\"}"[..],
+            b"{\"a\": \"b\xc3\", \"\xa9\": \"c\"}",
+            b"{\"a\": \"\xff\"}",
+            b"{\"a\": \"x\xc3\\n\"}",
+        ] {
+            assert!(fast_arguments(text).is_none(), "{text:?}");
+            let err = SerializedArguments::from_stored_json(text).unwrap_err();
+            assert!(err.contains("not UTF-8"), "{err}");
+        }
+        assert_eq!(
+            SerializedArguments::from_stored_json("{\"é\": \"ü\\n\"}".as_bytes())
+                .unwrap()
+                .get("é"),
+            Some("ü\n")
+        );
     }
 }

@@ -185,20 +185,25 @@ impl Timestamp {
     /// Parses Python's `datetime.isoformat()` text (and `fromisoformat`'s
     /// common variants: `Z`, a space separator, 1–6 fraction digits).
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        match Self::parse_isoformat_micros(text.as_bytes()) {
+        match Self::parse_stored(text.as_bytes()) {
             Some(t) => Ok(t),
             None => Self::parse_any(text),
         }
     }
 
+    /// The length of the one shape pynenc stores (see
+    /// [`Timestamp::parse_stored`]).
+    pub(crate) const STORED_LEN: usize = 32;
+
     /// The one shape pynenc stores (`isoformat()` of an aware datetime with
     /// microseconds: `YYYY-MM-DDTHH:MM:SS.ffffff+HH:MM`), read at fixed
     /// positions; `None` for anything else, valid or not, which
     /// [`Timestamp::parse_any`] reads or refuses. Every history row read
-    /// parses one or two of these.
-    fn parse_isoformat_micros(b: &[u8]) -> Option<Self> {
+    /// parses one or two of these. Only ASCII digits and the shape's own
+    /// punctuation are accepted, so bytes it reads are UTF-8 by then.
+    pub(crate) fn parse_stored(b: &[u8]) -> Option<Self> {
         let at = |i: usize, c: u8| b.get(i) == Some(&c);
-        if b.len() != 32
+        if b.len() != Self::STORED_LEN
             || !(at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':'))
             || !(at(19, b'.') && at(29, b':'))
         {
@@ -461,7 +466,7 @@ mod tests {
             if let Some(k) = junk {
                 text.replace_range(k..k + 1, "z");
             }
-            let fast = Timestamp::parse_isoformat_micros(text.as_bytes());
+            let fast = Timestamp::parse_stored(text.as_bytes());
             let general = Timestamp::parse_any(&text).ok();
             if fast.is_some() {
                 proptest::prop_assert_eq!(fast.map(|t| (t.micros, t.offset_secs)), general.map(|t| (t.micros, t.offset_secs)));
