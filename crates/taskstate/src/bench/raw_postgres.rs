@@ -175,7 +175,7 @@ impl BenchTarget for RawPostgres {
     fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
         let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
         let page = taskstate_core::DEFAULT_PAGE_SIZE as i64;
-        let mut out: Vec<String> = Vec::new();
+        let mut out: Vec<String> = Vec::with_capacity(w.n());
         loop {
             let batch = match out.last() {
                 None => self.strings(&self.sql.ids_range_first, &[&lo, &hi, &page], 0)?,
@@ -193,7 +193,7 @@ impl BenchTarget for RawPostgres {
     fn scan_history(&self, w: &Workload) -> Result<super::Scanned> {
         let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
         let page = taskstate_core::DEFAULT_PAGE_SIZE as i64;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(w.histories.len());
         let mut after: Option<(f64, i64)> = None;
         loop {
             let rows = match after {

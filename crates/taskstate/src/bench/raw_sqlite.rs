@@ -166,7 +166,7 @@ impl BenchTarget for RawSqlite {
         let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
         let page = taskstate_core::DEFAULT_PAGE_SIZE as i64;
         self.with(|c| {
-            let mut out: Vec<String> = Vec::new();
+            let mut out: Vec<String> = Vec::with_capacity(w.n());
             loop {
                 let batch = match out.last() {
                     None => Self::strings(c, sql::IDS_IN_RANGE_FIRST, params![lo, hi, page])?,
@@ -186,7 +186,7 @@ impl BenchTarget for RawSqlite {
         let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
         let page = taskstate_core::DEFAULT_PAGE_SIZE as i64;
         self.with(|c| {
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(w.histories.len());
             let mut after: Option<(f64, i64)> = None;
             loop {
                 let sql_text = if after.is_some() {

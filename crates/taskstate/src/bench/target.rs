@@ -140,14 +140,16 @@ impl<B: StateBackend + ?Sized> BenchTarget for B {
         engine_read_matches(w, op, i, got)
     }
     fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
-        let mut out = Vec::new();
+        // Sized for the workload, here and in the raw baselines: the scan
+        // is measured, not the growth of the bench's own list.
+        let mut out = Vec::with_capacity(w.n());
         for page in self.iter_invocations_in_timerange(w.range, DEFAULT_PAGE_SIZE) {
             out.extend(page?.into_iter().map(InvocationId::into_string));
         }
         Ok(out)
     }
     fn scan_history(&self, w: &Workload) -> Result<Scanned> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(w.histories.len());
         for page in self.iter_history_in_timerange(w.range, DEFAULT_PAGE_SIZE) {
             out.extend(page?);
         }
