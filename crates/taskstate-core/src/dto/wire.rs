@@ -229,61 +229,79 @@ fn next_special(bytes: &[u8], mut from: usize) -> Option<usize> {
 }
 
 /// A JSON string's contents (the opening quote already read) decoded
-/// onto `out`, with the simple escapes pynenc's `json.dumps` writes for the
-/// JSON text inside an argument (`\\"`, `\\\\`, `\\/`, `\\b`, `\\f`,
-/// `\\n`, `\\r`, `\\t`); `None` on a `\\u` escape, a raw control
+/// into `out` from index `w`, with the simple escapes pynenc's
+/// `json.dumps` writes for the JSON text inside an argument (`\\"`,
+/// `\\\\`, `\\/`, `\\b`, `\\f`, `\\n`, `\\r`, `\\t`); returns the index
+/// after the decoded text, or `None` on a `\\u` escape, a raw control
 /// character or no closing quote, for serde_json to read or refuse.
 ///
-/// `out` never grows past the bytes read so far: a run is copied a whole
-/// chunk at a time (one fixed-size copy, not a call per short run) and
-/// the bytes past its end cut off again, and decoding only shrinks.
-fn unescape_onto(r: &mut Exact<'_>, out: &mut Vec<u8>) -> Option<()> {
+/// `out` is as long as the whole text and decoding only shrinks, so the
+/// write index never passes the read index: a run is copied a whole
+/// chunk at a time (one fixed-size store, not a call per short run, with
+/// no capacity to check), and the bytes past the run's end are written
+/// over next. Only the last few bytes of the text go one at a time.
+fn unescape_onto(r: &mut Exact<'_>, out: &mut [u8], mut w: usize) -> Option<usize> {
     let bytes = r.rest;
     let mut i = 0;
-    loop {
-        let end = loop {
-            match chunk_at(bytes, i) {
-                Some(chunk) => {
-                    out.extend_from_slice(chunk);
-                    let flags = special(chunk);
-                    if flags == 0 {
-                        i += 8;
-                        continue;
-                    }
-                    let k = (flags.trailing_zeros() / 8) as usize;
-                    out.truncate(out.len() - (8 - k));
-                    break i + k;
-                }
-                None => {
-                    let tail = bytes.get(i..)?;
-                    let k = tail.iter().position(is_special)?;
-                    out.extend_from_slice(&tail[..k]);
-                    break i + k;
-                }
-            }
-        };
-        match bytes[end] {
+    while let (Some(chunk), Some(dst)) = (chunk_at(bytes, i), out.get_mut(w..w + 8)) {
+        dst.copy_from_slice(chunk);
+        let flags = special(chunk);
+        if flags == 0 {
+            i += 8;
+            w += 8;
+            continue;
+        }
+        let k = (flags.trailing_zeros() / 8) as usize;
+        i += k;
+        w += k;
+        match chunk[k] {
             b'"' => {
-                r.rest = &bytes[end + 1..];
-                return Some(());
+                r.rest = &bytes[i + 1..];
+                return Some(w);
             }
             b'\\' => {
-                out.push(match bytes.get(end + 1)? {
-                    b'"' => b'"',
-                    b'\\' => b'\\',
-                    b'/' => b'/',
-                    b'b' => 0x08,
-                    b'f' => 0x0c,
-                    b'n' => b'\n',
-                    b'r' => b'\r',
-                    b't' => b'\t',
-                    _ => return None,
-                });
-                i = end + 2;
+                *out.get_mut(w)? = unescape(*bytes.get(i + 1)?)?;
+                w += 1;
+                i += 2;
             }
             _ => return None,
         }
     }
+    // The last few bytes, one at a time.
+    loop {
+        match *bytes.get(i)? {
+            b'"' => {
+                r.rest = &bytes[i + 1..];
+                return Some(w);
+            }
+            b'\\' => {
+                *out.get_mut(w)? = unescape(*bytes.get(i + 1)?)?;
+                i += 2;
+            }
+            c if c < 0x20 => return None,
+            c => {
+                *out.get_mut(w)? = c;
+                i += 1;
+            }
+        }
+        w += 1;
+    }
+}
+
+/// The byte a simple escape (`\\` and this byte) stands for; `None` for
+/// `\\u` (left to serde_json) and anything that is not an escape.
+fn unescape(c: u8) -> Option<u8> {
+    Some(match c {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'/' => b'/',
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        _ => return None,
+    })
 }
 
 /// The arguments object as `json.dumps` writes it (`{"name": "value", …}`,
@@ -294,23 +312,24 @@ fn unescape_onto(r: &mut Exact<'_>, out: &mut Vec<u8>) -> Option<()> {
 pub(crate) fn fast_arguments(text: &[u8]) -> Option<Packed> {
     let mut r = Exact { rest: text };
     r.lit("{")?;
-    // Decoding only shrinks: room for every byte, and for four pairs
-    // (most tasks take fewer).
-    let mut buf = Vec::with_capacity(text.len());
+    // Decoding only shrinks: the text's length is room for every byte.
+    let mut buf = vec![0; text.len()];
+    let mut w = 0;
+    // Room for four pairs (most tasks take fewer).
     let mut bounds = Vec::with_capacity(1 + 2 * 4);
     if r.lit("}").is_none() {
         bounds.push(0);
         loop {
             r.lit("\"")?;
-            unescape_onto(&mut r, &mut buf)?;
+            w = unescape_onto(&mut r, &mut buf, w)?;
             let start = bounds.last().copied().unwrap_or_default();
-            if Packed::find_in(&buf, &bounds, &buf[start..]).is_some() {
+            if Packed::find_in(&buf, &bounds, buf.get(start..w)?).is_some() {
                 return None;
             }
-            bounds.push(buf.len());
+            bounds.push(w);
             r.lit(": \"")?;
-            unescape_onto(&mut r, &mut buf)?;
-            bounds.push(buf.len());
+            w = unescape_onto(&mut r, &mut buf, w)?;
+            bounds.push(w);
             if r.lit(", ").is_none() {
                 r.lit("}")?;
                 break;
@@ -320,6 +339,7 @@ pub(crate) fn fast_arguments(text: &[u8]) -> Option<Packed> {
     if !r.rest.is_empty() {
         return None;
     }
+    buf.truncate(w);
     // Checked here, once: the text's bytes were only copied and matched.
     // Each name and value must be UTF-8 on its own, not only together: a
     // bound inside a character is refused.
