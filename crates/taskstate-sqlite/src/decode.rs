@@ -222,6 +222,13 @@ pub(crate) fn decode_invocation(
     } else {
         InvocationId::new(workflow_key)
     };
+    // A workflow's first children have its root as their parent: share it.
+    let parent = opt_str_at(row, at + 2, ctx, T_INV, k)?;
+    let parent_invocation_id = if parent == Some(workflow_key) && !workflow_key.is_empty() {
+        Some(workflow_id.clone())
+    } else {
+        absent_if_empty(parent)
+    };
     Ok((
         InvocationDTO {
             invocation_id: id.clone(),
@@ -231,7 +238,7 @@ pub(crate) fn decode_invocation(
                 workflow_type,
                 parent_workflow_id: opt_id_at(row, at + 5, ctx, T_INV, k)?,
             },
-            parent_invocation_id: opt_id_at(row, at + 2, ctx, T_INV, k)?,
+            parent_invocation_id,
         },
         CallDTO {
             call_id,
