@@ -17,7 +17,7 @@ use taskstate_core::{
 
 use crate::ordered::{keyed_bound, sorted_within};
 use crate::shards::ShardedRead;
-use crate::{History, Invocations, Map, MemoryBackend, Pair, RunnerRow, Workflows, strip_parent};
+use crate::{Group, History, Invocations, MemoryBackend, Pair, RunnerRow, Workflows, strip_parent};
 use std::collections::BTreeMap;
 
 /// The keys of a hash map, sorted once when a snapshot first pages it (the
@@ -26,10 +26,6 @@ use std::collections::BTreeMap;
 struct Sorted(Option<Vec<InvocationId>>);
 
 impl Sorted {
-    fn of<'s, V>(&'s mut self, map: &Map<InvocationId, V>) -> &'s [InvocationId] {
-        self.of_keys(map.keys())
-    }
-
     /// The given keys, collected and sorted the first time.
     fn of_keys<'s, 'k>(
         &'s mut self,
@@ -53,8 +49,11 @@ fn within<'k>(
 }
 
 pub(crate) struct MemSnapshot<'a> {
-    inv: RwLockReadGuard<'a, Invocations>,
+    /// Held, not read: every writer of invocations takes it first, so
+    /// none runs while the snapshot reads rows and child lists.
+    _inv: RwLockReadGuard<'a, Invocations>,
     rows: ShardedRead<'a, Pair>,
+    kids: ShardedRead<'a, Group>,
     his: RwLockReadGuard<'a, History>,
     res: ShardedRead<'a, SharedText>,
     exc: ShardedRead<'a, SharedText>,
@@ -71,8 +70,9 @@ impl<'a> MemSnapshot<'a> {
     pub(crate) fn new(b: &'a MemoryBackend) -> Self {
         // Field order, as purge: no lock-order cycle with it.
         Self {
-            inv: b.invocations.read(),
+            _inv: b.invocations.read(),
             rows: b.rows.read_all(),
+            kids: b.children.read_all(),
             his: b.history.read(),
             res: b.results.read_all(),
             exc: b.exceptions.read_all(),
@@ -287,10 +287,10 @@ impl Snapshot for MemSnapshot<'_> {
     fn children(&mut self, range: &KeyRange) -> Result<Vec<(InvocationId, InvocationId)>> {
         // Parents in (after, upto], each with its children ascending.
         let (lo, hi) = range_bounds(range);
-        let parents = self.sorted_parents.of(&self.inv.children);
+        let parents = self.sorted_parents.of_keys(self.kids.keys());
         Ok(within(parents, &lo, &hi)
             .iter()
-            .filter_map(|p| Some((p, self.inv.children.get(p)?)))
+            .filter_map(|p| Some((p, self.kids.get(p)?)))
             .flat_map(|(p, kids)| kids.iter().map(move |c| (p.clone(), c.clone())))
             .collect())
     }
@@ -327,6 +327,7 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
     }
     let mut inv = b.invocations.write();
     let mut stored = b.rows.write_all();
+    let mut kids = b.children.write_all();
     let mut his = b.history.write();
     let mut res = b.results.write_all();
     let mut exc = b.exceptions.write_all();
@@ -338,7 +339,7 @@ pub(crate) fn write_rows(b: &MemoryBackend, rows: &[Row]) -> Result<()> {
             Row::Invocation(p) => {
                 let pair = std::sync::Arc::new((**p).clone());
                 let old = stored.insert(&pair.0.invocation_id, pair.clone());
-                inv.reindex(old.as_ref(), &pair);
+                inv.reindex(old.as_ref(), &pair, &mut kids);
             }
             Row::History(..) => {
                 if let Some(h) = r.as_history_row() {

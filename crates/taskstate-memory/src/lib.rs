@@ -18,13 +18,15 @@
 //! # Concurrency
 //!
 //! State is split into areas (the invocation indexes, the invocation rows,
-//! history, results, exceptions, workflows, apps, runner contexts), each
-//! behind its own `parking_lot` read-write lock — rows, results and
-//! exceptions behind sixteen, one per shard of ids, so point reads from
-//! several threads do not share a lock word. Reads proceed in parallel,
-//! writes to different areas do not contend, and every operation is
-//! atomic: it touches one area, or (an upsert) holds the index lock while
-//! it write-locks every shard its batch falls in.
+//! the child lists, history, results, exceptions, workflows, apps, runner
+//! contexts), each behind its own `parking_lot` read-write lock — rows,
+//! child lists, results and exceptions behind sixteen, one per shard of
+//! ids, so point reads from several threads rarely wait on each other.
+//! Reads proceed in parallel, writes to different areas do not contend,
+//! and every operation is atomic: it touches one area, or (an upsert)
+//! holds the index lock while it write-locks every row shard its batch
+//! falls in and, before releasing those, the child-list shards it
+//! changes.
 //! Point lookups go through hash maps (ids are cheap shared strings, so a
 //! read hands out records without copying text); what the contract returns
 //! in order is kept ordered (children and workflow members per key, the
@@ -47,7 +49,7 @@ mod shards;
 
 use history::History;
 use ordered::{Group, Keyed, keyed_bound};
-use shards::IdShards;
+use shards::{IdShards, TableMut};
 
 use taskstate_core::SharedText;
 use taskstate_core::engine::{
@@ -68,23 +70,25 @@ pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// ascending (as [`Keyed`], so most comparisons are integer ones).
 type Groups<K> = Map<K, Group>;
 
-fn group_add<K: Hash + Eq + Clone>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
-    // Look up before inserting: `entry` would clone (and drop) the key on
-    // every call, two reference-count writes for nothing.
+/// Adds `id` to the group of `key` (a parent, a workflow).
+fn group_add(groups: &mut impl TableMut<Group>, key: &InvocationId, id: &InvocationId) {
+    // Look up before inserting: an entry API would clone (and drop) the
+    // key on every call, two reference-count writes for nothing.
     let member = Keyed::new(id.clone());
-    match g.get_mut(key) {
+    match groups.get_mut(key) {
         Some(group) => group.insert(member),
         None => {
-            g.insert(key.clone(), Group::one(member));
+            groups.insert(key, Group::one(member));
         }
     }
 }
 
-fn group_remove<K: Hash + Eq>(g: &mut Groups<K>, key: &K, id: &InvocationId) {
-    if let Some(group) = g.get_mut(key) {
+/// Removes `id` from the group of `key` (and the group once empty).
+fn group_remove(groups: &mut impl TableMut<Group>, key: &InvocationId, id: &InvocationId) {
+    if let Some(group) = groups.get_mut(key) {
         group.remove(&Keyed::new(id.clone()));
         if group.is_empty() {
-            g.remove(key);
+            groups.remove(key);
         }
     }
 }
@@ -106,23 +110,24 @@ fn pair_members<K: Ord + Clone>(set: &BTreeSet<(K, InvocationId)>, key: &K) -> V
 }
 
 /// The indexes over the stored invocations (the rows themselves live in
-/// [`MemoryBackend::rows`], sharded, so point reads take no shared lock).
-/// A writer holds this lock while it changes a row, so a row and its
-/// index entries change together for anyone who reads both.
+/// [`MemoryBackend::rows`] and the child lists in
+/// [`MemoryBackend::children`], sharded, so point reads take no shared
+/// lock). Every writer of invocations holds this lock first, and changes
+/// a row's child-list entry while it holds the row's shard, so a row and
+/// its index entries change together for anyone who reads both.
 #[derive(Default)]
 struct Invocations {
-    children: Groups<InvocationId>,
     by_workflow: Groups<InvocationId>,
     /// By parent workflow id: only retention follows this link.
     by_parent_workflow: Groups<InvocationId>,
 }
 
 impl Invocations {
-    fn unindex(&mut self, pair: &Pair) {
+    fn unindex(&mut self, pair: &Pair, kids: &mut impl TableMut<Group>) {
         let inv = &pair.0;
         let id = &inv.invocation_id;
         if let Some(p) = &inv.parent_invocation_id {
-            group_remove(&mut self.children, p, id);
+            group_remove(kids, p, id);
         }
         group_remove(&mut self.by_workflow, &inv.workflow.workflow_id, id);
         if let Some(p) = &inv.workflow.parent_workflow_id {
@@ -131,14 +136,14 @@ impl Invocations {
     }
 
     /// Indexes `pair`, just stored in place of `old` (unindexed first).
-    fn reindex(&mut self, old: Option<&Pair>, pair: &Pair) {
+    fn reindex(&mut self, old: Option<&Pair>, pair: &Pair, kids: &mut impl TableMut<Group>) {
         if let Some(old) = old {
-            self.unindex(old);
+            self.unindex(old, kids);
         }
         let inv = &pair.0;
         let id = &inv.invocation_id;
         if let Some(p) = &inv.parent_invocation_id {
-            group_add(&mut self.children, p, id);
+            group_add(kids, p, id);
         }
         group_add(&mut self.by_workflow, &inv.workflow.workflow_id, id);
         if let Some(p) = &inv.workflow.parent_workflow_id {
@@ -147,8 +152,8 @@ impl Invocations {
     }
 
     /// Unindexes the row just removed, if there was one; whether there was.
-    fn removed(&mut self, old: Option<Pair>) -> bool {
-        old.map(|old| self.unindex(&old)).is_some()
+    fn removed(&mut self, old: Option<Pair>, kids: &mut impl TableMut<Group>) -> bool {
+        old.map(|old| self.unindex(&old, kids)).is_some()
     }
 }
 
@@ -208,6 +213,8 @@ type RunnerRow = (RunnerContext, Option<RunnerId>);
 pub struct MemoryBackend {
     invocations: RwLock<Invocations>,
     rows: IdShards<Pair>,
+    /// Each parent's children, ascending, in the parent's shard.
+    children: IdShards<Group>,
     history: RwLock<History>,
     results: IdShards<SharedText>,
     exceptions: IdShards<SharedText>,
@@ -256,10 +263,18 @@ impl Engine for MemoryBackend {
         // once, and with their index entries for anyone reading both.
         let pairs: Vec<Pair> = entries.iter().map(|p| Arc::new(p.clone())).collect();
         let mut s = self.invocations.write();
-        let replaced = self.rows.insert_all(&pairs, |p| &p.0.invocation_id);
-        for (pair, old) in pairs.iter().zip(replaced) {
-            s.reindex(old.as_ref(), pair);
-        }
+        // The child lists change while the rows' shards are still locked
+        // (rows, then children: the one order every writer uses).
+        let mut kids = self.children.write_as_needed();
+        self.rows.insert_all(
+            &pairs,
+            |p| &p.0.invocation_id,
+            |replaced| {
+                for (pair, old) in pairs.iter().zip(replaced) {
+                    s.reindex(old.as_ref(), pair, &mut kids);
+                }
+            },
+        );
         Ok(())
     }
 
@@ -270,7 +285,10 @@ impl Engine for MemoryBackend {
     }
 
     fn get_child_invocations(&self, parent: &InvocationId) -> Result<Vec<InvocationId>> {
-        Ok(members(&self.invocations.read().children, parent))
+        Ok(self.children.read_with(parent, |kids| {
+            kids.map(|group| group.iter().cloned().collect())
+                .unwrap_or_default()
+        }))
     }
 
     fn get_invocation_ids_by_workflow(
@@ -595,6 +613,7 @@ impl Engine for MemoryBackend {
         // Fixed lock order (field order) so purge cannot deadlock with itself.
         let mut inv = self.invocations.write();
         let mut rows = self.rows.write_all();
+        let mut kids = self.children.write_all();
         let mut his = self.history.write();
         let mut res = self.results.write_all();
         let mut exc = self.exceptions.write_all();
@@ -603,6 +622,7 @@ impl Engine for MemoryBackend {
         let mut run = self.runners.write();
         *inv = Invocations::default();
         rows.clear();
+        kids.clear();
         // The sequence keeps counting so insertion order stays monotonic.
         let next_seq = his.next_seq;
         *his = History {

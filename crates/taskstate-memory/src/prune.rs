@@ -15,11 +15,12 @@ use taskstate_core::{InvocationId, Result, TimeKey};
 
 use crate::history::History;
 use crate::shards::ShardedWrite;
-use crate::{Invocations, MemoryBackend, Pair, Workflows, members, pair_members};
+use crate::{Group, Invocations, MemoryBackend, Pair, Workflows, members, pair_members};
 
 struct MemPrune<'a> {
     inv: RwLockWriteGuard<'a, Invocations>,
     rows: ShardedWrite<'a, Pair>,
+    kids: ShardedWrite<'a, Group>,
     his: RwLockWriteGuard<'a, History>,
     res: ShardedWrite<'a, SharedText>,
     exc: ShardedWrite<'a, SharedText>,
@@ -33,6 +34,7 @@ pub(crate) fn transaction(
     let mut tx = MemPrune {
         inv: backend.invocations.write(),
         rows: backend.rows.write_all(),
+        kids: backend.children.write_all(),
         his: backend.history.write(),
         res: backend.results.write_all(),
         exc: backend.exceptions.write_all(),
@@ -76,7 +78,12 @@ impl PruneTx for MemPrune<'_> {
                     links.push(w.workflow_id.clone());
                     links.extend(w.parent_workflow_id.iter().cloned());
                 }
-                links.extend(members(&inv.children, id));
+                links.extend(
+                    self.kids
+                        .get(id)
+                        .into_iter()
+                        .flat_map(|g| g.iter().cloned()),
+                );
                 links.extend(members(&inv.by_workflow, id));
                 links.extend(members(&inv.by_parent_workflow, id));
                 if let Some(run) = wf.runs.get(id) {
@@ -122,7 +129,7 @@ impl PruneTx for MemPrune<'_> {
             return Ok(c);
         }
         for id in ids {
-            c.invocations += u64::from(self.inv.removed(self.rows.remove(id)));
+            c.invocations += u64::from(self.inv.removed(self.rows.remove(id), &mut self.kids));
             c.history += self.his.remove_key(id);
             c.results += u64::from(self.res.remove(id).is_some());
             c.exceptions += u64::from(self.exc.remove(id).is_some());

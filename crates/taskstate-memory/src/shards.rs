@@ -50,6 +50,10 @@ impl<V> IdTable<V> {
         }
     }
 
+    fn get_mut(&mut self, hash: u64, id: &InvocationId) -> Option<&mut V> {
+        self.0.find_mut(hash, |e| e.1 == *id).map(|e| &mut e.2)
+    }
+
     fn remove(&mut self, hash: u64, id: &InvocationId) -> Option<V> {
         match self.0.find_entry(hash, |e| e.1 == *id) {
             Ok(entry) => Some(entry.remove().0.2),
@@ -114,6 +118,13 @@ impl<V> IdShards<V> {
         self.shard(s.shard).read().get(s.hash, id).cloned()
     }
 
+    /// `f` of the value stored under `id`, if any (one shard read-locked
+    /// while `f` runs).
+    pub(crate) fn read_with<R>(&self, id: &InvocationId, f: impl FnOnce(Option<&V>) -> R) -> R {
+        let s = self.slot(id);
+        f(self.shard(s.shard).read().get(s.hash, id))
+    }
+
     /// Stores `value` under `id` (one shard write-locked), returning the
     /// value it replaces. The old value is dropped after the lock is
     /// released.
@@ -124,32 +135,55 @@ impl<V> IdShards<V> {
 
     /// Stores each value under its id (`id_of`) as one step: the shards
     /// they fall in are write-locked together (ascending) until all are
-    /// stored, so no reader sees part of the batch. Returns the values
-    /// replaced, in order (a later duplicate replaces an earlier one).
-    pub(crate) fn insert_all(
+    /// stored and `then` has run on the values replaced (in order; a later
+    /// duplicate replaces an earlier one), so no reader sees part of the
+    /// batch, nor the batch without what `then` changes under locks of its
+    /// own. Returns what `then` returns.
+    pub(crate) fn insert_all<R>(
         &self,
         values: &[V],
         id_of: impl Fn(&V) -> &InvocationId,
-    ) -> Vec<Option<V>>
+        then: impl FnOnce(Vec<Option<V>>) -> R,
+    ) -> R
     where
         V: Clone,
     {
         if let [one] = values {
-            return vec![self.insert(id_of(one), one.clone())];
+            let id = id_of(one);
+            let s = self.slot(id);
+            let mut table = self.shard(s.shard).write();
+            let old = table.insert(s.hash, id, one.clone());
+            return then(vec![old]);
         }
         let slots: Vec<Slot> = values.iter().map(|v| self.slot(id_of(v))).collect();
         let touched = slots.iter().fold(0u32, |m, s| m | 1 << s.shard);
         let mut guards: Vec<Option<RwLockWriteGuard<'_, IdTable<V>>>> = (0..SHARDS)
             .map(|i| (touched >> i & 1 == 1).then(|| self.shard(i).write()))
             .collect();
-        values
+        let replaced = values
             .iter()
             .zip(slots)
             .map(|(v, s)| {
                 let table = guards.get_mut(s.shard).and_then(Option::as_mut)?;
                 table.insert(s.hash, id_of(v), v.clone())
             })
-            .collect()
+            .collect();
+        then(replaced)
+    }
+
+    /// A view that write-locks each shard the first time it touches it
+    /// and holds every lock it took until dropped (two-phase locking: what
+    /// it changed appears at once to any reader).
+    ///
+    /// Locks are taken in the order of use, not ascending: the caller must
+    /// be the only one locking several shards of this map at a time (the
+    /// memory engine's writers all hold its index lock first), or two such
+    /// views could wait on each other.
+    pub(crate) fn write_as_needed(&self) -> Partial<'_, V> {
+        Partial {
+            owner: self,
+            guards: (0..SHARDS).map(|_| None).collect(),
+        }
     }
 
     /// Every shard read-locked, in index order.
@@ -203,6 +237,77 @@ impl<V, G: Deref<Target = IdTable<V>>> Locked<'_, V, G> {
     /// Every value, in no particular order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.guards.iter().flat_map(|g| g.0.iter().map(|e| &e.2))
+    }
+}
+
+impl<V, G: DerefMut<Target = IdTable<V>>> TableMut<V> for Locked<'_, V, G> {
+    fn get_mut(&mut self, id: &InvocationId) -> Option<&mut V> {
+        let s = self.owner.slot(id);
+        self.guards.get_mut(s.shard)?.get_mut(s.hash, id)
+    }
+
+    fn insert(&mut self, id: &InvocationId, value: V) -> Option<V> {
+        Locked::insert(self, id, value)
+    }
+
+    fn remove(&mut self, id: &InvocationId) -> Option<V> {
+        Locked::remove(self, id)
+    }
+}
+
+/// Changing values by id, whichever way the shards are locked.
+pub(crate) trait TableMut<V> {
+    fn get_mut(&mut self, id: &InvocationId) -> Option<&mut V>;
+    /// Stores `value` under `id`, returning the value it replaces.
+    fn insert(&mut self, id: &InvocationId, value: V) -> Option<V>;
+    fn remove(&mut self, id: &InvocationId) -> Option<V>;
+}
+
+/// A plain map, for the indexes kept under one lock.
+impl<V, S: BuildHasher> TableMut<V> for std::collections::HashMap<InvocationId, V, S> {
+    fn get_mut(&mut self, id: &InvocationId) -> Option<&mut V> {
+        std::collections::HashMap::get_mut(self, id)
+    }
+
+    fn insert(&mut self, id: &InvocationId, value: V) -> Option<V> {
+        std::collections::HashMap::insert(self, id.clone(), value)
+    }
+
+    fn remove(&mut self, id: &InvocationId) -> Option<V> {
+        std::collections::HashMap::remove(self, id)
+    }
+}
+
+/// See [`IdShards::write_as_needed`].
+pub(crate) struct Partial<'a, V> {
+    owner: &'a IdShards<V>,
+    guards: Vec<Option<RwLockWriteGuard<'a, IdTable<V>>>>,
+}
+
+impl<'a, V> Partial<'a, V> {
+    /// The table of `id`'s shard, locked now if it was not yet.
+    fn table(&mut self, id: &InvocationId) -> (u64, &mut IdTable<V>) {
+        let s = self.owner.slot(id);
+        let owner = self.owner;
+        let guard = self.guards[s.shard].get_or_insert_with(|| owner.shard(s.shard).write());
+        (s.hash, guard)
+    }
+}
+
+impl<V> TableMut<V> for Partial<'_, V> {
+    fn get_mut(&mut self, id: &InvocationId) -> Option<&mut V> {
+        let (hash, table) = self.table(id);
+        table.get_mut(hash, id)
+    }
+
+    fn insert(&mut self, id: &InvocationId, value: V) -> Option<V> {
+        let (hash, table) = self.table(id);
+        table.insert(hash, id, value)
+    }
+
+    fn remove(&mut self, id: &InvocationId) -> Option<V> {
+        let (hash, table) = self.table(id);
+        table.remove(hash, id)
     }
 }
 
@@ -279,7 +384,7 @@ mod tests {
                 for v in 0..3_000u32 {
                     let batch: Vec<(InvocationId, u32)> =
                         ids.iter().map(|id| (id.clone(), v)).collect();
-                    shards.insert_all(&batch, |e| &e.0);
+                    shards.insert_all(&batch, |e| &e.0, drop);
                 }
                 done.store(true, Ordering::Release);
             });
