@@ -31,6 +31,7 @@ pub use raw_sqlite::RawSqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use target::Encoded;
 pub use target::{BenchTarget, Read, Scanned};
+pub use timing::machine_scaling;
 use timing::{Validation, read_loop, scan_loop, timed_writes, verdict};
 pub use workload::Workload;
 

@@ -1,7 +1,7 @@
 //! Timing and validating: one pass over the items on some threads, read
 //! loops that repeat until a minimum time, whole-range scans likewise.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use taskstate_core::Result;
 
@@ -124,6 +124,41 @@ pub(crate) fn read_loop<T>(
     (items, secs, v)
 }
 
+/// How much work `threads` threads of plain arithmetic (nothing shared,
+/// nothing allocated) get done against one thread, right now: the median
+/// of three tries of `per_try` each. On a shared VM the other cores are
+/// not always free, and a multi-thread figure means little without this.
+pub fn machine_scaling(threads: usize, per_try: Duration) -> f64 {
+    fn spin(per_try: Duration) -> u64 {
+        let start = Instant::now();
+        let (mut x, mut rounds) = (0x9e37_79b9_7f4a_7c15_u64, 0u64);
+        while start.elapsed() < per_try {
+            for _ in 0..10_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            rounds += 1;
+        }
+        std::hint::black_box(x);
+        rounds
+    }
+    let mut tries: Vec<f64> = (0..3)
+        .map(|_| {
+            let one = spin(per_try).max(1) as f64;
+            let many: u64 = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads.max(1))
+                    .map(|_| s.spawn(move || spin(per_try)))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+            });
+            many as f64 / one
+        })
+        .collect();
+    tries.sort_by(f64::total_cmp);
+    tries.get(1).copied().unwrap_or(0.0)
+}
+
 /// A whole-range scan, repeated until it has run `min_time` seconds;
 /// returns the scans' items, their seconds, and the validation of each.
 pub(crate) fn scan_loop<T>(
@@ -157,6 +192,20 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use taskstate_core::Error;
+
+    /// The machine reference is a plausible multiple of one thread: more
+    /// than half a thread's work, at most one thread's per thread (with
+    /// room for timer granularity).
+    #[test]
+    fn machine_scaling_is_a_plausible_multiple() {
+        for threads in [1, 2] {
+            let x = machine_scaling(threads, Duration::from_millis(20));
+            assert!(
+                x > 0.5 && x < threads as f64 * 1.3,
+                "{threads} threads: {x}"
+            );
+        }
+    }
 
     /// Every item is written once, on one thread or several; the first
     /// error of a thread stops it and is reported.

@@ -634,6 +634,15 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
     bar.set_message("building workload");
     let w = Workload::build(n, seed);
     let min_time = std::time::Duration::from_millis(min_time_ms);
+    // The machine's own scaling at the start and at the end: on a shared
+    // VM the other cores are not always free.
+    let reference = |when: &str| {
+        (threads > 1).then(|| {
+            bar.set_message(format!("machine reference ({when})"));
+            bench::machine_scaling(threads, std::time::Duration::from_millis(100))
+        })
+    };
+    let reference_before = reference("before");
     for round in 0..repeat {
         // Targets interleaved per operation, their order rotated each
         // round: a noisy moment of the machine hits every target, and none
@@ -662,11 +671,15 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
             m.rounds.push(results);
         }
     }
+    let reference_after = reference("after");
     bar.finish_and_clear();
 
     let mut meta = machine_meta(n, threads, seed);
     meta["repeat"] = json!(repeat);
     meta["min_time_ms"] = json!(min_time_ms);
+    if let (Some(before), Some(after)) = (reference_before, reference_after) {
+        meta["machine_scaling"] = json!({"threads": threads, "before": before, "after": after});
+    }
     let mut table = Vec::new();
     let _ = writeln!(
         table,
@@ -680,6 +693,12 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
         table,
         "median of the rounds [min-max]; a ratio is the median of the per-round ratios [their range]"
     );
+    if let (Some(before), Some(after)) = (reference_before, reference_after) {
+        let _ = writeln!(
+            table,
+            "machine reference: {threads} threads of plain arithmetic ran {before:.2}x one thread before the rounds, {after:.2}x after"
+        );
+    }
     emit(&String::from_utf8_lossy(&table))?;
     if let Some(path) = json_path.as_deref() {
         let doc = report_json(&measured, meta);
