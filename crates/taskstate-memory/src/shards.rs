@@ -182,7 +182,7 @@ impl<V> IdShards<V> {
     pub(crate) fn write_as_needed(&self) -> Partial<'_, V> {
         Partial {
             owner: self,
-            guards: (0..SHARDS).map(|_| None).collect(),
+            guards: std::array::from_fn(|_| None),
         }
     }
 
@@ -281,7 +281,8 @@ impl<V, S: BuildHasher> TableMut<V> for std::collections::HashMap<InvocationId, 
 /// See [`IdShards::write_as_needed`].
 pub(crate) struct Partial<'a, V> {
     owner: &'a IdShards<V>,
-    guards: Vec<Option<RwLockWriteGuard<'a, IdTable<V>>>>,
+    /// One slot per shard, on the stack: every upsert makes one.
+    guards: [Option<RwLockWriteGuard<'a, IdTable<V>>>; SHARDS],
 }
 
 impl<'a, V> Partial<'a, V> {
