@@ -32,35 +32,44 @@ pub struct RecentIds {
 
 impl RecentIds {
     pub(crate) fn invocation(&mut self, text: &str) -> InvocationId {
-        match &self.invocation {
-            Some(id) if id.as_str() == text => id.clone(),
-            _ => self.invocation.insert(InvocationId::new(text)).clone(),
-        }
+        share(&mut self.invocation, text)
     }
 
     pub(crate) fn runner(&mut self, text: &str) -> RunnerId {
-        match &self.runner {
-            Some(id) if id.as_str() == text => id.clone(),
-            _ => self.runner.insert(RunnerId::new(text)).clone(),
-        }
+        share(&mut self.runner, text)
     }
 
     /// [`RecentIds::invocation`] of stored bytes: `None` if they are not
     /// UTF-8 (checked only when they are not the recent id's).
     fn invocation_bytes(&mut self, bytes: &[u8]) -> Option<InvocationId> {
-        match &self.invocation {
-            Some(id) if id.as_str().as_bytes() == bytes => Some(id.clone()),
-            _ => Some(self.invocation(std::str::from_utf8(bytes).ok()?)),
-        }
+        share_bytes(&mut self.invocation, bytes)
     }
 
     /// [`RecentIds::runner`] of stored bytes (see
     /// [`RecentIds::invocation_bytes`]).
     fn runner_bytes(&mut self, bytes: &[u8]) -> Option<RunnerId> {
-        match &self.runner {
-            Some(id) if id.as_str().as_bytes() == bytes => Some(id.clone()),
-            _ => Some(self.runner(std::str::from_utf8(bytes).ok()?)),
-        }
+        share_bytes(&mut self.runner, bytes)
+    }
+}
+
+/// The id in `recent` if its text is `text`, else a new one, kept in
+/// `recent` for the next record.
+fn share<T: Clone + AsRef<str> + for<'a> From<&'a str>>(recent: &mut Option<T>, text: &str) -> T {
+    match recent {
+        Some(id) if id.as_ref() == text => id.clone(),
+        _ => recent.insert(T::from(text)).clone(),
+    }
+}
+
+/// [`share`] of stored bytes: `None` if they are not UTF-8 (checked only
+/// when they are not the recent id's).
+fn share_bytes<T: Clone + AsRef<str> + for<'a> From<&'a str>>(
+    recent: &mut Option<T>,
+    bytes: &[u8],
+) -> Option<T> {
+    match recent {
+        Some(id) if id.as_ref().as_bytes() == bytes => Some(id.clone()),
+        _ => Some(share(recent, std::str::from_utf8(bytes).ok()?)),
     }
 }
 
