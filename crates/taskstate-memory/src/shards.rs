@@ -11,12 +11,19 @@ use std::hash::BuildHasher;
 use std::ops::{Deref, DerefMut};
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use taskstate_core::InvocationId;
 
 /// Shards per map: more than cores on a typical host, few enough that a
 /// whole-map lock stays cheap.
 pub(crate) const SHARDS: usize = 16;
+
+/// Below this many entries a full shard grows to four times its entries
+/// instead of hashbrown's two: a fresh store's small tables would otherwise
+/// be rebuilt every few inserts (CPython's dict grows fourfold too). Above
+/// it tables double, so a large store's slack stays at most half.
+const FAST_GROWTH_BELOW: usize = 1024;
 
 /// A value alone on its cache line (two 64-byte lines: adjacent-line
 /// prefetch would otherwise pair neighbours).
@@ -40,11 +47,23 @@ impl<V> IdTable<V> {
     }
 
     fn insert(&mut self, hash: u64, id: &InvocationId, value: V) -> Option<V> {
-        match self.0.find_mut(hash, |e| e.1 == *id) {
-            Some(e) => Some(std::mem::replace(&mut e.2, value)),
-            None => {
-                self.0
-                    .insert_unique(hash, (hash, id.clone(), value), |e| e.0);
+        let len = self.0.len();
+        if len == self.0.capacity() {
+            // Full: a replacement must not grow it (`entry` would).
+            if let Some(e) = self.0.find_mut(hash, |e| e.1 == *id) {
+                return Some(std::mem::replace(&mut e.2, value));
+            }
+            let more = if len < FAST_GROWTH_BELOW {
+                3 * len.max(1)
+            } else {
+                1
+            };
+            self.0.reserve(more, |e| e.0);
+        }
+        match self.0.entry(hash, |e| e.1 == *id, |e| e.0) {
+            Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().2, value)),
+            Entry::Vacant(e) => {
+                e.insert((hash, id.clone(), value));
                 None
             }
         }
@@ -402,6 +421,48 @@ mod tests {
         });
         assert_eq!(torn, 0, "of {reads} reads, e.g. {example:?}");
         assert_eq!(shards.get_cloned(last).map(|e| e.1), Some(2_999));
+    }
+
+    /// A full small table replaces in place, grows fourfold for a new id,
+    /// and a large one doubles; every value stays findable throughout.
+    #[test]
+    fn small_tables_grow_fourfold_and_large_ones_double() {
+        let hasher = foldhash::fast::RandomState::default();
+        let mut table: IdTable<usize> = IdTable::default();
+        let id = |i: usize| InvocationId::new(format!("grow-{i}"));
+        let mut growths = Vec::new();
+        for i in 0..5_000 {
+            let full = table.len() == table.0.capacity();
+            if full && i > 0 {
+                // A replacement of a present id does not grow the table.
+                let before = table.0.capacity();
+                let old = table.insert(hasher.hash_one(id(0).as_str()), &id(0), 0);
+                assert_eq!(old, Some(0));
+                assert_eq!(table.0.capacity(), before);
+            }
+            let (len, before) = (table.len(), table.0.capacity());
+            assert_eq!(
+                table.insert(hasher.hash_one(id(i).as_str()), &id(i), i),
+                None
+            );
+            if table.0.capacity() != before {
+                growths.push((len, table.0.capacity()));
+            }
+        }
+        for &(len, cap) in &growths {
+            if len == 0 {
+                continue;
+            }
+            if len < FAST_GROWTH_BELOW {
+                assert!(cap >= 4 * len, "{len} entries grew to {cap}: {growths:?}");
+            } else {
+                assert!(cap < 3 * len, "{len} entries grew to {cap}: {growths:?}");
+            }
+        }
+        assert!(growths.iter().any(|&(len, _)| len >= FAST_GROWTH_BELOW));
+        for i in 0..5_000 {
+            assert_eq!(table.get(hasher.hash_one(id(i).as_str()), &id(i)), Some(&i));
+        }
     }
 
     proptest::proptest! {
