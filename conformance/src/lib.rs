@@ -175,6 +175,7 @@ macro_rules! __with_cases {
             bulk_snapshot_pages_every_kind_in_order,
             bulk_history_replacement_takes_the_latest_position,
             bulk_keyed_ranges_and_children,
+            bulk_empty_and_inverted_key_ranges_read_nothing,
             bulk_write_rows_reads_back_through_point_operations,
             bulk_write_rows_is_atomic,
             bulk_write_rows_later_row_wins,

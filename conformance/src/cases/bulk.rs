@@ -240,6 +240,33 @@ pub fn bulk_keyed_ranges_and_children(b: &dyn StateBackend) {
     }
 }
 
+/// A key range whose lower bound lies above its upper one, or whose two
+/// bounds are the same id (after it, up to it), holds no key: every keyed
+/// kind and the child lists read nothing, as a SQL `key > a AND key <= u`
+/// does, never a panic.
+pub fn bulk_empty_and_inverted_key_ranges_read_nothing(b: &dyn StateBackend) {
+    populate(b);
+    let mut snap = b.snapshot().unwrap();
+    for (after, upto) in [("i3", "i1"), ("orphan", "i2"), ("i2", "i2")] {
+        let range = KeyRange {
+            after: Some(id(after)),
+            upto: Some(id(upto)),
+        };
+        for kind in [Kind::History, Kind::Result, Kind::Exception] {
+            assert_eq!(
+                snap.keyed(kind, &range).unwrap(),
+                [],
+                "{kind} after {after} up to {upto}"
+            );
+        }
+        assert_eq!(
+            snap.children(&range).unwrap(),
+            [],
+            "after {after} up to {upto}"
+        );
+    }
+}
+
 /// Rows written by `write_rows` read back through the point operations
 /// exactly as if those had written them; a runner row may come before its
 /// parent's.

@@ -8,7 +8,7 @@ use taskstate_core::engine::HistoryPos;
 use taskstate_core::{HistoryRow, InvocationHistory, InvocationId, InvocationStatus, TimeKey};
 
 use crate::Map;
-use crate::ordered::{AppendMap, Keyed};
+use crate::ordered::{AppendMap, Keyed, may_hold};
 
 type HistKey = HistoryPos;
 
@@ -152,14 +152,17 @@ impl KeySet {
         keys.sorted.remove(key);
     }
 
-    /// `f` over the keys within `(lo, hi)`, ascending. `lo` must not lie
-    /// above `hi` (as for `BTreeSet::range`).
+    /// `f` over the keys within `(lo, hi)`, ascending (none for an
+    /// inverted range).
     pub(crate) fn with_range<R>(
         &self,
         lo: std::ops::Bound<Keyed>,
         hi: std::ops::Bound<Keyed>,
         f: impl FnOnce(&mut dyn Iterator<Item = &InvocationId>) -> R,
     ) -> R {
+        if !may_hold(&lo, &hi) {
+            return f(&mut std::iter::empty());
+        }
         let mut keys = self.0.lock();
         keys.merge();
         f(&mut keys.sorted.range((lo, hi)).map(Keyed::id))

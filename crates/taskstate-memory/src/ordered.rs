@@ -193,15 +193,7 @@ impl<K: Ord + Copy, V> AppendMap<K, V> {
         let run = sorted_within(&self.run, |e| &e.0, lo.as_ref(), hi.as_ref())
             .iter()
             .filter_map(|(k, v)| Some((k, v.as_ref()?)));
-        // BTreeMap::range panics on an inverted or empty-excluded range:
-        // such a range holds nothing.
-        let valid = match (lo, hi) {
-            (Bound::Included(a), Bound::Included(b)) => a <= b,
-            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
-            | (Bound::Excluded(a), Bound::Included(b)) => a < b,
-            _ => true,
-        };
-        let late = valid
+        let late = may_hold(&lo, &hi)
             .then(|| self.late.range((lo, hi)))
             .into_iter()
             .flatten();
@@ -209,6 +201,18 @@ impl<K: Ord + Copy, V> AppendMap<K, V> {
             a: run.peekable(),
             b: late.peekable(),
         }
+    }
+}
+
+/// Whether the range `(lo, hi)` can hold a key: `false` for an inverted
+/// range and one whose bounds meet at an excluded key, on which
+/// `BTreeMap::range` would panic (or which it would find empty).
+pub(crate) fn may_hold<K: Ord>(lo: &Bound<K>, hi: &Bound<K>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => a <= b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a < b,
+        _ => true,
     }
 }
 
