@@ -41,7 +41,8 @@
 //! # Concurrency
 //!
 //! One write connection with group commit (see the `writer` module docs):
-//! each write is one `BEGIN IMMEDIATE` transaction, batches are one
+//! each write is one transaction (`BEGIN IMMEDIATE`, or a lone statement
+//! in autocommit), batches are one
 //! transaction, and concurrent writers share commits. Reads use a pool of
 //! read-only connections and never block writes. Other processes wait on a
 //! busy timeout (60 s by default) instead of failing with "database is

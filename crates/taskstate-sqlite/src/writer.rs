@@ -4,7 +4,8 @@
 //! (JSON and all) on its own thread, queues it, then takes the connection.
 //! Whoever holds the connection is the *leader*: it drains every queued
 //! operation, runs them in one `BEGIN IMMEDIATE` transaction, commits once
-//! and hands every operation its outcome. Operations are validated before
+//! and hands every operation its outcome (a batch of one operation of one
+//! statement runs as that statement alone, which SQLite commits by itself). Operations are validated before
 //! they are queued, so the batch runs without savepoints; should one fail
 //! anyway (a storage error), the batch is rolled back and each operation is
 //! retried in its own transaction, so a failure undoes only itself. A caller whose operation was
@@ -93,6 +94,24 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
+    /// Whether this operation is one statement (its triggers included):
+    /// SQLite makes such a statement atomic by itself.
+    fn is_one_statement(&self) -> bool {
+        match self {
+            WriteOp::Invocations(rows) => rows.len() == 1,
+            WriteOp::Histories(rows) => rows.len() == 1,
+            WriteOp::Runners(rows) => rows.len() == 1,
+            WriteOp::Result { .. }
+            | WriteOp::Exception { .. }
+            | WriteOp::WorkflowRun { .. }
+            | WriteOp::SubInvocation { .. }
+            | WriteOp::WorkflowData { .. }
+            | WriteOp::AppInfo { .. } => true,
+            WriteOp::Batch(ops) => matches!(ops.as_slice(), [op] if op.is_one_statement()),
+            WriteOp::Purge => false,
+        }
+    }
+
     /// Runs the statements of this operation (inside the caller's
     /// transaction). Writes exactly the columns the reference writes.
     fn execute(&self, c: &Connection) -> rusqlite::Result<()> {
@@ -434,8 +453,21 @@ impl Writer {
         }
     }
 
-    /// One `BEGIN IMMEDIATE … COMMIT` around `jobs`; rolled back on error.
+    /// One `BEGIN IMMEDIATE … COMMIT` around `jobs`, rolled back on error;
+    /// a lone single-statement job runs in autocommit instead.
     fn transaction(&self, conn: &Connection, jobs: &[Arc<Job>]) -> Result<(), Failure> {
+        if let [job] = jobs
+            && job.op.is_one_statement()
+        {
+            // One statement alone commits by itself (autocommit), as atomic
+            // as inside BEGIN IMMEDIATE … COMMIT: a write statement takes its
+            // snapshot and the write lock in one step, waiting on the busy
+            // handler as BEGIN IMMEDIATE does. Two statements fewer.
+            return job.op.execute(conn).map_err(|e| Failure {
+                error: sql_err(&self.ctx, "write", e),
+                at_begin: false,
+            });
+        }
         let step = |sql: &str, what: &str| -> Result<()> {
             conn.prepare_cached(sql)
                 .and_then(|mut st| st.execute([]))
