@@ -5,10 +5,11 @@
 //! Whoever holds the connection is the *leader*: it drains every queued
 //! operation, runs them in one `BEGIN IMMEDIATE` transaction, commits once
 //! and hands every operation its outcome (a batch of one operation of one
-//! statement runs as that statement alone, which SQLite commits by itself). Operations are validated before
-//! they are queued, so the batch runs without savepoints; should one fail
-//! anyway (a storage error), the batch is rolled back and each operation is
-//! retried in its own transaction, so a failure undoes only itself. A caller whose operation was
+//! statement runs as that statement alone, which SQLite commits by
+//! itself). Operations are validated before they are queued, so the batch
+//! runs without savepoints; should one fail anyway (a storage error), the
+//! batch is rolled back and each operation is retried in its own
+//! transaction, so a failure undoes only itself. A caller whose operation was
 //! committed by an earlier leader finds its outcome as soon as it gets the
 //! connection and returns without touching SQLite. One thread alone never
 //! waits for anyone (its batch is just its own operation); N threads share
