@@ -141,6 +141,55 @@ def new_store(name, round_no, pass_no):
     return app.state_backend, d
 
 
+def write_ops(data):
+    """The writes, in order: [(op, items per pass, body(sb, item))]."""
+    ids, pairs, histories, results, _children, _t0, _t_end = data
+    n = len(ids)
+    return [
+        ("upsert_invocations", n, lambda sb, i: sb._upsert_invocations([pairs[i]])),
+        ("add_histories", 3 * n, lambda sb, r: sb._add_histories([histories[r].invocation_id], histories[r])),
+        ("set_result", n, lambda sb, i: sb._set_result(ids[i], results[i])),
+    ]
+
+
+def read_ops(data):
+    """The reads, in order: {op: (calls per pass, items per pass,
+    body(sb, i), check(outputs of one pass))}."""
+    ids, pairs, histories, results, children, t0, t_end = data
+    n = len(ids)
+    statuses = [InvocationStatus.REGISTERED, InvocationStatus.PENDING, InvocationStatus.RUNNING]
+    return {
+        "get_invocation": (n, n, lambda sb, i: sb._get_invocation(ids[i]),
+                           lambda g: all(p[0].invocation_id == pairs[i][0].invocation_id and p[0].workflow == pairs[i][0].workflow
+                                         and p[1].serialized_arguments == pairs[i][1].serialized_arguments for i, p in enumerate(g))),
+        "get_history": (n, n, lambda sb, i: sb._get_history(ids[i]),
+                        lambda g: all([h.status_record.status for h in hs] == statuses
+                                      and hs[0].timestamp == histories[3 * i].timestamp for i, hs in enumerate(g))),
+        "get_result": (n, n, lambda sb, i: sb._get_result(ids[i]), lambda g: g == results),
+        "get_child_invocations": (n, n, lambda sb, i: sorted(sb.get_child_invocations(ids[i])),
+                                  lambda g: g == [sorted(c) for c in children]),
+        "iter_invocations_in_timerange": (1, n, lambda sb, _: [x for b in sb.iter_invocations_in_timerange(t0, t_end, 100) for x in b],
+                                          lambda g: sorted(g[0]) == sorted(ids)),
+        "iter_history_in_timerange": (1, 3 * n, lambda sb, _: [x for b in sb.iter_history_in_timerange(t0, t_end, 100) for x in b],
+                                      lambda g: len(g[0]) == 3 * n),
+    }
+
+
+def timed_read(sb, read, min_time):
+    """One read op looped over the workload until it has run `min_time`
+    seconds, its outputs checked after the timing stops; returns
+    (items, seconds, valid)."""
+    calls, items, body, check = read
+    passes, got, start = 0, None, time.perf_counter()
+    while True:
+        got = [body(sb, i) for i in range(calls)]
+        passes += 1
+        secs = time.perf_counter() - start
+        if secs >= min_time:
+            break
+    return items * passes, secs, bool(check(got))
+
+
 def run_once(name, data, round_no, min_time):
     """One round of every op; returns {op: (ops_per_s, n, valid)}.
 
@@ -150,14 +199,8 @@ def run_once(name, data, round_no, min_time):
     write's figure sums those passes. The reads run on the last pass's
     store, read loops repeating over the workload until they last
     `min_time`."""
-    ids, pairs, histories, results, children, t0, t_end = data
-    n = len(ids)
     out = {}
-    writes = [
-        ("upsert_invocations", n, lambda sb, i: sb._upsert_invocations([pairs[i]])),
-        ("add_histories", 3 * n, lambda sb, r: sb._add_histories([histories[r].invocation_id], histories[r])),
-        ("set_result", n, lambda sb, i: sb._set_result(ids[i], results[i])),
-    ]
+    writes = write_ops(data)
     spent = {op: [0.0, 0] for op, _, _ in writes}
     pass_no = 0
     while True:
@@ -175,34 +218,9 @@ def run_once(name, data, round_no, min_time):
         shutil.rmtree(d, ignore_errors=True)
     for op, (secs, items) in spent.items():
         out[op] = (items / secs, items, True)
-
-    def timed(op, count, body, check):
-        passes, got, start = 0, None, time.perf_counter()
-        while True:
-            got = [body(i) for i in range(count)]
-            passes += 1
-            secs = time.perf_counter() - start
-            if secs >= min_time:
-                break
-        ops = count * passes
-        if op == "iter_invocations_in_timerange":
-            ops = n * passes
-        if op == "iter_history_in_timerange":
-            ops = 3 * n * passes
-        out[op] = (ops / secs, ops, bool(check(got)))
-
-    timed("get_invocation", n, lambda i: sb._get_invocation(ids[i]),
-          lambda g: all(p[0].invocation_id == pairs[i][0].invocation_id and p[0].workflow == pairs[i][0].workflow
-                        and p[1].serialized_arguments == pairs[i][1].serialized_arguments for i, p in enumerate(g)))
-    timed("get_history", n, lambda i: sb._get_history(ids[i]),
-          lambda g: all([h.status_record.status for h in hs] == [InvocationStatus.REGISTERED, InvocationStatus.PENDING, InvocationStatus.RUNNING]
-                        and hs[0].timestamp == histories[3 * i].timestamp for i, hs in enumerate(g)))
-    timed("get_result", n, lambda i: sb._get_result(ids[i]), lambda g: g == results)
-    timed("get_child_invocations", n, lambda i: sorted(sb.get_child_invocations(ids[i])), lambda g: g == [sorted(c) for c in children])
-    timed("iter_invocations_in_timerange", 1, lambda _: [x for b in sb.iter_invocations_in_timerange(t0, t_end, 100) for x in b],
-          lambda g: sorted(g[0]) == sorted(ids))
-    timed("iter_history_in_timerange", 1, lambda _: [x for b in sb.iter_history_in_timerange(t0, t_end, 100) for x in b],
-          lambda g: len(g[0]) == 3 * n)
+    for op, read in read_ops(data).items():
+        items, secs, ok = timed_read(sb, read, min_time)
+        out[op] = (items / secs, items, ok)
     del sb
     shutil.rmtree(d, ignore_errors=True)
     return out

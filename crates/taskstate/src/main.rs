@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use taskstate::{InvocationId, Kind, StateBackend, copy, export, inspect, open, redact_url};
 
+#[path = "cli/bench_against.rs"]
+mod bench_against_cmd;
 #[path = "cli/bench.rs"]
 mod bench_cmd;
 #[path = "cli/bench_prune.rs"]
@@ -75,6 +77,12 @@ enum Command {
         /// Seed of the workload's uuids (default: from the clock).
         #[arg(long)]
         seed: Option<u64>,
+        /// Compare every engine with a target served by this command (run
+        /// by `sh -c`, driven op by op in turn with the engines) instead of
+        /// a raw baseline; `benches/reference/pynenc_target.py` serves
+        /// pynenc's own backends.
+        #[arg(long, value_name = "COMMAND")]
+        against: Option<String>,
     },
     /// Write everything a store holds as one JSON document (SPEC §9).
     Export {
@@ -266,6 +274,7 @@ fn main() -> ExitCode {
             min_time_ms,
             json,
             seed,
+            against,
         } => cmd_bench(bench_cmd::BenchArgs {
             engines,
             n,
@@ -274,6 +283,7 @@ fn main() -> ExitCode {
             min_time_ms: min_time_ms as u64,
             json,
             seed,
+            against,
         }),
         Command::Export {
             url,

@@ -1,14 +1,17 @@
 //! `taskstate bench`: runs the reference workload on each engine (and its
 //! raw baseline), prints the table and writes the JSON report.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
+use std::rc::Rc;
 
 use indicatif::ProgressBar;
 use serde_json::json;
 use taskstate::bench::{self, Op, OpResult, Workload};
 use taskstate::{export, redact_url};
 
+use crate::bench_against_cmd::External;
 use crate::{CliResult, Failure, emit, open_url, progress_bar, write_atomically};
 
 fn read_first_line(path: &str, prefix: Option<&str>) -> Option<String> {
@@ -67,14 +70,17 @@ enum Kind {
     RawPostgres {
         url: String,
     },
+    /// A target outside this process (`--against`), one for the run.
+    External(Rc<RefCell<External>>),
 }
 
 /// One measured target and its results, round by round.
 struct Measured {
     name: String,
     kind: Kind,
-    /// The raw baseline this engine is compared with, if any.
-    baseline: Option<&'static str>,
+    /// The target this engine is compared with (its raw baseline, or the
+    /// `--against` target), if any.
+    baseline: Option<String>,
     /// One entry per round: every timed operation of that round.
     rounds: Vec<Vec<OpResult>>,
 }
@@ -88,6 +94,9 @@ pub(crate) struct BenchArgs {
     pub(crate) min_time_ms: u64,
     pub(crate) json: Option<std::path::PathBuf>,
     pub(crate) seed: Option<u64>,
+    /// A command serving an external target (`--against`): every engine's
+    /// ratio is taken against it instead of a raw baseline.
+    pub(crate) against: Option<String>,
 }
 
 /// A target's empty store for one pass, and what cleans it up.
@@ -106,6 +115,7 @@ enum Store {
     },
     #[cfg(feature = "postgres")]
     RawPostgres(Box<bench::RawPostgres>),
+    External(Rc<RefCell<External>>),
 }
 
 impl Store {
@@ -119,6 +129,10 @@ impl Store {
             }
             Kind::RawSqlite => raw_sqlite(dir, tag, w),
             Kind::RawPostgres { url } => raw_postgres(url, w),
+            Kind::External(ext) => {
+                ext.borrow_mut().open()?;
+                Ok(Store::External(Rc::clone(ext)))
+            }
         }
     }
 
@@ -139,24 +153,40 @@ impl Store {
         })
     }
 
-    fn run_op(&self, name: &str, w: &Workload, op: Op, options: &bench::RunOptions) -> OpResult {
-        match self {
+    /// Times `op` (an external target's failure to answer is an error;
+    /// what was wrong with an op's outputs is in its validation).
+    fn run_op(
+        &self,
+        name: &str,
+        w: &Workload,
+        op: Op,
+        options: &bench::RunOptions,
+    ) -> Result<OpResult, String> {
+        Ok(match self {
             Store::Engine { backend, .. } => bench::run_op(name, backend.as_ref(), w, op, options),
             #[cfg(feature = "sqlite")]
             Store::RawSqlite { raw, .. } => bench::run_op(name, raw.as_ref(), w, op, options),
             #[cfg(feature = "postgres")]
             Store::RawPostgres(raw) => bench::run_op(name, raw.as_ref(), w, op, options),
-        }
+            Store::External(ext) => ext.borrow_mut().run(op, options.min_time.as_secs_f64())?,
+        })
     }
 
-    fn validate_writes(&self, w: &Workload, results: &mut [OpResult]) {
+    fn validate_writes(&self, w: &Workload, results: &mut [OpResult]) -> Result<(), String> {
         match self {
             Store::Engine { backend, .. } => bench::validate_writes(backend.as_ref(), w, results),
             #[cfg(feature = "sqlite")]
             Store::RawSqlite { raw, .. } => bench::validate_writes(raw.as_ref(), w, results),
             #[cfg(feature = "postgres")]
             Store::RawPostgres(raw) => bench::validate_writes(raw.as_ref(), w, results),
+            Store::External(ext) => {
+                let v = ext.borrow_mut().validate()?;
+                for r in results.iter_mut().filter(|r| r.validation.is_ok()) {
+                    r.validation.clone_from(&v);
+                }
+            }
         }
+        Ok(())
     }
 
     /// Empties the store (engines) or removes it (raw baselines).
@@ -186,6 +216,7 @@ impl Store {
             }
             #[cfg(feature = "postgres")]
             Store::RawPostgres(raw) => raw.drop_schema().map_err(|e| format!("raw-postgres: {e}")),
+            Store::External(ext) => ext.borrow_mut().close_store(),
         }
     }
 }
@@ -247,16 +278,19 @@ fn raw_postgres(_: &str, _: &Workload) -> Result<Store, String> {
 
 /// One pass of a round: each operation on every target before the next
 /// operation (targets in `order`), so the figures a ratio compares are
-/// taken seconds apart, not a whole pass apart. Returns each target's
+/// taken moments apart, not a whole pass apart. Returns each target's
 /// results, by its index in `measured`.
 ///
 /// The writes run on empty stores, and a pass of them can be short (2,000
-/// results into memory take a quarter of a millisecond), so they repeat
-/// as the reads do: the whole sequence of writes, on new empty stores,
-/// until each write of a target has run `options.min_time` (targets still
-/// going stay interleaved); each write's figure is the sum over those
-/// passes, and every pass is read back. The reads then run on each
-/// target's last store.
+/// results into memory take a quarter of a millisecond), so they repeat:
+/// whole passes of every write, each on a new empty store, every pass read
+/// back. The targets take turns as the reads' slices do (A B B A …), a
+/// turn lasting until each write of the target has run its share of
+/// `options.min_time` (a failed write counts as done); a write's figure
+/// is the sum over its passes. Turns, not single passes, alternate: a
+/// target switched in after another's pass starts with the other's data
+/// in the caches, which costs a fast target's quarter-millisecond pass
+/// more than a slow one's. The reads then run on each target's last store.
 fn run_pass(
     measured: &[Measured],
     order: &[usize],
@@ -269,48 +303,44 @@ fn run_pass(
     let (writes, reads): (Vec<Op>, Vec<Op>) = bench::pass_ops(options)
         .into_iter()
         .partition(|op| op.is_write());
-    let min_time = options.min_time.as_secs_f64();
+    let share = options.min_time.as_secs_f64() / f64::from(READ_SLICES);
     // Per target (by position in `order`): its writes' running totals,
-    // and the store whose writes finished the repetition.
+    // and the store of its latest pass.
     let mut totals: Vec<Vec<OpResult>> = vec![Vec::new(); order.len()];
     let mut last: Vec<Option<Store>> = order.iter().map(|_| None).collect();
     let mut write_pass = 0usize;
-    loop {
-        let going: Vec<usize> = (0..order.len()).filter(|&k| last[k].is_none()).collect();
-        if going.is_empty() {
-            break;
-        }
-        write_pass += 1;
-        let tag = format!("{label}-{write_pass}");
-        let mut stores = Vec::new();
-        for &k in &going {
-            stores.push((
-                k,
-                Store::open(&measured[order[k]], dir, &tag, w)?,
-                Vec::new(),
-            ));
-        }
-        for &op in &writes {
-            for (k, store, results) in &mut stores {
-                let name = &measured[order[*k]].name;
-                bar.set_message(format!("{label}: {op} (pass {write_pass}): {name}"));
-                results.push(store.run_op(name, w, op, options));
+    let turns = if share > 0.0 {
+        slice_turns(order.len())
+    } else {
+        (0..order.len()).collect()
+    };
+    for k in turns {
+        let m = &measured[order[k]];
+        let mut turn: Vec<OpResult> = Vec::new();
+        loop {
+            write_pass += 1;
+            // The previous pass's store goes first (an external target
+            // holds one store at a time).
+            if let Some(old) = last[k].take() {
+                old.close()?;
             }
-        }
-        for (k, store, mut results) in stores {
-            store.validate_writes(w, &mut results);
-            add_passes(&mut totals[k], results);
-            // A target is done when each of its writes has run min_time
-            // (or failed): faster targets stop early, slower ones go on.
-            if totals[k]
+            let store = Store::open(m, dir, &format!("{label}-{write_pass}"), w)?;
+            let mut results = Vec::new();
+            for &op in &writes {
+                bar.set_message(format!("{label}: {op} (pass {write_pass}): {}", m.name));
+                results.push(store.run_op(&m.name, w, op, options)?);
+            }
+            store.validate_writes(w, &mut results)?;
+            add_passes(&mut turn, results);
+            last[k] = Some(store);
+            if turn
                 .iter()
-                .all(|r| r.validation.is_err() || r.seconds >= min_time)
+                .all(|r| r.validation.is_err() || r.seconds >= share)
             {
-                last[k] = Some(store);
-            } else {
-                store.close()?;
+                break;
             }
         }
+        add_passes(&mut totals[k], turn);
     }
     let mut stores = Vec::new();
     for (k, (store, results)) in last.into_iter().zip(totals).enumerate() {
@@ -332,7 +362,7 @@ fn run_pass(
             let (idx, store, _) = &stores[k];
             let name = &measured[*idx].name;
             bar.set_message(format!("{label}: {op}: {name}"));
-            add_passes(&mut sums[k], vec![store.run_op(name, w, op, &slice)]);
+            add_passes(&mut sums[k], vec![store.run_op(name, w, op, &slice)?]);
         }
         for ((_, _, results), sum) in stores.iter_mut().zip(sums) {
             results.extend(sum);
@@ -439,7 +469,7 @@ fn rates(m: &Measured, op: Op, t: usize) -> Vec<f64> {
 fn ratios(measured: &[Measured], m: &Measured, op: Op, t: usize) -> Vec<f64> {
     let Some(raw) = measured
         .iter()
-        .find(|r| Some(r.name.as_str()) == m.baseline)
+        .find(|r| Some(&r.name) == m.baseline.as_ref())
     else {
         return Vec::new();
     };
@@ -468,7 +498,14 @@ fn print_table(measured: &[Measured], out: &mut impl Write) -> std::io::Result<(
         write!(out, "{:>30}", format!("{} op/s [min-max]", m.name))?;
     }
     for m in &ratio_of {
-        write!(out, "{:>22}", format!("{}/raw", m.name))?;
+        // A raw baseline shows as `raw`; an `--against` target by its name.
+        let base = m.baseline.as_deref().unwrap_or_default();
+        let base = if base.starts_with("raw-") {
+            "raw"
+        } else {
+            base
+        };
+        write!(out, "{:>22}", format!("{}/{base}", m.name))?;
     }
     writeln!(out, "  valid")?;
     for (op, t) in rows_of(measured) {
@@ -547,9 +584,16 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
         min_time_ms,
         json: json_path,
         seed,
+        against,
     } = args;
     if n == 0 || threads == 0 || repeat == 0 {
         return Err("--n, --threads and --repeat must be at least 1".into());
+    }
+    if against.is_some() && threads > 1 {
+        return Err(
+            "--against measures one thread (pynenc's backends are driven from one): leave out --threads"
+                .into(),
+        );
     }
     if cfg!(debug_assertions) {
         eprintln!(
@@ -592,12 +636,26 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
         }
         v
     };
+    let external = match &against {
+        Some(command) => Some(External::spawn(command, n)?),
+        None => None,
+    };
+    if let Some(ext) = &external
+        && urls.iter().any(|(name, ..)| *name == ext.name)
+    {
+        return Err(format!(
+            "--against: its target calls itself {:?}, as an engine measured here is named",
+            ext.name
+        )
+        .into());
+    }
     let mut measured: Vec<Measured> = Vec::new();
     for (name, url, own) in &urls {
         let engine = taskstate::parse_url(url).map(|u| u.engine);
-        let baseline = match engine {
-            Ok("sqlite") if cfg!(feature = "sqlite") => Some("raw-sqlite"),
-            Ok("postgres") if cfg!(feature = "postgres") => Some("raw-postgres"),
+        let baseline = match (&external, engine) {
+            (Some(ext), _) => Some(ext.name.clone()),
+            (None, Ok("sqlite")) if cfg!(feature = "sqlite") => Some("raw-sqlite".to_owned()),
+            (None, Ok("postgres")) if cfg!(feature = "postgres") => Some("raw-postgres".to_owned()),
             _ => None,
         };
         measured.push(Measured {
@@ -611,7 +669,10 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
             rounds: Vec::new(),
         });
     }
-    if measured.iter().any(|m| m.baseline == Some("raw-sqlite")) {
+    if measured
+        .iter()
+        .any(|m| m.baseline.as_deref() == Some("raw-sqlite"))
+    {
         measured.push(Measured {
             name: "raw-sqlite".into(),
             kind: Kind::RawSqlite,
@@ -619,13 +680,20 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
             rounds: Vec::new(),
         });
     }
-    if let Some((_, pg, _)) = urls
-        .iter()
-        .find(|(_, u, _)| taskstate::parse_url(u).is_ok_and(|p| p.engine == "postgres"))
-    {
+    if let Some((_, pg, _)) = urls.iter().find(|(_, u, _)| {
+        external.is_none() && taskstate::parse_url(u).is_ok_and(|p| p.engine == "postgres")
+    }) {
         measured.push(Measured {
             name: "raw-postgres".into(),
             kind: Kind::RawPostgres { url: pg.clone() },
+            baseline: None,
+            rounds: Vec::new(),
+        });
+    }
+    if let Some(ext) = external {
+        measured.push(Measured {
+            name: ext.name.clone(),
+            kind: Kind::External(Rc::new(RefCell::new(ext))),
             baseline: None,
             rounds: Vec::new(),
         });
@@ -753,7 +821,7 @@ mod tests {
         let m = Measured {
             name: "sqlite".into(),
             kind: Kind::OwnSqlite,
-            baseline: Some("raw-sqlite"),
+            baseline: Some("raw-sqlite".into()),
             rounds: Vec::new(),
         };
         let options = bench::RunOptions::default();
@@ -761,6 +829,7 @@ mod tests {
         assert!(
             first
                 .run_op("sqlite", &w, Op::UpsertInvocations, &options)
+                .unwrap()
                 .validation
                 .is_ok()
         );
@@ -829,6 +898,94 @@ mod tests {
             }
         }
         assert_eq!(db_files(dir.path()), Vec::<String>::new());
+    }
+
+    /// Write passes alternate between targets in turns (A B B A A B B A),
+    /// not pass by pass: two external targets, each pass 0.1 ms by their
+    /// own account, logging to one file, need many passes a turn, and the
+    /// log shows five runs of one target's passes (the turns, adjacent
+    /// ones merged), every store closed before the next opens.
+    #[test]
+    fn write_passes_alternate_in_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let fake = |name: &str| {
+            let script = dir.path().join(format!("{name}.sh"));
+            std::fs::write(
+                &script,
+                format!(
+                    r#"while IFS= read -r line; do
+  case "$line" in
+    *'"cmd":"hello"'*) echo '{{"name":"{name}"}}' ;;
+    *'"cmd":"open"'*) echo "{name} open" >> '{log}'; echo '{{}}' ;;
+    *'"cmd":"close"'*) echo "{name} close" >> '{log}'; echo '{{}}' ;;
+    *'"cmd":"run"'*) echo '{{"items":10,"seconds":0.0001,"error":null}}' ;;
+    *'"cmd":"validate"'*) echo '{{"error":null}}' ;;
+  esac
+done
+"#,
+                    log = log.display()
+                ),
+            )
+            .unwrap();
+            let ext = External::spawn(&format!("sh {}", script.display()), 10).unwrap();
+            Measured {
+                name: name.into(),
+                kind: Kind::External(Rc::new(RefCell::new(ext))),
+                baseline: None,
+                rounds: Vec::new(),
+            }
+        };
+        let measured = vec![fake("a"), fake("b")];
+        let options = bench::RunOptions {
+            threads: 1,
+            reads: true,
+            min_time: std::time::Duration::from_millis(4),
+        };
+        let w = Workload::build(10, 1);
+        let out = run_pass(
+            &measured,
+            &[0, 1],
+            dir.path(),
+            &w,
+            &options,
+            "t",
+            &ProgressBar::hidden(),
+        )
+        .unwrap();
+        for (_, results) in &out {
+            for r in results.iter().filter(|r| r.op.is_write()) {
+                // 1 ms a turn at 0.1 ms a pass: ten passes, four turns.
+                assert_eq!(r.n, 4 * 10 * 10, "{} {}", r.engine, r.op);
+            }
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let opens: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.strip_suffix(" open"))
+            .collect();
+        let mut runs: Vec<(&str, usize)> = Vec::new();
+        for t in &opens {
+            match runs.last_mut() {
+                Some((name, count)) if name == t => *count += 1,
+                _ => runs.push((t, 1)),
+            }
+        }
+        assert_eq!(
+            runs,
+            [("a", 10), ("b", 20), ("a", 20), ("b", 20), ("a", 10)],
+            "{text}"
+        );
+        // Each target's stores: opened, closed, opened …, closed at the end.
+        for name in ["a", "b"] {
+            let own: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(name).map(str::trim))
+                .collect();
+            let want: Vec<&str> = (0..40).flat_map(|_| ["open", "close"]).collect();
+            assert_eq!(own, want, "{name}");
+        }
     }
 
     /// Reads alternate between targets slice by slice, each target's
