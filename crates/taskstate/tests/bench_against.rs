@@ -9,41 +9,45 @@
 use std::path::Path;
 
 mod common;
-use common::{stderr, taskstate};
+use common::{assert_one_error_line, stderr, taskstate};
 
-/// A target answering every request with fixed figures (1,000 items in
-/// half a second: 2,000 op/s), logging each request to `log`; `run`
-/// replies with `run_reply` (default: those figures).
+/// The command of `tests/fake_bench_target.sh` as target `name`, logging
+/// to `name.log` in `dir`; every `run` is answered with `run_reply`
+/// (default: 1,000 items in half a second: 2,000 op/s).
 fn fake_target(dir: &Path, name: &str, run_reply: Option<&str>) -> String {
-    let script = dir.join(format!("{name}.sh"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_bench_target.sh");
     let log = dir.join(format!("{name}.log"));
-    let run = run_reply.unwrap_or(r#"{"items":1000,"seconds":0.5,"error":null}"#);
-    std::fs::write(
-        &script,
-        format!(
-            r#"while IFS= read -r line; do
-  printf '%s\n' "$line" >> '{log}'
-  case "$line" in
-    *'"cmd":"hello"'*) echo '{{"name":"{name}"}}' ;;
-    *'"cmd":"open"'*|*'"cmd":"close"'*) echo '{{}}' ;;
-    *'"cmd":"run"'*) echo '{run}' ;;
-    *'"cmd":"validate"'*) echo '{{"error":null}}' ;;
-  esac
-done
-"#,
-            log = log.display()
-        ),
-    )
-    .unwrap();
-    format!("sh {}", script.display())
+    let mut command = format!("sh '{}' {name} '{}'", script.display(), log.display());
+    if let Some(reply) = run_reply {
+        command.push_str(&format!(" '{reply}'"));
+    }
+    command
 }
 
+/// The requests target `name` got, in order.
 fn requests(dir: &Path, name: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join(format!("{name}.log")))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str(l.split_once(' ').unwrap().1).unwrap())
         .collect()
+}
+
+/// `bench` of memory:// at N = 20, one round of 1 ms ops, against `command`.
+fn bench_memory_against(command: &str) -> std::process::Output {
+    taskstate(&[
+        "bench",
+        "--engine",
+        "memory://",
+        "--n",
+        "20",
+        "--repeat",
+        "1",
+        "--min-time-ms",
+        "1",
+        "--against",
+        command,
+    ])
 }
 
 #[test]
@@ -163,32 +167,7 @@ fn a_failing_target_stops_the_bench_with_one_line() {
         ("/no/such/program".into(), "--against \"/no/such/program\""),
     ];
     for (command, want) in cases {
-        let out = taskstate(&[
-            "bench",
-            "--engine",
-            "memory://",
-            "--n",
-            "20",
-            "--repeat",
-            "1",
-            "--min-time-ms",
-            "1",
-            "--against",
-            &command,
-        ]);
-        let err = stderr(&out);
-        assert!(!out.status.success(), "{command}: succeeded");
-        assert!(!err.contains("panicked"), "{command}: {err}");
-        let lines: Vec<&str> = err
-            .lines()
-            .filter(|l| !l.starts_with("taskstate: note:") && !l.starts_with("sh: "))
-            .collect();
-        assert_eq!(lines.len(), 1, "{command}: {err}");
-        assert!(
-            lines[0].starts_with("taskstate: error: "),
-            "{command}: {err}"
-        );
-        assert!(lines[0].contains(want), "{command}: {err}");
+        assert_one_error_line(&bench_memory_against(&command), want, &["sh: "], &command);
     }
 }
 
@@ -202,19 +181,7 @@ fn a_target_reporting_wrong_outputs_fails_validation() {
         "wrong",
         Some(r#"{"items":1000,"seconds":0.5,"error":"3 results differ"}"#),
     );
-    let out = taskstate(&[
-        "bench",
-        "--engine",
-        "memory://",
-        "--n",
-        "20",
-        "--repeat",
-        "1",
-        "--min-time-ms",
-        "1",
-        "--against",
-        &wrong,
-    ]);
+    let out = bench_memory_against(&wrong);
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(err.starts_with("taskstate: note:") || err.starts_with("taskstate: error:"));

@@ -7,7 +7,7 @@
 use std::process::{Command, Output};
 
 mod common;
-use common::{fixture_copy, stderr, taskstate};
+use common::{assert_one_error_line, fixture_copy, stderr, taskstate};
 
 #[test]
 fn bench_writes_a_validated_json_report() {
@@ -131,20 +131,7 @@ fn failures_are_one_line_without_panic() {
     ];
     for (args, want) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = taskstate(&args);
-        let err = stderr(&out);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-        let lines: Vec<&str> = err
-            .lines()
-            .filter(|l| !l.starts_with("taskstate: note:"))
-            .collect();
-        assert_eq!(lines.len(), 1, "{args:?}: {err}");
-        assert!(
-            lines[0].starts_with("taskstate: error: "),
-            "{args:?}: {err}"
-        );
-        assert!(lines[0].contains(want), "{args:?}: {err}");
+        assert_one_error_line(&taskstate(&args), want, &[], &format!("{args:?}"));
     }
 }
 

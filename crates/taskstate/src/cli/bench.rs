@@ -861,7 +861,6 @@ mod tests {
     #[test]
     fn writes_repeat_on_new_stores_until_min_time() {
         let dir = tempfile::tempdir().unwrap();
-        let w = Workload::build(20, 1);
         let target = |name: &str, kind: Kind| Measured {
             name: name.into(),
             kind,
@@ -877,21 +876,8 @@ mod tests {
             ),
             target("sqlite", Kind::OwnSqlite),
         ];
-        let options = bench::RunOptions {
-            threads: 1,
-            reads: true,
-            min_time: std::time::Duration::from_millis(30),
-        };
-        let out = run_pass(
-            &measured,
-            &[1, 0],
-            dir.path(),
-            &w,
-            &options,
-            "t",
-            &ProgressBar::hidden(),
-        )
-        .unwrap();
+        let options = pass_options(30);
+        let out = one_pass(&measured, &[1, 0], dir.path(), 20, 30);
         let order: Vec<usize> = out.iter().map(|(idx, _)| *idx).collect();
         assert_eq!(order, vec![1, 0]);
         for (idx, results) in &out {
@@ -913,6 +899,37 @@ mod tests {
         assert_eq!(db_files(dir.path()), Vec::<String>::new());
     }
 
+    /// One-thread options with reads, each op timed `min_ms`.
+    fn pass_options(min_ms: u64) -> bench::RunOptions {
+        bench::RunOptions {
+            threads: 1,
+            reads: true,
+            min_time: std::time::Duration::from_millis(min_ms),
+        }
+    }
+
+    /// One [`run_pass`] of `measured` in `order` on a workload of `n`
+    /// (seed 1), each op timed `min_ms`.
+    fn one_pass(
+        measured: &[Measured],
+        order: &[usize],
+        dir: &Path,
+        n: usize,
+        min_ms: u64,
+    ) -> Vec<(usize, Vec<OpResult>)> {
+        let w = Workload::build(n, 1);
+        run_pass(
+            measured,
+            order,
+            dir,
+            &w,
+            &pass_options(min_ms),
+            "t",
+            &ProgressBar::hidden(),
+        )
+        .unwrap()
+    }
+
     /// What [`fake_pass`] saw.
     struct FakePass {
         /// Runs of consecutive opens by one target: (target, count).
@@ -929,64 +946,50 @@ mod tests {
     fn fake_pass(a: (&str, f64), b: (&str, f64)) -> FakePass {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_bench_target.sh");
         let fake = |(name, seconds): (&str, f64)| {
-            let script = dir.path().join(format!("{name}.sh"));
-            std::fs::write(
-                &script,
-                format!(
-                    r#"while IFS= read -r line; do
-  case "$line" in
-    *'"cmd":"hello"'*) echo '{{"name":"{name}"}}' ;;
-    *'"cmd":"open"'*) echo "{name} open" >> '{log}'; echo '{{}}' ;;
-    *'"cmd":"close"'*) echo "{name} close" >> '{log}'; echo '{{}}' ;;
-    *'"cmd":"run"'*) echo '{{"items":10,"seconds":{seconds},"error":null}}' ;;
-    *'"cmd":"validate"'*) echo '{{"error":null}}' ;;
-  esac
-done
-"#,
-                    log = log.display()
-                ),
-            )
-            .unwrap();
-            let ext = External::spawn(&format!("sh {}", script.display()), 10).unwrap();
+            let reply = format!(r#"{{"items":10,"seconds":{seconds},"error":null}}"#);
+            let command = format!(
+                "sh '{}' {name} '{}' '{reply}'",
+                script.display(),
+                log.display()
+            );
             Measured {
                 name: name.into(),
-                kind: Kind::External(Rc::new(RefCell::new(ext))),
+                kind: Kind::External(Rc::new(RefCell::new(
+                    External::spawn(&command, 10).unwrap(),
+                ))),
                 baseline: None,
                 rounds: Vec::new(),
             }
         };
         let measured = vec![fake(a), fake(b)];
-        let options = bench::RunOptions {
-            threads: 1,
-            reads: true,
-            min_time: std::time::Duration::from_millis(4),
-        };
-        let w = Workload::build(10, 1);
-        let out = run_pass(
-            &measured,
-            &[0, 1],
-            dir.path(),
-            &w,
-            &options,
-            "t",
-            &ProgressBar::hidden(),
-        )
-        .unwrap();
+        let out = one_pass(&measured, &[0, 1], dir.path(), 10, 4);
         drop(measured);
+        // "NAME {request}" per line: keep (name, cmd) of open and close.
         let text = std::fs::read_to_string(&log).unwrap();
+        let log: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let (name, request) = l.split_once(' ')?;
+                let request: serde_json::Value = serde_json::from_str(request).ok()?;
+                let cmd = request["cmd"].as_str()?;
+                matches!(cmd, "open" | "close").then(|| (name.to_owned(), cmd.to_owned()))
+            })
+            .collect();
         let mut runs: Vec<(String, usize)> = Vec::new();
-        for t in text.lines().filter_map(|l| l.strip_suffix(" open")) {
+        for (t, _) in log.iter().filter(|(_, cmd)| cmd == "open") {
             match runs.last_mut() {
                 Some((name, count)) if name == t => *count += 1,
-                _ => runs.push((t.to_owned(), 1)),
+                _ => runs.push((t.clone(), 1)),
             }
         }
         let own = [a.0, b.0]
             .iter()
             .map(|name| {
-                text.lines()
-                    .filter_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+                log.iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, cmd)| cmd.clone())
                     .collect()
             })
             .collect();

@@ -39,3 +39,19 @@ pub fn status_total(overview: &serde_json::Value) -> u64 {
         .map(|p| p[1].as_u64().unwrap())
         .sum()
 }
+
+/// `out` failed with exactly one `taskstate: error:` line on stderr (notes
+/// and lines starting with one of `ignore` aside) containing `want`, and no
+/// panic; `what` names the case in messages.
+pub fn assert_one_error_line(out: &Output, want: &str, ignore: &[&str], what: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{what}: succeeded");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("taskstate: note:") && !ignore.iter().any(|p| l.starts_with(p)))
+        .collect();
+    assert_eq!(lines.len(), 1, "{what}: {err}");
+    assert!(lines[0].starts_with("taskstate: error: "), "{what}: {err}");
+    assert!(lines[0].contains(want), "{what}: {err}");
+}
