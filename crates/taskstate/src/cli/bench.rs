@@ -316,16 +316,10 @@ fn run_pass(
     } else {
         (0..order.len()).collect()
     };
-    let done = |total: &[OpResult]| {
-        !total.is_empty()
-            && total
-                .iter()
-                .all(|r| r.validation.is_err() || r.seconds >= min_time)
-    };
     for k in turns {
         // A slow target (a pass of SQLite writes at N = 20,000 lasts
         // seconds) is done after its first turn and skips the rest.
-        if done(&totals[k]) {
+        if writes_ran(&totals[k], min_time) {
             continue;
         }
         let m = &measured[order[k]];
@@ -346,10 +340,7 @@ fn run_pass(
             store.validate_writes(w, &mut results)?;
             add_passes(&mut turn, results);
             last[k] = Some(store);
-            if turn
-                .iter()
-                .all(|r| r.validation.is_err() || r.seconds >= share)
-            {
+            if writes_ran(&turn, share) {
                 break;
             }
         }
@@ -387,6 +378,15 @@ fn run_pass(
         out.push((idx, results));
     }
     Ok(out)
+}
+
+/// Whether every write in `results` (summed over passes) has run `secs`
+/// seconds or failed; false before any pass.
+fn writes_ran(results: &[OpResult], secs: f64) -> bool {
+    !results.is_empty()
+        && results
+            .iter()
+            .all(|r| r.validation.is_err() || r.seconds >= secs)
 }
 
 /// The slices a timed read is cut into (see [`run_pass`]).
@@ -693,9 +693,12 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
             rounds: Vec::new(),
         });
     }
-    if let Some((_, pg, _)) = urls.iter().find(|(_, u, _)| {
-        external.is_none() && taskstate::parse_url(u).is_ok_and(|p| p.engine == "postgres")
-    }) {
+    // With `--against`, no raw baseline: every ratio is against the target.
+    if external.is_none()
+        && let Some((_, pg, _)) = urls
+            .iter()
+            .find(|(_, u, _)| taskstate::parse_url(u).is_ok_and(|p| p.engine == "postgres"))
+    {
         measured.push(Measured {
             name: "raw-postgres".into(),
             kind: Kind::RawPostgres { url: pg.clone() },
