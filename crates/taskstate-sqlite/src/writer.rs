@@ -14,7 +14,24 @@
 //! connection and returns without touching SQLite. One thread alone never
 //! waits for anyone (its batch is just its own operation); N threads share
 //! commits, so N writers approach batched throughput.
+//!
+//! Checkpoints run beside the write connection. SQLite's automatic
+//! checkpoint runs inside the commit that takes the WAL past 1,000 frames:
+//! it copies the WAL into the database file and syncs both, and with one
+//! write connection every queued writer waits for it (two raw connections
+//! would go on writing on the other one). Instead a WAL hook on the write
+//! connection notes the WAL's size, and a leader whose commit took it past
+//! [`CHECKPOINT_FRAMES`] runs a `PASSIVE` checkpoint on a connection of its
+//! own ([`Checkpointer`]) once it has handed the write connection on: the
+//! next batch commits meanwhile. One checkpoint runs at a time; a leader
+//! that finds one running skips its own. The WAL starts over only after a
+//! checkpoint that copied all of it, which writers appending meanwhile
+//! prevent; past [`HOLD_FRAMES`] the checkpoint therefore also copies what
+//! they appended, with the write connection held, so the WAL stays within
+//! that bound plus what one checkpoint's time lets writers append.
 
+use std::cell::Cell;
+use std::os::raw::c_int;
 use std::sync::Arc;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,7 +42,74 @@ use rusqlite::{Connection, params};
 use taskstate_core::{BoxError, Error, Result};
 
 use crate::errors::{Ctx, sql_err};
-use crate::schema::TABLES;
+use crate::schema::{self, ConnSettings, TABLES};
+
+/// WAL frames past which a commit asks for a checkpoint: SQLite's own
+/// automatic-checkpoint threshold (about 4 MB of 4 KiB pages).
+pub const CHECKPOINT_FRAMES: c_int = 1000;
+
+/// WAL frames past which a checkpoint also copies, with writers held off,
+/// what they appended while it ran, so that the WAL starts over. At one
+/// thread the WAL starts over after every checkpoint (nobody appends
+/// during it); under steady writers from several, it grows to this.
+pub const HOLD_FRAMES: c_int = 4 * CHECKPOINT_FRAMES;
+
+thread_local! {
+    /// Frames in the WAL after this thread's last commit on a write
+    /// connection. The WAL hook sets it inside the commit, in the committing
+    /// thread; the same thread takes it right after ([`Writer::take_due`]).
+    static WAL_FRAMES: Cell<c_int> = const { Cell::new(0) };
+}
+
+/// The write connection's WAL hook. Installing it turns off SQLite's
+/// automatic checkpoint on that connection (the hook replaces it).
+fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.with(|f| f.set(frames));
+    Ok(())
+}
+
+/// Checkpoints a file's WAL on a connection of its own, opened at the first
+/// checkpoint.
+pub struct Checkpointer {
+    conn: Mutex<Option<Connection>>,
+    uri: String,
+    settings: ConnSettings,
+}
+
+impl Checkpointer {
+    pub fn new(uri: String, settings: ConnSettings) -> Self {
+        Self {
+            conn: Mutex::new(None),
+            uri,
+            settings,
+        }
+    }
+
+    /// A `PASSIVE` checkpoint beside the writers, unless another thread is
+    /// running one: it copies what no reader still needs and never waits
+    /// for a lock. When the commit that asked for it left `frames` at
+    /// [`HOLD_FRAMES`] or more, a second one follows with the `writer`
+    /// connection held, copying what was appended during the first, so the
+    /// next write starts the WAL over. Errors are dropped, as SQLite drops
+    /// those of its automatic checkpoint: the WAL keeps every commit, and
+    /// the next commit past the threshold tries again.
+    fn run(&self, writer: &Mutex<Connection>, frames: c_int, ctx: &Ctx) {
+        let Some(mut held) = self.conn.try_lock() else {
+            return;
+        };
+        if held.is_none() {
+            *held = schema::open_connection(&self.uri, &self.settings, ctx).ok();
+        }
+        let Some(conn) = held.as_ref() else {
+            return;
+        };
+        let checkpoint = || conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+        if checkpoint().is_ok() && frames >= HOLD_FRAMES {
+            let _writers_wait = writer.lock();
+            let _ = checkpoint();
+        }
+    }
+}
 
 /// One invocation row, encoded.
 pub struct InvocationRow {
@@ -229,6 +313,8 @@ struct Job {
 /// The single write connection and the queue in front of it.
 pub struct Writer {
     conn: Mutex<Connection>,
+    /// `None` for an in-memory database (no WAL).
+    checkpointer: Option<Checkpointer>,
     shared: Mutex<Shared>,
     /// Signalled when a leader finishes a batch.
     batch_done: Condvar,
@@ -315,9 +401,15 @@ fn replicate(e: &Error) -> Error {
 }
 
 impl Writer {
-    pub fn new(conn: Connection, ctx: Ctx) -> Self {
+    /// A writer on `conn`; with a `checkpointer`, it checkpoints the WAL
+    /// itself (see the module docs) instead of SQLite's automatic one.
+    pub fn new(conn: Connection, ctx: Ctx, checkpointer: Option<Checkpointer>) -> Self {
+        if checkpointer.is_some() {
+            conn.wal_hook(Some(note_wal_frames));
+        }
         Self {
             conn: Mutex::new(conn),
+            checkpointer,
             shared: Mutex::new(Shared {
                 queue: Vec::new(),
                 leader_active: false,
@@ -332,10 +424,31 @@ impl Writer {
         }
     }
 
-    /// Runs `f` with the write connection held (no transaction open), for
-    /// in-memory databases whose reads share it.
+    /// Runs `f` with the write connection held (no transaction open): the
+    /// reads of an in-memory database, and writes that run their own
+    /// transactions (prune, reclaim). A checkpoint due after them runs once
+    /// the connection is released.
     pub fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        f(&mut self.conn.lock())
+        let out = f(&mut self.conn.lock());
+        self.checkpoint_if_due();
+        out
+    }
+
+    /// Whether this thread's last commit took the WAL past
+    /// [`CHECKPOINT_FRAMES`]; clears the note.
+    fn take_due() -> Option<c_int> {
+        let frames = WAL_FRAMES.with(|f| f.replace(0));
+        (frames >= CHECKPOINT_FRAMES).then_some(frames)
+    }
+
+    /// Runs a checkpoint if this thread's last commit asked for one. Call
+    /// it with the write connection released.
+    fn checkpoint_if_due(&self) {
+        if let Some(frames) = Self::take_due()
+            && let Some(checkpointer) = &self.checkpointer
+        {
+            checkpointer.run(&self.conn, frames, &self.ctx);
+        }
     }
 
     /// The write connection itself, held until the guard is dropped: the
@@ -407,6 +520,8 @@ impl Writer {
                 let mut conn = self.conn.lock();
                 self.run_batch(&mut conn, &batch);
             }
+            // The next leader has the connection: checkpoint beside it.
+            self.checkpoint_if_due();
             shared = self.shared.lock();
         }
     }
