@@ -42,14 +42,14 @@
 //!
 //! One write connection with group commit (see the `writer` module docs):
 //! each write is one transaction (`BEGIN IMMEDIATE`, or a lone statement
-//! in autocommit), batches are one
-//! transaction, and concurrent writers share commits. The WAL is
-//! checkpointed beside the write connection, on a connection of its own,
-//! so writers go on committing while it is copied into the database file
-//! (the WAL stays within about 4,000 frames). Reads use a pool of
-//! read-only connections and never block writes. Other processes wait on a
-//! busy timeout (60 s by default) instead of failing with "database is
-//! locked".
+//! in autocommit), batches are one transaction, and concurrent writers
+//! share commits. The WAL is checkpointed beside the write connection, on
+//! a connection of its own, so writers go on committing while it is copied
+//! into the database file (a lone writer's WAL starts over near SQLite's
+//! 1,000 frames; under steady writers from several threads it stays near
+//! 4,000, about 20 MB). Reads use a pool of read-only connections and
+//! never block writes. Other processes wait on a busy timeout (60 s by
+//! default) instead of failing with "database is locked".
 
 use std::path::Path;
 use std::time::Duration;
