@@ -83,6 +83,10 @@ enum Command {
         /// pynenc's own backends.
         #[arg(long, value_name = "COMMAND")]
         against: Option<String>,
+        /// Seconds (1 to 86400) the --against target may take to answer one
+        /// request (a write pass or a timed read) before the bench stops.
+        #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = bounded::<1, 86_400>)]
+        against_timeout: usize,
     },
     /// Write everything a store holds as one JSON document (SPEC §9).
     Export {
@@ -275,6 +279,7 @@ fn main() -> ExitCode {
             json,
             seed,
             against,
+            against_timeout,
         } => cmd_bench(bench_cmd::BenchArgs {
             engines,
             n,
@@ -284,6 +289,7 @@ fn main() -> ExitCode {
             json,
             seed,
             against,
+            against_timeout: std::time::Duration::from_secs(against_timeout as u64),
         }),
         Command::Export {
             url,

@@ -171,6 +171,34 @@ fn a_failing_target_stops_the_bench_with_one_line() {
     }
 }
 
+/// A target that stops answering (here: it reads its requests and never
+/// replies) stops the bench at `--against-timeout`, with one line, instead
+/// of hanging it.
+#[test]
+fn a_silent_target_times_out_with_one_line() {
+    let out = taskstate(&[
+        "bench",
+        "--engine",
+        "memory://",
+        "--n",
+        "20",
+        "--repeat",
+        "1",
+        "--min-time-ms",
+        "1",
+        "--against-timeout",
+        "1",
+        "--against",
+        "cat > /dev/null",
+    ]);
+    assert_one_error_line(
+        &out,
+        "--against \"cat > /dev/null\": no reply to {\"cmd\":\"hello\",\"n\":20} within 1 s (--against-timeout)",
+        &[],
+        "a silent target",
+    );
+}
+
 /// What was wrong with the target's outputs fails the run as any
 /// engine's would, naming the target and the op.
 #[test]

@@ -97,6 +97,8 @@ pub(crate) struct BenchArgs {
     /// A command serving an external target (`--against`): every engine's
     /// ratio is taken against it instead of a raw baseline.
     pub(crate) against: Option<String>,
+    /// How long the external target may take to answer one request.
+    pub(crate) against_timeout: std::time::Duration,
 }
 
 /// A target's empty store for one pass, and what cleans it up.
@@ -598,6 +600,7 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
         json: json_path,
         seed,
         against,
+        against_timeout,
     } = args;
     if n == 0 || threads == 0 || repeat == 0 {
         return Err("--n, --threads and --repeat must be at least 1".into());
@@ -650,7 +653,7 @@ pub(crate) fn cmd_bench(args: BenchArgs) -> CliResult {
         v
     };
     let external = match &against {
-        Some(command) => Some(External::spawn(command, n)?),
+        Some(command) => Some(External::spawn(command, n, against_timeout)?),
         None => None,
     };
     if let Some(ext) = &external
@@ -960,7 +963,7 @@ mod tests {
             Measured {
                 name: name.into(),
                 kind: Kind::External(Rc::new(RefCell::new(
-                    External::spawn(&command, 10).unwrap(),
+                    External::spawn(&command, 10, std::time::Duration::from_secs(60)).unwrap(),
                 ))),
                 baseline: None,
                 rounds: Vec::new(),

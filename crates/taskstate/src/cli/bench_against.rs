@@ -17,10 +17,13 @@
 //! A write runs one pass of its items; a read loops over the workload until
 //! it has run `S` seconds. `error` is what was wrong with the outputs (the
 //! op's validation); a reply `{"fatal":WHY}`, a line that is not such a
-//! reply, or the child's exit stops the bench with one line naming it.
+//! reply, the child's exit, or no reply within `--against-timeout` stops
+//! the bench with one line naming it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use taskstate::bench::{Op, OpResult};
@@ -32,13 +35,17 @@ pub(crate) struct External {
     command: String,
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    /// Its output line by line (empty at its end), read by a thread of its
+    /// own so that a reply can be awaited with a deadline.
+    replies: Receiver<std::io::Result<String>>,
+    /// How long a reply may take.
+    timeout: Duration,
 }
 
 impl External {
     /// Starts `command` (run by `sh -c`) and greets it with the workload
-    /// size.
-    pub(crate) fn spawn(command: &str, n: usize) -> Result<Self, String> {
+    /// size. A reply that takes longer than `timeout` stops the bench.
+    pub(crate) fn spawn(command: &str, n: usize, timeout: Duration) -> Result<Self, String> {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(command)
@@ -48,15 +55,35 @@ impl External {
             .spawn()
             .map_err(|e| format!("--against {command:?}: cannot start it: {e}"))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
             return Err(format!("--against {command:?}: no pipes to it"));
         };
+        let (lines, replies) = mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("against-replies".into())
+            .spawn(move || {
+                let mut stdout = BufReader::new(stdout);
+                loop {
+                    let mut line = String::new();
+                    let read = stdout.read_line(&mut line);
+                    let end = !matches!(read, Ok(n) if n > 0);
+                    if lines.send(read.map(|_| line)).is_err() || end {
+                        return;
+                    }
+                }
+            });
         let mut ext = External {
             name: String::new(),
             command: command.to_owned(),
             child,
             stdin: Some(stdin),
-            stdout: BufReader::new(stdout),
+            replies,
+            timeout,
         };
+        if let Err(e) = reader {
+            return Err(ext.fail(&format!("cannot start a thread to read it: {e}")));
+        }
         let reply = ext.call(&json!({"cmd": "hello", "n": n}))?;
         match reply["name"].as_str() {
             Some(name) if !name.is_empty() => ext.name = name.to_owned(),
@@ -75,21 +102,31 @@ impl External {
             return Err(self.fail("already closed"));
         };
         let sent = writeln!(stdin, "{request}").and_then(|()| stdin.flush());
-        let mut line = String::new();
         let read = match sent {
-            Ok(()) => self.stdout.read_line(&mut line),
+            Ok(()) => match self.replies.recv_timeout(self.timeout) {
+                Ok(read) => read,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    return Err(self.fail(&format!(
+                        "no reply to {request} within {} s (--against-timeout)",
+                        self.timeout.as_secs_f64()
+                    )));
+                }
+                // The reader thread ended: it saw the output's end.
+                Err(RecvTimeoutError::Disconnected) => Ok(String::new()),
+            },
             Err(e) => Err(e),
         };
-        match read {
-            Ok(0) | Err(_) => {
+        let line = match read {
+            Ok(line) if !line.is_empty() => line,
+            Ok(_) | Err(_) => {
                 let how = match self.end() {
                     Some(status) => format!("it ended ({status})"),
                     None => "it closed its output and was stopped".to_owned(),
                 };
                 return Err(self.fail(&format!("{how} at request {request}")));
             }
-            Ok(_) => {}
-        }
+        };
         let reply: Value = serde_json::from_str(line.trim_end()).map_err(|e| {
             self.fail(&format!(
                 "its reply to {request} is not JSON ({e}): {:?}",
