@@ -35,7 +35,12 @@ fn requests(dir: &Path, name: &str) -> Vec<serde_json::Value> {
 
 /// `bench` of memory:// at N = 20, one round of 1 ms ops, against `command`.
 fn bench_memory_against(command: &str) -> std::process::Output {
-    taskstate(&[
+    bench_memory_against_with(&[], command)
+}
+
+/// [`bench_memory_against`] with more options.
+fn bench_memory_against_with(options: &[&str], command: &str) -> std::process::Output {
+    let mut args = vec![
         "bench",
         "--engine",
         "memory://",
@@ -45,9 +50,10 @@ fn bench_memory_against(command: &str) -> std::process::Output {
         "1",
         "--min-time-ms",
         "1",
-        "--against",
-        command,
-    ])
+    ];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["--against", command]);
+    taskstate(&args)
 }
 
 #[test]
@@ -176,21 +182,7 @@ fn a_failing_target_stops_the_bench_with_one_line() {
 /// of hanging it.
 #[test]
 fn a_silent_target_times_out_with_one_line() {
-    let out = taskstate(&[
-        "bench",
-        "--engine",
-        "memory://",
-        "--n",
-        "20",
-        "--repeat",
-        "1",
-        "--min-time-ms",
-        "1",
-        "--against-timeout",
-        "1",
-        "--against",
-        "cat > /dev/null",
-    ]);
+    let out = bench_memory_against_with(&["--against-timeout", "1"], "cat > /dev/null");
     assert_one_error_line(
         &out,
         "--against \"cat > /dev/null\": no reply to {\"cmd\":\"hello\",\"n\":20} within 1 s (--against-timeout)",
