@@ -27,8 +27,11 @@
 //! that finds one running skips its own. The WAL starts over only after a
 //! checkpoint that copied all of it, which writers appending meanwhile
 //! prevent; past [`HOLD_FRAMES`] the checkpoint therefore also copies what
-//! they appended, with the write connection held, so the WAL stays within
-//! that bound plus what one checkpoint's time lets writers append.
+//! they appended, with the write connection held. That bounds the WAL near
+//! [`HOLD_FRAMES`] plus what writers append while one checkpoint runs; when
+//! checkpoints are slow enough (a loaded disk) for that to reach
+//! [`LIMIT_FRAMES`], each writer waits for the running one instead of
+//! appending more.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
@@ -53,6 +56,11 @@ pub const CHECKPOINT_FRAMES: c_int = 1000;
 /// thread the WAL starts over after every checkpoint (nobody appends
 /// during it); under steady writers from several, it grows to this.
 pub const HOLD_FRAMES: c_int = 4 * CHECKPOINT_FRAMES;
+
+/// WAL frames past which a writer that finds a checkpoint running waits for
+/// it and then runs one that holds writers off: the WAL's bound however slow
+/// checkpoints are (give or take one batch per writer thread).
+pub const LIMIT_FRAMES: c_int = 2 * HOLD_FRAMES;
 
 thread_local! {
     /// Frames in the WAL after this thread's last commit on a write
@@ -86,16 +94,21 @@ impl Checkpointer {
     }
 
     /// A `PASSIVE` checkpoint beside the writers, unless another thread is
-    /// running one: it copies what no reader still needs and never waits
-    /// for a lock. When the commit that asked for it left `frames` at
+    /// running one (then nothing, or past [`LIMIT_FRAMES`] a wait for it
+    /// first): it copies what no reader still needs and never waits for a
+    /// lock. When the commit that asked for it left `frames` at
     /// [`HOLD_FRAMES`] or more, a second one follows with the `writer`
     /// connection held, copying what was appended during the first, so the
     /// next write starts the WAL over. Errors are dropped, as SQLite drops
     /// those of its automatic checkpoint: the WAL keeps every commit, and
     /// the next commit past the threshold tries again.
     fn run(&self, writer: &Mutex<Connection>, frames: c_int, ctx: &Ctx) {
-        let Some(mut held) = self.conn.try_lock() else {
-            return;
+        let mut held = match self.conn.try_lock() {
+            Some(held) => held,
+            // Writers outran a checkpoint (a slow disk): wait for it, then
+            // run one that holds them off, instead of appending more.
+            None if frames >= LIMIT_FRAMES => self.conn.lock(),
+            None => return,
         };
         if held.is_none() {
             *held = schema::open_connection(&self.uri, &self.settings, ctx).ok();
