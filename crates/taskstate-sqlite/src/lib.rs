@@ -47,10 +47,12 @@
 //! a connection of its own, so writers go on committing while it is copied
 //! into the database file (a lone writer's WAL starts over near SQLite's
 //! 1,000 frames; under steady writers from several threads it stays near
-//! 4,000 frames, about 25 MB, and never past 8,000, 33 MB, where writers
-//! wait for the checkpoint). Reads use a pool of read-only connections and
-//! never block writes. Other processes wait on a busy timeout (60 s by
-//! default) instead of failing with "database is locked".
+//! 4,000 frames, about 25 MB, and past 8,000, 33 MB, writers wait for the
+//! checkpoint; a read still open on older frames holds the WAL back from
+//! starting over, as with SQLite's own checkpoints). Reads use a pool of
+//! read-only connections and never block writes. Other processes wait on a
+//! busy timeout (60 s by default) instead of failing with "database is
+//! locked".
 
 use std::path::Path;
 use std::time::Duration;

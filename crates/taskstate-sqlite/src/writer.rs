@@ -59,7 +59,9 @@ pub const HOLD_FRAMES: c_int = 4 * CHECKPOINT_FRAMES;
 
 /// WAL frames past which a writer that finds a checkpoint running waits for
 /// it and then runs one that holds writers off: the WAL's bound however slow
-/// checkpoints are (give or take one batch per writer thread).
+/// checkpoints are (give or take one batch per writer thread), unless a
+/// read still open on older frames keeps them from being copied (which
+/// holds SQLite's own checkpoints back the same way).
 pub const LIMIT_FRAMES: c_int = 2 * HOLD_FRAMES;
 
 thread_local! {

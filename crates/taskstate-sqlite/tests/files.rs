@@ -832,3 +832,61 @@ fn the_wal_stays_bounded_under_steady_writes() {
         .unwrap();
     assert_eq!(n, 16_000);
 }
+
+/// The checkpoint sequence number of a WAL file (bytes 12..16 of its
+/// header): one more at every restart.
+fn wal_restarts(db: &Path) -> u32 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let bytes = std::fs::read(wal).unwrap();
+    u32::from_be_bytes(bytes[12..16].try_into().unwrap())
+}
+
+/// A read left open on old frames keeps any checkpoint from copying past
+/// them, so the WAL cannot start over and grows past the 8,000 frames at
+/// which writers wait for checkpoints. Writers must still go on (each
+/// waits for a checkpoint that can copy nothing, never for the reader),
+/// and once the read ends the WAL starts over again.
+#[test]
+fn a_read_held_open_slows_no_writer_into_a_hang_and_the_wal_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let b = SqliteBackend::open(&path).unwrap();
+    b.set_result(&InvocationId::new("first"), "1").unwrap();
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM state_backend_results;")
+        .unwrap();
+    let before = wal_restarts(&path);
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let b = &b;
+            s.spawn(move || {
+                for i in 0..6000 {
+                    b.set_result(&InvocationId::new(format!("t{t}-{i:05}")), "v")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(wal_restarts(&path), before, "started over under the reader");
+    // Past 8,000 frames of 4 KiB pages: the limit did not hold, as it cannot.
+    let grown = std::fs::metadata(dir.path().join("state.db-wal"))
+        .unwrap()
+        .len();
+    assert!(grown > 8000 * 4096, "WAL of {grown} bytes");
+    // The reader still sees its snapshot: one row.
+    let seen: i64 = reader
+        .query_row("SELECT count(*) FROM state_backend_results", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(seen, 1);
+    reader.execute_batch("COMMIT").unwrap();
+    for i in 0..10 {
+        b.set_result(&InvocationId::new(format!("after-{i}")), "v")
+            .unwrap();
+    }
+    assert!(wal_restarts(&path) > before, "the WAL never started over");
+    assert_eq!(b.result_ids().unwrap().len(), 12_011);
+}
