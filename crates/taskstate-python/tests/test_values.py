@@ -316,7 +316,7 @@ def test_a_forked_child_keeps_writing_a_sqlite_store(tmp_path: Any) -> None:
 
     url = f"sqlite://{tmp_path / 'state.db'}"
     store = Store(url)
-    for i in range(300):  # past the first background checkpoint
+    for i in range(300):  # the store is open and written before the fork
         store.set_result(f"parent-{i}", "p")
     pid = os.fork()
     if pid == 0:  # the child: any failure is its exit status

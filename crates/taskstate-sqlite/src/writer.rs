@@ -459,8 +459,10 @@ impl Writer {
     /// Runs a checkpoint if this thread's last commit asked for one. Call
     /// it with the write connection released.
     fn checkpoint_if_due(&self) {
-        if let Some(frames) = Self::take_due()
-            && let Some(checkpointer) = &self.checkpointer
+        // An in-memory database (no checkpointer) has no WAL to note: its
+        // reads, which come through `with_conn`, skip the thread-local.
+        if let Some(checkpointer) = &self.checkpointer
+            && let Some(frames) = Self::take_due()
         {
             checkpointer.run(&self.conn, frames, &self.ctx);
         }

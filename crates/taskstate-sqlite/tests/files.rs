@@ -797,31 +797,13 @@ fn the_wal_stays_bounded_under_steady_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let b = SqliteBackend::open(&path).unwrap();
-    let value = "v".repeat(3000);
-    std::thread::scope(|s| {
-        for t in 0..2 {
-            let (b, value) = (&b, &value);
-            s.spawn(move || {
-                for i in 0..8000 {
-                    b.set_result(&InvocationId::new(format!("t{t}-{i:05}")), value)
-                        .unwrap();
-                }
-            });
-        }
-    });
+    results_from_two_threads(&b, 8000, &"v".repeat(3000));
     assert_eq!(b.result_ids().unwrap().len(), 16_000);
-    // Bytes 12..16 of the WAL header: the checkpoint sequence number, 0 in
-    // a new WAL and one more at every restart.
-    let wal = std::fs::read(dir.path().join("state.db-wal")).unwrap();
-    let restarts = u32::from_be_bytes(wal[12..16].try_into().unwrap());
-    assert!(
-        restarts >= 1,
-        "the WAL never started over ({} bytes)",
-        wal.len()
-    );
+    let (restarts, len) = (wal_restarts(&path), wal_len(&path));
+    assert!(restarts >= 1, "the WAL never started over ({len} bytes)");
     // 8,000 frames of a 4 KiB page and its 24-byte header, and a batch per
     // writer thread.
-    assert!(wal.len() < 36 << 20, "WAL grew to {} bytes", wal.len());
+    assert!(len < 36 << 20, "WAL grew to {len} bytes");
     // Nothing was lost on the way: the store reopens whole.
     drop(b);
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -833,13 +815,38 @@ fn the_wal_stays_bounded_under_steady_writes() {
     assert_eq!(n, 16_000);
 }
 
-/// The checkpoint sequence number of a WAL file (bytes 12..16 of its
-/// header): one more at every restart.
-fn wal_restarts(db: &Path) -> u32 {
+/// `per_thread` results of `value` from each of two threads at once, each
+/// its own commit.
+fn results_from_two_threads(b: &SqliteBackend, per_thread: usize, value: &str) {
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    b.set_result(&InvocationId::new(format!("t{t}-{i:05}")), value)
+                        .unwrap();
+                }
+            });
+        }
+    });
+}
+
+/// The WAL file of database `db`.
+fn wal_of(db: &Path) -> std::path::PathBuf {
     let mut wal = db.as_os_str().to_owned();
     wal.push("-wal");
-    let bytes = std::fs::read(wal).unwrap();
+    wal.into()
+}
+
+/// The checkpoint sequence number of a WAL file (bytes 12..16 of its
+/// header): 0 in a new WAL and one more at every restart.
+fn wal_restarts(db: &Path) -> u32 {
+    let bytes = std::fs::read(wal_of(db)).unwrap();
     u32::from_be_bytes(bytes[12..16].try_into().unwrap())
+}
+
+/// The size of `db`'s WAL file.
+fn wal_len(db: &Path) -> u64 {
+    std::fs::metadata(wal_of(db)).unwrap().len()
 }
 
 /// A read left open on old frames keeps any checkpoint from copying past
@@ -858,22 +865,10 @@ fn a_read_held_open_slows_no_writer_into_a_hang_and_the_wal_recovers() {
         .execute_batch("BEGIN; SELECT count(*) FROM state_backend_results;")
         .unwrap();
     let before = wal_restarts(&path);
-    std::thread::scope(|s| {
-        for t in 0..2 {
-            let b = &b;
-            s.spawn(move || {
-                for i in 0..6000 {
-                    b.set_result(&InvocationId::new(format!("t{t}-{i:05}")), "v")
-                        .unwrap();
-                }
-            });
-        }
-    });
+    results_from_two_threads(&b, 6000, "v");
     assert_eq!(wal_restarts(&path), before, "started over under the reader");
     // Past 8,000 frames of 4 KiB pages: the limit did not hold, as it cannot.
-    let grown = std::fs::metadata(dir.path().join("state.db-wal"))
-        .unwrap()
-        .len();
+    let grown = wal_len(&path);
     assert!(grown > 8000 * 4096, "WAL of {grown} bytes");
     // The reader still sees its snapshot: one row.
     let seen: i64 = reader
