@@ -49,7 +49,11 @@
 //! 1,000 frames; under steady writers from several threads it stays near
 //! 4,000 frames, about 25 MB, and past 8,000, 33 MB, writers wait for the
 //! checkpoint; a read still open on older frames holds the WAL back from
-//! starting over, as with SQLite's own checkpoints). Reads use a pool of
+//! starting over, as with SQLite's own checkpoints). That needs an SQLite
+//! without the WAL-reset bug (3.51.3 or later, as bundled): with an older
+//! one, such as a system library this crate is built against without the
+//! `bundled` feature, SQLite's automatic checkpoint runs inside the
+//! writers' commits instead. Reads use a pool of
 //! read-only connections and never block writes. Other processes wait on a
 //! busy timeout (60 s by default) instead of failing with "database is
 //! locked".
@@ -203,7 +207,9 @@ impl SqliteBackend {
     /// Opens the database at `path` with `options`.
     pub fn open_with(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Self> {
         let (conn, ctx, uri, settings) = open_file(path.as_ref(), options)?;
-        let checkpointer = (!options.read_only).then(|| Checkpointer::new(uri.clone(), settings));
+        let checkpointer = (!options.read_only
+            && writer::checkpoints_beside_writers(rusqlite::version_number()))
+        .then(|| Checkpointer::new(uri.clone(), settings));
         Ok(Self {
             writer: Writer::new(conn, ctx.clone(), checkpointer),
             readers: Some(Readers {
