@@ -658,8 +658,8 @@ mod tests {
 
     #[test]
     fn checkpoints_run_beside_writers_only_where_the_wal_reset_bug_is_fixed() {
-        // Debian 12's system SQLite, the one bundled until now, the last
-        // with the bug, the fix, and the one bundled now.
+        // Debian 12's system SQLite, the one bundled until 2026-12-01, the
+        // last with the bug, the fix, and the one bundled since.
         for (version, beside) in [
             (3_040_001, false),
             (3_050_002, false),
