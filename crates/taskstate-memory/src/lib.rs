@@ -261,13 +261,21 @@ impl Engine for MemoryBackend {
     fn upsert_invocations(&self, entries: &[(InvocationDTO, CallDTO)]) -> Result<()> {
         // Copied before any lock is taken; the batch's rows appear at
         // once, and with their index entries for anyone reading both.
-        let pairs: Vec<Pair> = entries.iter().map(|p| Arc::new(p.clone())).collect();
+        // One invocation (pynenc's usual call) allocates no list for it.
+        let (one, many): ([Pair; 1], Vec<Pair>);
+        let pairs: &[Pair] = if let [e] = entries {
+            one = [Arc::new(e.clone())];
+            &one
+        } else {
+            many = entries.iter().map(|p| Arc::new(p.clone())).collect();
+            &many
+        };
         let mut s = self.invocations.write();
         // The child lists change while the rows' shards are still locked
         // (rows, then children: the one order every writer uses).
         let mut kids = self.children.write_as_needed();
         self.rows.insert_all(
-            &pairs,
+            pairs,
             |p| &p.0.invocation_id,
             |replaced| {
                 for (pair, old) in pairs.iter().zip(replaced) {
