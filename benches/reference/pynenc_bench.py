@@ -16,7 +16,8 @@ operation for each backend:
 Backends run interleaved, round after round (`--repeat`), each round on a
 fresh store, so a noisy moment of this shared machine hits all of them;
 every op repeats until it has run `--min-time` seconds (reads over the
-workload, the writes as whole passes on new empty stores).
+workload, the writes as whole passes on new empty stores), timed with
+Python's cyclic garbage collector held off, as `timeit` does (`gc_paused`).
 The report gives each op's median ops/s with its min-max, and the ratios
 taskstate/pynenc (median of the per-round ratios, with their range).
 
@@ -25,6 +26,8 @@ taskstate/pynenc (median of the per-round ratios, with their range).
     /tmp/v/bin/python benches/reference/pynenc_bench.py --n 2000 --repeat 3 [--json out.json]
 """
 import argparse
+import contextlib
+import gc
 import json
 import os
 import shutil
@@ -175,19 +178,53 @@ def read_ops(data):
     }
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector held off while a loop is timed,
+    as `timeit` does, and given back as it was found.
+
+    With it on, a collection (a full one walks every object the store and
+    the workload hold) landing in one 50 ms slice ran that slice at a tenth
+    to a third of the others' speed (`get_history`, `get_child_invocations`:
+    20 slices, minimum 0.09-0.30 of the median with it, 0.88-0.92 without),
+    and interleaving with the engines cancels none of that. Reference
+    counting still frees everything the loops drop; without the collector
+    pynenc runs as fast as or faster than with it, so a ratio against it
+    is not flattered."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def timed_read(sb, read, min_time):
     """One read op looped over the workload until it has run `min_time`
-    seconds, its outputs checked after the timing stops; returns
-    (items, seconds, valid)."""
+    seconds (without the cyclic collector: see `gc_paused`), its outputs
+    checked after the timing stops; returns (items, seconds, valid)."""
     calls, items, body, check = read
-    passes, got, start = 0, None, time.perf_counter()
-    while True:
-        got = [body(sb, i) for i in range(calls)]
-        passes += 1
-        secs = time.perf_counter() - start
-        if secs >= min_time:
-            break
+    passes, got = 0, None
+    with gc_paused():
+        start = time.perf_counter()
+        while True:
+            got = [body(sb, i) for i in range(calls)]
+            passes += 1
+            secs = time.perf_counter() - start
+            if secs >= min_time:
+                break
     return items * passes, secs, bool(check(got))
+
+
+def timed_writes(sb, count, body):
+    """`body(sb, i)` for every item, timed without the cyclic collector;
+    returns the seconds."""
+    with gc_paused():
+        start = time.perf_counter()
+        for i in range(count):
+            body(sb, i)
+        return time.perf_counter() - start
 
 
 def run_once(name, data, round_no, min_time):
@@ -207,10 +244,7 @@ def run_once(name, data, round_no, min_time):
         pass_no += 1
         sb, d = new_store(name, round_no, pass_no)
         for op, count, body in writes:
-            start = time.perf_counter()
-            for i in range(count):
-                body(sb, i)
-            spent[op][0] += time.perf_counter() - start
+            spent[op][0] += timed_writes(sb, count, body)
             spent[op][1] += count
         if all(secs >= min_time for secs, _ in spent.values()):
             break

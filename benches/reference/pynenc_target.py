@@ -11,6 +11,9 @@ ratio alike, where two programs run one after the other did not.
     target/release/taskstate bench --engine memory:// --n 2000 --repeat 10 \\
         --against '/tmp/v/bin/python benches/reference/pynenc_target.py pynenc-mem'
 
+Every timed loop runs with Python's cyclic garbage collector held off,
+as `timeit` does (`pynenc_bench.gc_paused`).
+
 The argument names the backend (`pynenc-mem`: MemStateBackend, the
 default; `pynenc-sqlite`: SQLiteStateBackend); the ops and their checks
 are pynenc_bench.py's, on its own workload of the same size.
@@ -34,7 +37,6 @@ import json
 import os
 import shutil
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pynenc_bench  # noqa: E402  (sets TZ=UTC0 as pynenc's tests expect)
@@ -78,10 +80,8 @@ class Target:
         op, sb = req["op"], self._sb()
         if op in self.writes:
             count, body = self.writes[op]
-            start = time.perf_counter()
-            for i in range(count):
-                body(sb, i)
-            return {"items": count, "seconds": time.perf_counter() - start, "error": None}
+            secs = pynenc_bench.timed_writes(sb, count, body)
+            return {"items": count, "seconds": secs, "error": None}
         if op in self.reads:
             items, secs, ok = pynenc_bench.timed_read(sb, self.reads[op], float(req["min_time"]))
             return {"items": items, "seconds": secs,
