@@ -12,7 +12,7 @@
 use std::fmt;
 
 use serde_json::json;
-use taskstate_core::{InvocationId, Result};
+use taskstate_core::Result;
 
 pub mod retention;
 mod target;
@@ -30,7 +30,7 @@ pub use raw_postgres::RawPostgres;
 pub use raw_sqlite::RawSqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use target::Encoded;
-pub use target::{BenchTarget, Read, Scanned};
+pub use target::{BenchTarget, Read, Scanned, ScannedIds};
 pub use timing::machine_scaling;
 use timing::{Validation, read_loop, scan_loop, timed_writes, verdict};
 pub use workload::Workload;
@@ -246,17 +246,13 @@ pub fn run_op<T: BenchTarget + ?Sized>(
         Op::GetResult => read(&|i| target.read_result(w, i), "results"),
         Op::GetChildInvocations => read(&|i| target.read_children(w, i), "child lists"),
         Op::IterInvocationsInTimerange => {
-            let want: Vec<String> = w
-                .sorted_ids()
-                .into_iter()
-                .map(InvocationId::into_string)
-                .collect();
+            let want = w.sorted_ids();
             let (items, secs, v) = scan_loop(
                 n,
                 min_time,
                 || target.scan_ids(w),
                 |ids| {
-                    verdict(*ids == want, || {
+                    verdict(ids.matches(&want), || {
                         format!("scan returned {} ids, expected {}", ids.len(), want.len())
                     })
                 },
@@ -483,7 +479,7 @@ mod tests {
             fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool {
                 self.0.read_matches(w, op, i, got)
             }
-            fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
+            fn scan_ids(&self, w: &Workload) -> Result<ScannedIds> {
                 self.0.scan_ids(w)
             }
             fn scan_history(&self, w: &Workload) -> Result<Scanned> {
@@ -507,6 +503,31 @@ mod tests {
             ))
         );
         assert!(results.iter().filter(|r| r.validation.is_ok()).count() == Op::ALL.len() - 2);
+    }
+
+    /// An id scan matches only the workload's ids, all of them, in order,
+    /// whether an engine returned them as ids or a baseline as strings.
+    #[test]
+    fn scanned_ids_match_only_the_same_ids_in_order() {
+        let want = Workload::build(5, 2).sorted_ids();
+        let strings = |ids: &[taskstate_core::InvocationId]| {
+            ScannedIds::Strings(ids.iter().map(|i| i.as_str().to_owned()).collect())
+        };
+        let mut swapped = want.clone();
+        swapped.swap(0, 1);
+        for (got, ok) in [
+            (ScannedIds::Ids(want.clone()), true),
+            (strings(&want), true),
+            (ScannedIds::Ids(swapped.clone()), false),
+            (strings(&swapped), false),
+            (ScannedIds::Ids(want[1..].to_vec()), false),
+            (strings(&want[..4]), false),
+            (ScannedIds::Strings(Vec::new()), false),
+        ] {
+            assert_eq!(got.matches(&want), ok, "{got:?}");
+        }
+        assert_eq!(strings(&want).len(), 5);
+        assert!(ScannedIds::Ids(Vec::new()).is_empty());
     }
 
     fn taskstate_memory_for_tests() -> Box<dyn StateBackend> {

@@ -172,7 +172,7 @@ impl BenchTarget for RawPostgres {
     fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool {
         self.encoded.read_matches(w, op, i, got)
     }
-    fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
+    fn scan_ids(&self, w: &Workload) -> Result<super::ScannedIds> {
         let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
         let page = taskstate_core::DEFAULT_PAGE_SIZE as i64;
         let mut out: Vec<String> = Vec::with_capacity(w.n());
@@ -186,7 +186,7 @@ impl BenchTarget for RawPostgres {
             let done = (batch.len() as i64) < page;
             out.extend(batch);
             if done {
-                return Ok(out);
+                return Ok(super::ScannedIds::Strings(out));
             }
         }
     }

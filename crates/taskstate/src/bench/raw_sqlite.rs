@@ -162,7 +162,7 @@ impl BenchTarget for RawSqlite {
     fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool {
         self.encoded.read_matches(w, op, i, got)
     }
-    fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
+    fn scan_ids(&self, w: &Workload) -> Result<super::ScannedIds> {
         let (lo, hi) = (w.range.start.key().seconds(), w.range.end.key().seconds());
         let page = taskstate_core::DEFAULT_PAGE_SIZE as i64;
         self.with(|c| {
@@ -177,7 +177,7 @@ impl BenchTarget for RawSqlite {
                 let done = (batch.len() as i64) < page;
                 out.extend(batch);
                 if done {
-                    return Ok(out);
+                    return Ok(super::ScannedIds::Strings(out));
                 }
             }
         })

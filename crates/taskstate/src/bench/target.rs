@@ -49,6 +49,46 @@ impl Scanned {
     }
 }
 
+/// What a full id scan returned: the ids as an engine returns them, or
+/// the strings a raw baseline reads. Each side keeps its own output, as
+/// for the history scan: converting an engine's ids to strings cost it a
+/// copy per id that the baseline does not make.
+#[derive(Debug)]
+pub enum ScannedIds {
+    /// Ids, as an engine returns them.
+    Ids(Vec<InvocationId>),
+    /// One string per row, as the raw baselines read them.
+    Strings(Vec<String>),
+}
+
+impl ScannedIds {
+    /// Number of ids.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            ScannedIds::Ids(i) => i.len(),
+            ScannedIds::Strings(s) => s.len(),
+        }
+    }
+
+    /// Whether nothing was returned.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether these are exactly `want`, in order.
+    #[must_use]
+    pub fn matches(&self, want: &[InvocationId]) -> bool {
+        match self {
+            ScannedIds::Ids(i) => i[..] == *want,
+            ScannedIds::Strings(s) => {
+                s.len() == want.len() && s.iter().zip(want).all(|(a, b)| a == b.as_str())
+            }
+        }
+    }
+}
+
 /// What one point read returned, kept to be checked after the timing (as
 /// the Python reference checks its outputs): engines return records, the
 /// raw baselines the columns they read, as strings.
@@ -94,7 +134,7 @@ pub trait BenchTarget: Sync {
     /// order, its result, its children ascending.
     fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool;
     /// Full scan of ids in the workload range; the ids, in order.
-    fn scan_ids(&self, w: &Workload) -> Result<Vec<String>>;
+    fn scan_ids(&self, w: &Workload) -> Result<ScannedIds>;
     /// Full scan of history in the workload range.
     fn scan_history(&self, w: &Workload) -> Result<Scanned>;
 }
@@ -139,14 +179,14 @@ impl<B: StateBackend + ?Sized> BenchTarget for B {
     fn read_matches(&self, w: &Workload, op: Op, i: usize, got: &Read) -> bool {
         engine_read_matches(w, op, i, got)
     }
-    fn scan_ids(&self, w: &Workload) -> Result<Vec<String>> {
+    fn scan_ids(&self, w: &Workload) -> Result<ScannedIds> {
         // Sized for the workload, here and in the raw baselines: the scan
         // is measured, not the growth of the bench's own list.
         let mut out = Vec::with_capacity(w.n());
         for page in self.iter_invocations_in_timerange(w.range, DEFAULT_PAGE_SIZE) {
-            out.extend(page?.into_iter().map(InvocationId::into_string));
+            out.extend(page?);
         }
-        Ok(out)
+        Ok(ScannedIds::Ids(out))
     }
     fn scan_history(&self, w: &Workload) -> Result<Scanned> {
         let mut out = Vec::with_capacity(w.histories.len());
