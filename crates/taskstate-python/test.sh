@@ -36,4 +36,4 @@ export TASKSTATE_BIN="${TASKSTATE_BIN:-$root/target/debug/taskstate}"
     maturin develop --release --quiet)
 
 cd "$here"
-exec "$venv/bin/python" -m pytest tests -p no:cacheprovider --timeout 300 -q -rfEs "$@"
+exec "$venv/bin/python" -m pytest tests -p no:cacheprovider --timeout 300 -q -rfEsR "$@"

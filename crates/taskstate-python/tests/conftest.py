@@ -86,7 +86,8 @@ KNOWN_PYNENC_FAILURES = {
 # invocation_on_stop[SQLite PersistentProcess] once in eight full runs,
 # test_recover_pending_invocations[SQLite MultiThread] once under load).
 # Each combination test gets ONE rerun (pytest-rerunfailures), which the
-# summary line reports as "rerun": a regression fails twice.
+# summary line counts as "rerun" and test.sh's `-rR` names ("RERUN ..."):
+# a regression fails twice.
 COMBINATION_RERUNS = 1
 
 
