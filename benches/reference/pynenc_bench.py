@@ -188,9 +188,10 @@ def gc_paused():
     to a third of the others' speed (`get_history`, `get_child_invocations`:
     20 slices, minimum 0.09-0.30 of the median with it, 0.88-0.92 without),
     and interleaving with the engines cancels none of that. Reference
-    counting still frees everything the loops drop; without the collector
-    pynenc runs as fast as or faster than with it, so a ratio against it
-    is not flattered."""
+    counting still frees everything the loops drop. The ops that allocate
+    ran faster without it (`bench --against`, two runs each: upserts
+    440k/430k -> 552k/593k op/s, `get_child_invocations` 393k/339k ->
+    476k/484k); the others moved within their own noise."""
     was = gc.isenabled()
     gc.disable()
     try:
