@@ -84,7 +84,9 @@ KNOWN_PYNENC_FAILURES = {
 # they did after fixed sleeps; on 2 cores a few of them lose such a race now
 # and then (in clean CI runs: test_runner_kills_and_reroutes_running_
 # invocation_on_stop[SQLite PersistentProcess] once in eight full runs,
-# test_recover_pending_invocations[SQLite MultiThread] once under load).
+# test_recover_pending_invocations[SQLite MultiThread] once under load,
+# test_recover_running_invocations[Taskstate-SQLite MultiThread JsonPickle]
+# once, whose runner gets one fixed second to start and recover).
 # Each combination test gets ONE rerun (pytest-rerunfailures), which the
 # summary line counts as "rerun" and test.sh's `-rR` names ("RERUN ..."):
 # a regression fails twice.
